@@ -1,0 +1,366 @@
+#!/usr/bin/python
+# Copyright (c) 2026 Mirascope
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: macos_user
+short_description: Manage one hidden, non-admin macOS user for a claw
+version_added: 0.1.0
+description:
+  - Creates, updates or deletes one local macOS account in the local directory node, the way a
+    multi-tenant Mac Mini needs it, one account per claw.
+  - Creation uses C(dscl . -create) one attribute at a time, C(UniqueID) right after the record,
+    then sets a random password through C(dscl -q .) on standard input (never on a command line),
+    and creates the home with C(createhomedir -c -u NAME) before fixing its owner and mode.
+  - Deletion uses C(sysadminctl -deleteUser NAME -keepHome).  C(sysadminctl) logs to standard error
+    and can exit 0 when it failed, so every change is verified with C(dscl -plist . -read) afterwards;
+    if the record survived, C(dscl . -delete) is tried once before the module fails.
+  - Safety first. The module refuses to modify or delete an account whose UID is below 500, who is a
+    member of C(admin), or whose name does not match O(managed_pattern). A typo can never delete a
+    person's account.
+  - When O(real_name) records the claw id, an existing user with the same name but another real name
+    (a second claw whose id shares the first 8 hex characters) is refused instead of shared.
+  - Follows dscl(1), sysadminctl(8) usage, createhomedir(8), dseditgroup(8) and
+    shared/reference/macos-admin.md sections 2.1-2.3.
+author:
+  - Mirascope platform team
+extends_documentation_fragment:
+  - mirascope.clawfarm._attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+    details: The diff shows uid, gid, home, shell, real_name and hidden before and after. The password never appears.
+  idempotent:
+    support: full
+options:
+  name:
+    description: Short name of the account, for example V(claw-1a2b3c4d). Must match O(managed_pattern).
+    type: str
+    required: true
+  state:
+    description: Whether the account should exist.
+    type: str
+    choices: [present, absent]
+    default: present
+  uid:
+    description:
+      - UniqueID for a new account. When omitted the lowest free UID in O(uid_range) is used.
+      - The UID of an existing account is never changed; a different value fails.
+    type: int
+  uid_range:
+    description: Inclusive C([first, last]) range for automatic UIDs. Keep it away from 501+ people accounts.
+    type: list
+    elements: int
+    default: [600, 999]
+  group_id:
+    description: PrimaryGroupID of the account. V(20) is C(staff).
+    type: int
+    default: 20
+  home:
+    description: Home directory. Defaults to C(/Users/<name>).
+    type: path
+  home_mode:
+    description: Mode of the home directory, as an octal string.
+    type: str
+    default: "0700"
+  shell:
+    description: Login shell (C(UserShell)). V(/usr/bin/false) means no interactive login.
+    type: path
+    default: /usr/bin/false
+  real_name:
+    description:
+      - C(RealName) of the account. The claw role stores the full claw id here so that two claws
+        whose ids share a prefix are told apart. When set and the existing account has another
+        value, the module fails and changes nothing.
+    type: str
+  hidden:
+    description: Set C(IsHidden) so the account is not shown in the login window or System Settings.
+    type: bool
+    default: true
+  remove_home:
+    description: With O(state=absent), also delete the home directory after the account is gone.
+    type: bool
+    default: false
+  managed_pattern:
+    description: Python regular expression every managed name must match.
+    type: str
+    default: "^claw-[0-9a-f]{8}$"
+notes:
+  - Deleting users over SSH needs "Allow full disk access for remote users" (Remote Login settings) on
+    macOS 13 and later, otherwise C(dscl) answers C(eDSPermissionError) (-14120).
+  - Needs root (C(become=true)).
+seealso:
+  - name: dscl(1)
+    description: Directory Service command line utility.
+    link: https://keith.github.io/xcode-man-pages/dscl.1.html
+  - name: Apple HT203998
+    description: Hide a user account in macOS.
+    link: https://support.apple.com/en-us/HT203998
+"""
+
+EXAMPLES = r"""
+- name: Create the account of claw 1a2b3c4d-...
+  mirascope.clawfarm.macos_user:
+    name: claw-1a2b3c4d
+    real_name: "claw 1a2b3c4d-0000-4000-8000-000000000001"
+  become: true
+  register: claw_user
+
+- name: Remove the account but keep its home
+  mirascope.clawfarm.macos_user:
+    name: claw-1a2b3c4d
+    real_name: "claw 1a2b3c4d-0000-4000-8000-000000000001"
+    state: absent
+  become: true
+"""
+
+RETURN = r"""
+name:
+  description: The account name.
+  returned: always
+  type: str
+  sample: claw-1a2b3c4d
+uid:
+  description: UniqueID of the account (null when absent).
+  returned: always
+  type: int
+  sample: 600
+gid:
+  description: PrimaryGroupID of the account (null when absent).
+  returned: always
+  type: int
+  sample: 20
+home:
+  description: Home directory of the account (null when absent and never created).
+  returned: always
+  type: str
+  sample: /Users/claw-1a2b3c4d
+changed_attributes:
+  description: dscl attributes written on an existing account.
+  returned: always
+  type: list
+  elements: str
+  sample: [UserShell]
+commands:
+  description: Every command run, as argv lists, in order (the password is never among them).
+  returned: always
+  type: list
+  elements: list
+"""
+
+import os
+import secrets
+import shutil
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.mirascope.clawfarm.plugins.module_utils import _macos_user as mu
+from ansible_collections.mirascope.clawfarm.plugins.module_utils._command import CommandError, CommandRunner
+
+
+class MacosUser:
+    """Applies one macos_user task; all host access goes through ``self.runner``."""
+
+    def __init__(self, module, runner: CommandRunner):
+        self.module = module
+        self.runner = runner
+        self.p = module.params
+        self.name = self.p["name"]
+        self.home = self.p["home"] or f"/Users/{self.name}"
+
+    # -- reads --------------------------------------------------------------
+    def read(self):
+        """Record as ``{attribute: [values]}``, or None when the user does not exist."""
+        result = self.runner.run(mu.cmd_read(self.name))
+        if result.rc == mu.DSCL_RECORD_NOT_FOUND or "eDSRecordNotFound" in result.text:
+            return None
+        if result.rc != 0:
+            raise CommandError(result, "dscl could not read the local directory; run with become: true")
+        return mu.parse_dscl_plist(result.stdout)
+
+    def is_admin(self) -> bool:
+        result = self.runner.run(mu.cmd_checkmember(self.name))
+        return result.rc == 0 and result.stdout.strip().startswith("yes")
+
+    def check_owner(self, record):
+        mu.check_record_is_managed(record, self.name, self.is_admin())
+        real_name = mu.record_str(record, "RealName")
+        if self.p["real_name"] and real_name != self.p["real_name"]:
+            raise mu.UserSafetyError(
+                f"user {self.name!r} exists with RealName {real_name!r}, not {self.p['real_name']!r}: "
+                "another claw whose id starts with the same 8 hex characters owns it. "
+                "Pick another claw id; this module will not share or take over the account"
+            )
+
+    # -- present ------------------------------------------------------------
+    def desired(self) -> dict:
+        return {
+            "gid": self.p["group_id"],
+            "home": self.home,
+            "shell": self.p["shell"],
+            "real_name": self.p["real_name"] or self.name,
+            "hidden": self.p["hidden"],
+        }
+
+    def present(self, record) -> dict:
+        desired = self.desired()
+        before = mu.current_view(record) if record else {}
+        changes = {}
+        if record is None:
+            uid = self.choose_uid()
+            after = dict(desired, uid=uid)
+        else:
+            self.check_owner(record)
+            if self.p["uid"] is not None and before["uid"] != self.p["uid"]:
+                raise mu.UserSafetyError(
+                    f"user {self.name!r} has UID {before['uid']}, not {self.p['uid']}; "
+                    "the module never changes an existing UID (files would be orphaned)"
+                )
+            changes = mu.changed_attributes(before, desired)
+            after = dict(before, **desired)
+        home_changed = self.home_needs_change(after["uid"], after["gid"])
+        changed = record is None or bool(changes) or home_changed
+        if changed and not self.module.check_mode:
+            if record is None:
+                self.create(after)
+            for attribute, value in changes.items():
+                self.runner.run(mu.cmd_create(self.name, attribute, value), check=True)
+            if changes:
+                self.runner.run(mu.cmd_flush_cache())
+            self.verify(after)
+            self.ensure_home(after["uid"], after["gid"])
+        return {
+            "changed": changed,
+            "uid": after["uid"],
+            "gid": after["gid"],
+            "home": self.home,
+            "changed_attributes": sorted(changes),
+            "diff": {"before": before, "after": after},
+        }
+
+    def choose_uid(self) -> int:
+        used = mu.parse_uid_list(self.runner.run(mu.cmd_list_uids(), check=True).stdout).values()
+        if self.p["uid"] is not None:
+            uid = self.p["uid"]
+            if uid < mu.PROTECTED_UID_BELOW:
+                raise mu.UserSafetyError(f"uid {uid} is below {mu.PROTECTED_UID_BELOW}; choose a UID in uid_range")
+            if uid in used:
+                raise mu.UserSafetyError(f"uid {uid} is already used by another account")
+            return uid
+        first, last = self.p["uid_range"]
+        if first < mu.PROTECTED_UID_BELOW or last < first:
+            raise mu.UserSafetyError(f"uid_range {first}-{last} must start at {mu.PROTECTED_UID_BELOW} or above")
+        return mu.pick_uid(used, first, last)
+
+    def create(self, after: dict) -> None:
+        uid = after["uid"]
+        search = self.runner.run(mu.cmd_search_uid(uid))
+        if search.stdout.strip():
+            raise mu.UserSafetyError(f"UID {uid} was taken while the module ran; run the task again")
+        for argv in mu.create_sequence(self.name, uid, after["gid"], after["home"], after["shell"],
+                                       after["real_name"], after["hidden"]):
+            self.runner.run(argv, check=True, hint="the record may be half-created; re-run the task to finish it")
+        password = secrets.token_urlsafe(32)
+        self.runner.run(mu.cmd_dscl_interactive(), check=True, stdin=mu.passwd_script(self.name, password),
+                        hint="setting the account's random password failed")
+        self.runner.run(mu.cmd_flush_cache())
+
+    def verify(self, after: dict) -> None:
+        record = self.read()
+        if record is None:
+            raise mu.UserSafetyError(f"user {self.name!r} is missing after the change: the directory refused it")
+        view = mu.current_view(record)
+        wrong = {k: (view.get(k), v) for k, v in after.items() if view.get(k) != v}
+        if wrong:
+            details = ", ".join(f"{k}={got!r} (wanted {want!r})" for k, (got, want) in sorted(wrong.items()))
+            raise mu.UserSafetyError(f"user {self.name!r} did not take the change: {details}")
+
+    def home_needs_change(self, uid, gid) -> bool:
+        try:
+            st = os.stat(self.home)
+        except FileNotFoundError:
+            return True
+        return (st.st_uid, st.st_gid, st.st_mode & 0o7777) != (uid, gid, int(self.p["home_mode"], 8))
+
+    def ensure_home(self, uid: int, gid: int) -> None:
+        if not os.path.isdir(self.home):
+            if self.home == f"/Users/{self.name}":
+                self.runner.run(mu.cmd_createhomedir(self.name), check=True,
+                                hint="createhomedir could not create the home; check that /Users is writable")
+            if not os.path.isdir(self.home):
+                os.makedirs(self.home, mode=0o700)
+        os.chown(self.home, uid, gid)
+        os.chmod(self.home, int(self.p["home_mode"], 8))
+
+    # -- absent -------------------------------------------------------------
+    def absent(self, record) -> dict:
+        if record is None:
+            return {"changed": False, "uid": None, "gid": None, "home": None, "changed_attributes": [],
+                    "diff": {"before": {}, "after": {}}}
+        self.check_owner(record)
+        before = mu.current_view(record)
+        home = before["home"] or self.home
+        if not self.module.check_mode:
+            result = self.runner.run(mu.cmd_delete_user(self.name))
+            if self.read() is not None:
+                self.runner.run(mu.cmd_delete_record(self.name), check=True,
+                                hint="enable 'Allow full disk access for remote users' for Remote Login")
+                if self.read() is not None:
+                    errors = "; ".join(mu.sysadminctl_errors(result.text)) or "no error printed"
+                    raise mu.UserSafetyError(
+                        f"user {self.name!r} still exists after sysadminctl -deleteUser and dscl -delete "
+                        f"({errors}); enable 'Allow full disk access for remote users' and retry"
+                    )
+            self.runner.run(mu.cmd_flush_cache())
+            if self.p["remove_home"] and home and os.path.isdir(home):
+                if os.path.realpath(home) in ("/", "/Users", "/var", "/private"):
+                    raise mu.UserSafetyError(f"refusing to remove home {home!r}")
+                shutil.rmtree(home)
+        return {"changed": True, "uid": before["uid"], "gid": before["gid"], "home": home,
+                "changed_attributes": [], "diff": {"before": before, "after": {}}}
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", required=True),
+            state=dict(type="str", default="present", choices=["present", "absent"]),
+            uid=dict(type="int"),
+            uid_range=dict(type="list", elements="int", default=[600, 999]),
+            group_id=dict(type="int", default=20),
+            home=dict(type="path"),
+            home_mode=dict(type="str", default="0700"),
+            shell=dict(type="path", default="/usr/bin/false"),
+            real_name=dict(type="str"),
+            hidden=dict(type="bool", default=True),
+            remove_home=dict(type="bool", default=False),
+            managed_pattern=dict(type="str", default=mu.DEFAULT_MANAGED_PATTERN),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    runner = CommandRunner(module)
+    try:
+        mu.validate_name(p["name"], p["managed_pattern"])
+        if len(p["uid_range"]) != 2:
+            raise mu.UserSafetyError("uid_range must be [first, last]")
+        try:
+            int(p["home_mode"], 8)
+        except ValueError:
+            raise mu.UserSafetyError(f"home_mode {p['home_mode']!r} is not an octal mode such as '0700'")
+        user = MacosUser(module, runner)
+        record = user.read()
+        result = user.present(record) if p["state"] == "present" else user.absent(record)
+    except (mu.UserSafetyError, CommandError, ValueError) as exc:
+        module.fail_json(msg=str(exc), name=p["name"], commands=runner.history)
+    if not module._diff:
+        result.pop("diff")
+    module.exit_json(name=p["name"], commands=runner.history, **result)
+
+
+if __name__ == "__main__":
+    main()
