@@ -1,0 +1,36 @@
+# Copyright (c) 2026 Mirascope
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters that validate claw input on the control node, before anything reaches a Mini."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.mirascope.clawfarm.plugins.module_utils import _claw
+
+DOCUMENTATION_CLAW_IDENTITY = """
+name: claw_identity
+short_description: Validate a claw id and derive its user, label, home and state dir
+"""
+
+
+def _wrap(func):
+    def run(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except _claw.ClawInputError as exc:
+            raise AnsibleFilterError(str(exc))
+    run.__doc__ = func.__doc__
+    return run
+
+
+class FilterModule:
+    """``claw_identity``, ``claw_port``, ``claw_env``, ``claw_gateway_config``."""
+
+    def filters(self):
+        return {
+            "claw_identity": _wrap(_claw.claw_identity),
+            "claw_port": _wrap(_claw.validate_port),
+            "claw_env": _wrap(_claw.validate_env),
+            "claw_gateway_config": _wrap(_claw.gateway_config),
+        }

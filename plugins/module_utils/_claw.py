@@ -1,0 +1,173 @@
+# Copyright (c) 2026 Mirascope
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Claw naming, input validation, the claw's dotenv file and gateway config (PRIVATE to the collection).
+
+A claw is identified by a UUID.  Everything else is derived from it (the design's
+naming): user ``claw-<first 8 hex>``, launchd label ``<prefix>.<claw_id>``, home
+``/Users/<user>``, OpenClaw state dir ``<home>/.openclaw``.  Validation happens on the
+control node, before any command reaches a Mini.
+"""
+
+from __future__ import annotations
+
+import re
+
+CLAW_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+LABEL_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*(\.[A-Za-z0-9][A-Za-z0-9-]*)+$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+TOKEN_VAR = "CLAW_GATEWAY_TOKEN"
+# Variables the claw's launchd job sets itself; a claw_env entry may not shadow them.
+RESERVED_ENV = frozenset({
+    "HOME", "USER", "LOGNAME", "SHELL", "PATH", "TMPDIR", "XDG_CACHE_HOME", "LANG",
+    "OPENCLAW_STATE_DIR", "OPENCLAW_CONFIG_PATH", "OPENCLAW_HOME", "OPENCLAW_SUPERVISOR_MODE",
+    "OPENCLAW_DISABLE_BONJOUR", "OPENCLAW_NO_AUTO_UPDATE", "OPENCLAW_GATEWAY_TOKEN", "OPENCLAW_GATEWAY_PORT",
+    "OPENCLAW_LAUNCHD_LABEL", "NODE_OPTIONS", "NODE_COMPILE_CACHE", TOKEN_VAR,
+})
+MIN_TOKEN_LENGTH = 32
+
+
+class ClawInputError(ValueError):
+    """Bad input; the message says what is wrong without echoing more than 64 characters of it."""
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 64 else text[:61] + "...'"
+
+
+def validate_claw_id(value) -> str:
+    """Return the claw id in canonical form (lowercase UUID with dashes).
+
+    Raises:
+        ClawInputError: missing, not a string, or not ``8-4-4-4-12`` hex digits.  Shell
+            metacharacters, paths and long text never get past this.
+    """
+    if value is None or value == "":
+        raise ClawInputError("claw_id is required: pass -e claw_id=<uuid>")
+    if not isinstance(value, str) or len(value) != 36 or not CLAW_ID.match(value.lower()):
+        raise ClawInputError(f"claw_id must be a UUID such as 1a2b3c4d-0000-4000-8000-000000000001, got {_show(value)}")
+    return value.lower()
+
+
+def claw_identity(claw_id, label_prefix: str = "com.mirascope.claw", users_dir: str = "/Users") -> dict:
+    """Names of everything that belongs to one claw.
+
+    Returns:
+        ``{"claw_id", "user", "label", "home", "state_dir", "real_name"}``; ``real_name`` records
+        the full id in the account so that two ids sharing 8 hex characters are told apart.
+
+    Raises:
+        ClawInputError: invalid claw id or label prefix.
+    """
+    claw_id = validate_claw_id(claw_id)
+    if not isinstance(label_prefix, str) or not LABEL_PREFIX.match(label_prefix):
+        raise ClawInputError(f"claw_label_prefix must be reverse-DNS words such as com.mirascope.claw, got {_show(label_prefix)}")
+    user = f"claw-{claw_id[:8]}"
+    home = f"{users_dir.rstrip('/')}/{user}"
+    return {
+        "claw_id": claw_id,
+        "user": user,
+        "label": f"{label_prefix}.{claw_id}",
+        "home": home,
+        "state_dir": f"{home}/.openclaw",
+        "real_name": f"claw {claw_id}",
+    }
+
+
+def validate_port(port, base_port: int, max_claws: int) -> int:
+    """A claw port must lie in ``[base_port, base_port + max_claws)``.  Raises ClawInputError."""
+    try:
+        port = int(port)
+    except (TypeError, ValueError):
+        raise ClawInputError(f"claw_port must be an integer, got {_show(port)}")
+    if not base_port <= port < base_port + max_claws:
+        raise ClawInputError(f"claw_port {port} is outside this Mini's range {base_port}-{base_port + max_claws - 1} "
+                             "(claw_base_port .. claw_base_port + claw_max_per_mini - 1)")
+    return port
+
+
+def validate_env(env) -> dict:
+    """Check ``claw_env`` (the claw's secrets and settings) and return it with string values.
+
+    Raises:
+        ClawInputError: not a dict, a name that is not a valid environment variable name, a reserved
+            name the job sets itself, or a value with a newline or NUL.  Values are never shown.
+    """
+    if env is None:
+        return {}
+    if not isinstance(env, dict):
+        raise ClawInputError("claw_env must be a mapping of environment variable names to values")
+    clean = {}
+    for name, value in env.items():
+        if not isinstance(name, str) or not ENV_NAME.match(name):
+            raise ClawInputError(f"claw_env key {_show(name)} is not a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
+        if name in RESERVED_ENV:
+            raise ClawInputError(f"claw_env key {name} is set by the claw's launchd job and cannot be overridden")
+        if isinstance(value, bool) or value is None or isinstance(value, (dict, list)):
+            raise ClawInputError(f"claw_env[{name}] must be a string or a number")
+        text = str(value)
+        if "\n" in text or "\r" in text or "\0" in text:
+            raise ClawInputError(f"claw_env[{name}] contains a newline or NUL, which a dotenv file cannot hold")
+        clean[name] = text
+    return clean
+
+
+def validate_token(token) -> str:
+    """A gateway token must be at least 32 printable characters without spaces or quotes.  Raises ClawInputError."""
+    if not isinstance(token, str) or len(token) < MIN_TOKEN_LENGTH or not re.fullmatch(r"[A-Za-z0-9._~+/=-]+", token):
+        raise ClawInputError(f"gateway_token must be at least {MIN_TOKEN_LENGTH} characters of [A-Za-z0-9._~+/=-]")
+    return token
+
+
+def _quote(value: str) -> str:
+    if re.fullmatch(r"[A-Za-z0-9._~+/=:@,-]*", value):
+        return value
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value and "\\" not in value and "$" not in value:
+        return f'"{value}"'
+    raise ClawInputError("a claw_env value contains both single and double quotes, which a dotenv file cannot hold")
+
+
+def render_dotenv(env: dict) -> str:
+    """dotenv text, one ``NAME=value`` per line, sorted, quoted only when needed."""
+    lines = ["# Managed by mirascope.clawfarm. Secrets: keep 0600, owned by the claw user."]
+    lines += [f"{name}={_quote(env[name])}" for name in sorted(env)]
+    return "\n".join(lines) + "\n"
+
+
+def parse_dotenv(text: str) -> dict:
+    """Parse the dotenv files :func:`render_dotenv` writes (and plain ``NAME=value`` lines)."""
+    env = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        name, _, value = line.partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        env[name.strip()] = value
+    return env
+
+
+def gateway_config(port: int, state_dir: str, control_ui: bool = False) -> dict:
+    """The claw's ``openclaw.json`` (no secrets: the token is a SecretRef to ``CLAW_GATEWAY_TOKEN``).
+
+    Follows shared/reference/openclaw-gateway.md 1.2: ``gateway.mode: local`` (required),
+    loopback bind, token auth whose missing secret makes the gateway exit instead of running
+    with a random token, logs inside the state dir, no update check, no mDNS, no heartbeat turns.
+    """
+    return {
+        "gateway": {
+            "mode": "local",
+            "port": int(port),
+            "bind": "loopback",
+            "auth": {"mode": "token", "token": {"source": "env", "provider": "default", "id": TOKEN_VAR}},
+            "controlUi": {"enabled": bool(control_ui)},
+        },
+        "logging": {"file": f"{state_dir}/logs/gateway.log"},
+        "update": {"checkOnStart": False},
+        "discovery": {"mdns": {"mode": "off"}},
+        "agents": {"defaults": {"workspace": f"{state_dir}/workspace", "heartbeat": {"every": "0m"}}},
+    }

@@ -1,0 +1,220 @@
+#!/usr/bin/python
+# Copyright (c) 2026 Mirascope
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: claw_status
+short_description: Report a claw's user, launchd job, port and token-checked gateway health; optionally wait for health
+version_added: 0.1.0
+description:
+  - Reads the claw user's UID (C(getpwnam)), the launchd job with C(launchctl print system/<label>)
+    (exit 113 = not loaded), whether the port accepts TCP connections on 127.0.0.1, and the gateway's
+    health through its WebSocket handshake with the claw's own token followed by the C(health) call
+    (shared/reference/openclaw-gateway.md 3.3). C(/healthz) is not used: it answers without auth.
+  - The token is read on the Mini from the claw's dotenv file (O(env_file)); it is never a module
+    option, never on a command line, never returned.
+  - With O(wait_timeout) > 0 it polls until the gateway is healthy, and fails at once with
+    C(config error (exit 78)) when launchd reports the job's last exit code as 78 (EX_CONFIG), instead
+    of waiting for launchd's restart loop to time out.
+  - Never changes anything.
+author:
+  - Mirascope platform team
+extends_documentation_fragment:
+  - mirascope.clawfarm._attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+options:
+  label:
+    description: The claw's launchd label.
+    type: str
+    required: true
+  user:
+    description: The claw's user name.
+    type: str
+    required: true
+  port:
+    description: The gateway's port on 127.0.0.1.
+    type: int
+    required: true
+  env_file:
+    description: The claw's dotenv file holding C(CLAW_GATEWAY_TOKEN).
+    type: path
+    required: true
+  wait_timeout:
+    description: Seconds to wait for health. V(0) reports the current status once.
+    type: int
+    default: 0
+  fail_unhealthy:
+    description: Fail when the gateway is not healthy after O(wait_timeout).
+    type: bool
+    default: false
+"""
+
+EXAMPLES = r"""
+- name: Wait until the claw answers its health check with its token
+  mirascope.clawfarm.claw_status:
+    label: com.mirascope.claw.1a2b3c4d-0000-4000-8000-000000000001
+    user: claw-1a2b3c4d
+    port: 8100
+    env_file: /Users/claw-1a2b3c4d/.openclaw/.env
+    wait_timeout: 120
+    fail_unhealthy: true
+  become: true
+"""
+
+RETURN = r"""
+user:
+  description: The claw's user name.
+  returned: always
+  type: str
+uid:
+  description: The user's UID, or null when the user does not exist.
+  returned: always
+  type: int
+port:
+  description: The gateway port.
+  returned: always
+  type: int
+label:
+  description: The launchd label.
+  returned: always
+  type: str
+loaded:
+  description: Whether launchd knows the job.
+  returned: always
+  type: bool
+launchd_state:
+  description: C(state) from C(launchctl print) (V(running), V(spawn scheduled), ...) or V(not loaded).
+  returned: always
+  type: str
+pid:
+  description: The gateway's PID, or null.
+  returned: always
+  type: int
+last_exit_code:
+  description: The job's last exit code (null if it never exited).
+  returned: always
+  type: int
+listening:
+  description: Whether 127.0.0.1:<port> accepts connections.
+  returned: always
+  type: bool
+health:
+  description: V(ok), V(failed), V(config error (exit 78)), V(auth failed), V(starting) or V(not running).
+  returned: always
+  type: str
+health_error:
+  description: Why the health check failed (the gateway's error code, or the transport error).
+  returned: always
+  type: str
+version:
+  description: OpenClaw version the gateway reported, when healthy.
+  returned: always
+  type: str
+waited:
+  description: Seconds spent waiting.
+  returned: always
+  type: float
+"""
+
+import pwd
+import socket
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.mirascope.clawfarm.plugins.module_utils import _claw
+from ansible_collections.mirascope.clawfarm.plugins.module_utils import _gateway_probe as probe
+from ansible_collections.mirascope.clawfarm.plugins.module_utils import _launchd as ld
+from ansible_collections.mirascope.clawfarm.plugins.module_utils._command import CommandRunner
+
+
+def read_token(path: str):
+    try:
+        with open(path) as handle:
+            return _claw.parse_dotenv(handle.read()).get(_claw.TOKEN_VAR)
+    except OSError:
+        return None
+
+
+def snapshot(runner: CommandRunner, p: dict) -> dict:
+    try:
+        uid = pwd.getpwnam(p["user"]).pw_uid
+    except KeyError:
+        uid = None
+    result = runner.run(ld.cmd_print(ld.service_target("system", p["label"])))
+    info = ld.parse_print(result.stdout) if result.rc == 0 else {}
+    try:
+        with socket.create_connection(("127.0.0.1", p["port"]), timeout=1):
+            listening = True
+    except OSError:
+        listening = False
+    status = {
+        "user": p["user"], "uid": uid, "port": p["port"], "label": p["label"],
+        "loaded": result.rc == 0, "launchd_state": info.get("state") or "not loaded",
+        "pid": info.get("pid"), "last_exit_code": info.get("last_exit_code"),
+        "listening": listening, "health": "not running", "health_error": None, "version": None,
+    }
+    if listening:
+        token = read_token(p["env_file"])
+        if token is None:
+            status.update(health="failed", health_error=f"no {_claw.TOKEN_VAR} in {p['env_file']}")
+        else:
+            outcome = probe.probe_gateway(p["port"], token)
+            status["health"] = {probe.HEALTHY: "ok", probe.AUTH_FAILED: "auth failed",
+                                probe.STARTING: "starting"}.get(outcome["result"], "failed")
+            status["health_error"] = outcome["error"]
+            status["version"] = outcome["version"]
+    if status["health"] != "ok" and status["last_exit_code"] == ld.EXIT_CONFIG and not ld.is_running(info):
+        status["health"] = "config error (exit 78)"
+    return status
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            label=dict(type="str", required=True),
+            user=dict(type="str", required=True),
+            port=dict(type="int", required=True),
+            env_file=dict(type="path", required=True),
+            wait_timeout=dict(type="int", default=0),
+            fail_unhealthy=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    try:
+        ld.validate_label(p["label"])
+    except ld.LaunchdError as exc:
+        module.fail_json(msg=str(exc))
+    runner = CommandRunner(module)
+    started = time.monotonic()
+    status = snapshot(runner, p)
+    while status["health"] != "ok" and time.monotonic() - started < p["wait_timeout"]:
+        if status["health"] == "config error (exit 78)":
+            break
+        time.sleep(1)
+        status = snapshot(runner, p)
+    status["waited"] = round(time.monotonic() - started, 1)
+    if p["fail_unhealthy"] and status["health"] != "ok":
+        hints = {
+            "config error (exit 78)": "OpenClaw rejected its configuration (exit 78, EX_CONFIG); launchd keeps restarting it. "
+                                      "Read <state dir>/logs/launchd.err.log",
+            "auth failed": "the gateway refused the claw's token; check CLAW_GATEWAY_TOKEN in the claw's .env",
+            "not running": "the gateway does not listen; read <state dir>/logs/launchd.err.log and `launchctl print`",
+        }
+        module.fail_json(msg=f"claw {p['label']} is not healthy after {status['waited']} s: {status['health']}"
+                             f" ({status['health_error'] or 'no detail'}). {hints.get(status['health'], '')}".strip(),
+                         **status)
+    module.exit_json(changed=False, **status)
+
+
+if __name__ == "__main__":
+    main()

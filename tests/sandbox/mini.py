@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""Bring sandbox Mac Minis up and down.
+
+    python3 tests/sandbox/mini.py up NAME [--inventory FILE]   # boot (first boot creates it)
+    python3 tests/sandbox/mini.py down NAME [--purge]          # shut down (--purge deletes its disk)
+    python3 tests/sandbox/mini.py reboot NAME                  # down + up, disk kept
+    python3 tests/sandbox/mini.py inventory NAME               # print its inventory entry
+    python3 tests/sandbox/mini.py exec NAME -- CMD...          # run a command inside, as root
+
+A Mini is a network namespace ``cf-NAME`` (veth ``cfh-NAME`` on the host side, host
+10.77.N.1, Mini 10.77.N.2) plus mount, PID and UTS namespaces whose root is an overlayfs
+over the host's ``/`` (its disk: tests/sandbox/run/NAME/upper).  PID 1 inside is the
+launchd stand-in, which also runs sshd.  Needs root.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RUN = os.environ.get("CLAWFARM_SANDBOX_RUN", os.path.join(HERE, "run"))
+SUBNET = "10.77"
+
+
+def sh(*argv, check=True, **kw):
+    return subprocess.run(list(argv), check=check, text=True, capture_output=True, **kw)
+
+
+def paths(name: str) -> dict:
+    base = os.path.join(RUN, name)
+    return {k: os.path.join(base, v) for k, v in {
+        "base": "", "upper": "upper", "work": "work", "root": "root", "pid": "pid", "index": "index",
+        "key": "admin_ed25519", "known_hosts": "known_hosts", "console": "console.log"}.items()}
+
+
+def index_of(name: str) -> int:
+    p = paths(name)
+    if os.path.exists(p["index"]):
+        return int(open(p["index"]).read())
+    used = set()
+    for other in os.listdir(RUN) if os.path.isdir(RUN) else []:
+        f = os.path.join(RUN, other, "index")
+        if os.path.exists(f):
+            used.add(int(open(f).read()))
+    index = next(i for i in range(1, 250) if i not in used)
+    with open(p["index"], "w") as handle:
+        handle.write(str(index))
+    return index
+
+
+def address(name: str) -> str:
+    return f"{SUBNET}.{index_of(name)}.2"
+
+
+def init_pid(name: str):
+    """Host PID of the Mini's PID 1 (the launchd stand-in), or None."""
+    p = paths(name)
+    try:
+        outer = int(open(p["pid"]).read())
+        children = open(f"/proc/{outer}/task/{outer}/children").read().split()
+        return int(children[0]) if children else outer
+    except (OSError, ValueError):
+        return None
+
+
+def is_up(name: str) -> bool:
+    pid = init_pid(name)
+    return pid is not None and os.path.exists(f"/proc/{pid}")
+
+
+def network_up(name: str) -> None:
+    ns, veth, idx = f"cf-{name}", f"cfh-{name}", index_of(name)
+    if ns not in sh("ip", "netns", "list").stdout.split():
+        sh("ip", "netns", "add", ns)
+    if sh("ip", "link", "show", veth, check=False).returncode != 0:
+        sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+        sh("ip", "addr", "add", f"{SUBNET}.{idx}.1/24", "dev", veth)
+        sh("ip", "link", "set", veth, "up")
+        sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{SUBNET}.{idx}.2/24", "dev", "eth0")
+        sh("ip", "netns", "exec", ns, "ip", "link", "set", "eth0", "up")
+        sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+
+
+def up(name: str) -> None:
+    if not re.fullmatch(r"[a-z][a-z0-9-]{0,10}", name):
+        sys.exit("mini name: 1-11 characters of [a-z0-9-], starting with a letter")
+    p = paths(name)
+    for d in ("upper", "work", "root"):
+        os.makedirs(p[d], exist_ok=True)
+    if is_up(name):
+        print(f"{name} is already up at {address(name)}", file=sys.stderr)
+        return
+    if not os.path.exists(p["key"]):
+        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"admin@{name}", "-f", p["key"])
+    os.makedirs(os.path.join(p["upper"], "etc", "sandbox"), exist_ok=True)
+    with open(p["key"] + ".pub") as src, open(os.path.join(p["upper"], "etc", "sandbox", "admin_ed25519.pub"), "w") as dst:
+        dst.write(src.read())
+    network_up(name)
+    console = open(p["console"], "a")
+    env = {k: v for k, v in os.environ.items() if k not in ("INVOCATION_ID", "JOURNAL_STREAM", "SYSTEMD_EXEC_PID")}
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", f"cf-{name}", "unshare", "--mount", "--pid", "--uts", "--fork",
+         "/bin/sh", os.path.join(HERE, "boot.sh"), name, p["base"], os.path.join(HERE, "macos")],
+        stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    with open(p["pid"], "w") as handle:
+        handle.write(str(proc.pid))
+    wait_for_ssh(name, proc)
+
+
+def wait_for_ssh(name: str, proc, timeout: float = 60) -> None:
+    p = paths(name)
+    deadline = time.monotonic() + timeout
+    host_key = os.path.join(p["upper"], "etc", "ssh", "sandbox_host_ed25519_key.pub")
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            sys.exit(f"{name} failed to boot; see {p['console']}")
+        if os.path.exists(host_key):
+            try:
+                with socket.create_connection((address(name), 22), timeout=1) as conn:
+                    if conn.recv(64).startswith(b"SSH-"):
+                        key = open(host_key).read().split()
+                        with open(p["known_hosts"], "w") as handle:
+                            handle.write(f"{address(name)} {key[0]} {key[1]}\n")
+                        return
+            except OSError:
+                pass
+        time.sleep(0.2)
+    sys.exit(f"{name}: sshd did not answer on {address(name)}:22 within {timeout:.0f} s; see {p['console']}")
+
+
+def down(name: str, purge: bool = False, timeout: float = 60) -> None:
+    p = paths(name)
+    pid = init_pid(name)
+    if pid and os.path.exists(f"/proc/{pid}"):
+        os.kill(pid, signal.SIGTERM)  # launchd stand-in stops its jobs (SIGTERM, then SIGKILL after ExitTimeOut)
+        deadline = time.monotonic() + timeout
+        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if os.path.exists(f"/proc/{pid}"):
+            os.kill(pid, signal.SIGKILL)
+    try:
+        outer = int(open(p["pid"]).read())
+        for _ in range(100):
+            if not os.path.exists(f"/proc/{outer}") or open(f"/proc/{outer}/stat").read().split()[2] == "Z":
+                break
+            time.sleep(0.1)
+        try:
+            os.waitpid(outer, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        os.unlink(p["pid"])
+    except (OSError, ValueError):
+        pass
+    if purge:
+        sh("ip", "link", "del", f"cfh-{name}", check=False)
+        sh("ip", "netns", "del", f"cf-{name}", check=False)
+        sh("rm", "-rf", p["base"])
+
+
+def inventory(name: str) -> str:
+    p = paths(name)
+    return (
+        "minis:\n  hosts:\n"
+        f"    {name}:\n"
+        f"      ansible_host: {address(name)}\n"
+        "      ansible_user: admin\n"
+        "      ansible_become: true\n"
+        "      ansible_python_interpreter: /usr/bin/python3\n"
+        f"      ansible_ssh_private_key_file: {p['key']}\n"
+        f"      ansible_ssh_common_args: -o UserKnownHostsFile={p['known_hosts']} -o StrictHostKeyChecking=yes\n"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for cmd in ("up", "down", "reboot", "inventory", "exec"):
+        s = sub.add_parser(cmd)
+        s.add_argument("name")
+        if cmd == "up":
+            s.add_argument("--inventory", help="write the inventory entry to this file")
+        if cmd == "down":
+            s.add_argument("--purge", action="store_true")
+        if cmd == "exec":
+            s.add_argument("argv", nargs=argparse.REMAINDER)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("sandbox Minis need root (network and mount namespaces)")
+    os.makedirs(RUN, exist_ok=True)
+    if args.command == "up":
+        up(args.name)
+        if args.inventory:
+            with open(args.inventory, "w") as handle:
+                handle.write(inventory(args.name))
+        print(inventory(args.name), end="")
+    elif args.command == "down":
+        down(args.name, args.purge)
+    elif args.command == "reboot":
+        down(args.name)
+        up(args.name)
+    elif args.command == "inventory":
+        print(inventory(args.name), end="")
+    elif args.command == "exec":
+        pid = init_pid(args.name)
+        argv = [a for a in args.argv if a != "--"]
+        os.execvp("nsenter", ["nsenter", "-t", str(pid), "-m", "-p", "-u", "-n", "-r", "-w"] + argv)
+
+
+if __name__ == "__main__":
+    main()
