@@ -12,12 +12,13 @@ description:
   - Writes the OpenClaw state dir's C(.env) (a trusted dotenv file the gateway loads at start) with the
     gateway token as C(CLAW_GATEWAY_TOKEN) plus the environment the web backend passes in
     (C(ANTHROPIC_API_KEY), C(ANTHROPIC_BASE_URL), C(PRIMARY_MODEL_ID), ...).
-  - When O(gateway_token) is not given, the token already in the file is kept; when there is none, a
-    random 48-character token is generated and returned once as RV(generated_token).
+  - When O(gateway_token) is not given, the token already in the file is kept; when there is none,
+    O(fallback_token) is used, so re-running the task never rotates a token by accident.
   - The file is written atomically (temporary file in the same directory, then rename), owned by
     O(owner)/O(group), mode 0600. Secrets never appear on a command line; the module runs no command.
   - The diff lists variable names that are added, changed or removed; values are never shown.
-  - Always call it with C(no_log: true).
+  - O(env), O(gateway_token) and O(fallback_token) are C(no_log) options: their values are masked in
+    every output, so errors (bad names, missing owner) stay readable.
 author:
   - Mirascope platform team
 extends_documentation_fragment:
@@ -48,7 +49,11 @@ options:
     type: dict
     default: {}
   gateway_token:
-    description: The gateway token (at least 32 characters). Omit to keep the current one or generate one.
+    description: The gateway token (at least 32 characters). When given it replaces the token in the file.
+    type: str
+  fallback_token:
+    description: Token to use only when O(gateway_token) is not given and the file holds none yet
+      (the claw role generates it on the control node). RV(fallback_token_used) says whether it was used.
     type: str
 """
 
@@ -63,14 +68,10 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-token_generated:
-  description: Whether a new token was generated in this run.
+fallback_token_used:
+  description: Whether O(fallback_token) became the claw's token in this run (the caller should store it, 0600).
   returned: always
   type: bool
-generated_token:
-  description: The generated token, only when RV(token_generated) is true. Store it (0600) and never log it.
-  returned: when a token was generated
-  type: str
 names:
   description: Variable names in the file.
   returned: always
@@ -81,7 +82,6 @@ names:
 import grp
 import os
 import pwd
-import secrets
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
@@ -97,14 +97,16 @@ def main():
             group=dict(type="str", default="20"),
             env=dict(type="dict", default={}, no_log=True),
             gateway_token=dict(type="str", no_log=True),
+            fallback_token=dict(type="str", no_log=True),
         ),
         supports_check_mode=True,
     )
     p = module.params
     try:
         env = _claw.validate_env(p["env"])
-        if p["gateway_token"]:
-            _claw.validate_token(p["gateway_token"])
+        for option in ("gateway_token", "fallback_token"):
+            if p[option]:
+                _claw.validate_token(p[option])
         uid = pwd.getpwnam(p["owner"]).pw_uid
         gid = int(p["group"]) if p["group"].isdigit() else grp.getgrnam(p["group"]).gr_gid
     except _claw.ClawInputError as exc:
@@ -116,9 +118,11 @@ def main():
         with open(p["path"]) as handle:
             current = _claw.parse_dotenv(handle.read())
     token = p["gateway_token"] or current.get(_claw.TOKEN_VAR)
-    generated = token is None
-    if generated:
-        token = secrets.token_urlsafe(36)
+    fallback_used = token is None
+    if fallback_used:
+        if not p["fallback_token"]:
+            module.fail_json(msg="the claw has no gateway token yet: pass gateway_token or fallback_token")
+        token = p["fallback_token"]
     desired = dict(env, **{_claw.TOKEN_VAR: token})
     content = _claw.render_dotenv(desired)
     st = os.stat(p["path"]) if os.path.exists(p["path"]) else None
@@ -144,9 +148,7 @@ def main():
         "after": "".join(f"{n}=<hidden{' (changed)' if n in changed_names else ''}>\n" for n in sorted(names_after)),
         "before_header": p["path"], "after_header": p["path"],
     }
-    result = dict(changed=changed, token_generated=generated and not module.check_mode, names=sorted(names_after))
-    if generated and not module.check_mode:
-        result["generated_token"] = token
+    result = dict(changed=changed, fallback_token_used=fallback_used and not module.check_mode, names=sorted(names_after))
     if module._diff:
         result["diff"] = diff
     module.exit_json(**result)

@@ -172,7 +172,7 @@ def snapshot(runner: CommandRunner, p: dict) -> dict:
                                 probe.STARTING: "starting"}.get(outcome["result"], "failed")
             status["health_error"] = outcome["error"]
             status["version"] = outcome["version"]
-    if status["health"] != "ok" and status["last_exit_code"] == ld.EXIT_CONFIG and not ld.is_running(info):
+    if status["health"] != "ok" and status["last_exit_code"] == ld.EXIT_CONFIG and not listening:
         status["health"] = "config error (exit 78)"
     return status
 
