@@ -46,9 +46,9 @@ options:
     type: path
     default: /var/db/mirascope/ports
   state:
-    description: V(present) claims, V(absent) releases.
+    description: V(present) claims, V(absent) releases, V(query) only reports the claw's current port.
     type: str
-    choices: [present, absent]
+    choices: [present, absent, query]
     default: present
 """
 
@@ -101,7 +101,7 @@ def main():
             base_port=dict(type="int", default=8100),
             max_claws=dict(type="int", default=12),
             claim_dir=dict(type="path", default="/var/db/mirascope/ports"),
-            state=dict(type="str", default="present", choices=["present", "absent"]),
+            state=dict(type="str", default="present", choices=["present", "absent", "query"]),
         ),
         supports_check_mode=True,
     )
@@ -117,7 +117,9 @@ def main():
     mine = sorted(port for port, owner in claims.items() if owner == claw_id)
     changed = False
     port = None
-    if p["state"] == "absent":
+    if p["state"] == "query":
+        port = mine[0] if mine else None
+    elif p["state"] == "absent":
         changed = bool(mine)
         if changed and not module.check_mode:
             for port_ in mine:

@@ -46,7 +46,10 @@ options:
     type: str
     required: true
   program_arguments:
-    description: C(ProgramArguments). The first element must be an absolute path. Required unless O(state=absent).
+    description:
+      - C(ProgramArguments). The first element must be an absolute path.
+      - When omitted, the task manages the job defined by the plist already at O(plist_path) (start, stop,
+        restart) and every other plist option is ignored.
     type: list
     elements: str
   user_name:
@@ -347,11 +350,15 @@ class LaunchdService:
             return self.result(changed, False, before, None, None)
 
         if not self.p["program_arguments"]:
-            self.fail("program_arguments is required unless state=absent")
-        try:
-            desired = ld.build_plist(self.p)
-        except ld.LaunchdError as exc:
-            self.fail(str(exc))
+            # No job definition given: manage the job of the plist already on disk.
+            if before is None:
+                self.fail(f"no readable plist at {self.plist_path}: give program_arguments to create the job")
+            desired = before
+        else:
+            try:
+                desired = ld.build_plist(self.p)
+            except ld.LaunchdError as exc:
+                self.fail(str(exc))
         plist_changed = before != desired or self.plist_mode_wrong()
         loaded_elsewhere = info is not None and info.get("path") not in (None, self.plist_path)
         disabled = self.is_disabled()
