@@ -1,0 +1,188 @@
+"""A real OpenClaw gateway as an isolated claw on a sandbox Mini, through the operator's playbooks.
+
+The tests run in file order and share one claw: provision, re-provision, crash, restart,
+stop/start, reboot, deprovision.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import recap, wait_for
+
+CLAW_ID = "5eed0e2e-7a11-4c1a-9d2b-000000000042"
+USER = "claw-5eed0e2e"
+LABEL = f"com.mirascope.claw.{CLAW_ID}"
+TOKEN = "e2e-token-Zq8xV3nR5tW7yB9dF2hJ4kL6mP8sU0wY1aC3"
+API_KEY = "sk-ant-e2e-SECRET-7f3c9a1b5d2e8f4a6c0b"
+
+
+@pytest.fixture(scope="module")
+def claw_vars(tmp_path_factory):
+    path = tmp_path_factory.mktemp("vars") / "claw.yml"
+    path.write_text(yaml.safe_dump({
+        "gateway_token": TOKEN,
+        "claw_env": {"ANTHROPIC_API_KEY": API_KEY, "ANTHROPIC_BASE_URL": "https://proxy.example.invalid/v1",
+                     "PRIMARY_MODEL_ID": "claude-sonnet-4"},
+    }))
+    path.chmod(0o600)
+    return path
+
+
+def status(mini) -> dict:
+    result = mini.playbook("status", "-e", f"claw_id={CLAW_ID}", check=False)
+    block = result.stdout.split("Show the claw's status", 1)[-1]
+    fields = dict(line.strip().split(": ", 1) for line in block.splitlines() if ": " in line and line.startswith("        "))
+    return {k: v.strip("'") for k, v in fields.items()}
+
+
+def gateway_pid(mini):
+    info = status(mini)
+    return info.get("pid") if info.get("health") == "ok" else None
+
+
+# -- bad input changes nothing ---------------------------------------------------------------
+
+BAD_IDS = ["../../etc", "$(reboot)", "x; rm -rf /", "", "A" * 10240,
+           "5eed0e2e-7a11-4c1a-9d2b-00000000004"]  # one hex digit short
+
+
+@pytest.mark.parametrize("bad_id", BAD_IDS, ids=["traversal", "subshell", "injection", "empty", "10kB", "short"])
+def test_bad_claw_id_is_refused_and_changes_nothing(mini, bad_id):
+    before = mini.snapshot()
+    result = mini.playbook("provision", "-e", json.dumps({"claw_id": bad_id}), check=False)
+    assert result.returncode != 0
+    assert "claw_id" in result.stdout
+    assert mini.snapshot() == before
+
+
+def test_missing_claw_id_is_refused(mini):
+    before = mini.snapshot()
+    result = mini.playbook("provision", check=False)
+    assert result.returncode != 0
+    assert "claw_id is required" in result.stdout
+    assert mini.snapshot() == before
+
+
+def test_port_outside_the_minis_range_is_refused(mini):
+    before = mini.snapshot()
+    result = mini.playbook("provision", "-e", f"claw_id={CLAW_ID}", "-e", "claw_port=9000", check=False)
+    assert result.returncode != 0
+    assert "outside this Mini's range 8100-8111" in result.stdout
+    assert mini.snapshot() == before
+
+
+def test_bad_claw_env_key_is_refused_without_showing_values(mini, tmp_path):
+    before = mini.snapshot()
+    bad = tmp_path / "bad.yml"
+    bad.write_text(yaml.safe_dump({"claw_env": {"BAD-KEY": "value-must-not-leak-123"}}))
+    result = mini.playbook("provision", "-e", f"claw_id={CLAW_ID}", "-e", f"@{bad}", check=False)
+    assert result.returncode != 0
+    assert "BAD-KEY" in result.stdout and "value-must-not-leak-123" not in result.stdout + result.stderr
+    assert mini.snapshot() == before
+
+
+def test_unknown_mini_is_refused(mini):
+    result = mini.playbook("provision", "-e", f"claw_id={CLAW_ID}", "-e", "mini=no-such-mini", check=False)
+    assert result.returncode != 0
+    assert "is not in the inventory" in result.stdout
+
+
+# -- the lifecycle --------------------------------------------------------------------------------
+
+def test_provision_brings_up_a_healthy_gateway(mini, claw_vars, tmp_path_factory):
+    result = mini.playbook("provision", "-e", f"claw_id={CLAW_ID}", "-e", f"@{claw_vars}", "-vvv")
+    (tmp_path_factory.getbasetemp() / "provision-vvv.log").write_text(result.stdout + result.stderr)
+    assert "health ok" in result.stdout.replace("\n        ", " ")
+    info = status(mini)
+    assert info["health"] == "ok" and info["listening"] == "yes" and info["launchd_state"] == "running"
+    assert info["user"] == USER and info["port"] == "8100" and int(info["uid"]) >= 600
+
+
+def test_claw_user_is_hidden_non_admin_and_isolated(mini):
+    record = mini.sh(f"dscl . -read /Users/{USER} IsHidden RealName UniqueID").stdout
+    assert "IsHidden: 1" in record and CLAW_ID in record
+    assert mini.sh(f"dseditgroup -o checkmember -m {USER} admin", check=False).returncode != 0
+    assert mini.sh(f"stat -c '%a %U' /Users/{USER}").stdout.split() == ["700", USER]
+    gateways = [line.split() for line in mini.sh("ps -eo user:32,comm").stdout.splitlines() if "openclaw-gatewa" in line]
+    assert gateways and all(user == USER for user, _ in gateways)
+    assert mini.sh("ss -ltnH 'sport = :8100'").stdout.count("127.0.0.1:8100") == 1
+    assert "0.0.0.0:8100" not in mini.sh("ss -ltnH").stdout
+
+
+def test_secrets_appear_in_no_plist_no_process_list_and_no_output(mini, tmp_path_factory):
+    plist = mini.sh(f"cat /Library/LaunchDaemons/{LABEL}.plist").stdout
+    assert "<key>UserName</key>" in plist and "<key>KeepAlive</key>" in plist
+    processes = mini.sh("ps -eo args").stdout
+    output = (tmp_path_factory.getbasetemp() / "provision-vvv.log").read_text()
+    assert "ANTHROPIC_API_KEY" in output or "claw_env" in output  # the run did pass the variables
+    for secret in (TOKEN, API_KEY):
+        assert secret not in plist
+        assert secret not in processes
+        assert secret not in output
+    env_file = f"/Users/{USER}/.openclaw/.env"
+    assert mini.sh(f"stat -c '%a %U' {env_file}").stdout.split() == ["600", USER]
+    assert TOKEN in mini.sh(f"cat {env_file}").stdout
+
+
+def test_second_provision_changes_nothing(mini, claw_vars):
+    result = mini.playbook("provision", "-e", f"claw_id={CLAW_ID}", "-e", f"@{claw_vars}")
+    assert recap(result.stdout)[mini.name]["changed"] == 0
+
+
+def test_wrong_token_is_refused_by_the_gateway(mini):
+    probe = ("import sys; sys.path.insert(0, '/tmp/probe'); import _gateway_probe as p; "
+             "print(p.probe_gateway(8100, 'wrong-token-0000000000000000000000000')['error'])")
+    src = Path(__file__).resolve().parents[2] / "plugins/module_utils/_gateway_probe.py"
+    mini.sh(f"mkdir -p /tmp/probe && cat > /tmp/probe/_gateway_probe.py <<'PY'\n{src.read_text()}\nPY")
+    assert mini.sh(f"python3 -c \"{probe}\"").stdout.strip() == "AUTH_TOKEN_MISMATCH"
+
+
+def test_launchd_restarts_a_killed_gateway(mini):
+    old = status(mini)["pid"]
+    mini.sh(f"kill -9 {old}")
+    new = wait_for(lambda: (p := gateway_pid(mini)) and p != old and p, timeout=90)
+    assert new and new != old
+
+
+def test_restart_playbook_gives_a_new_healthy_process(mini):
+    old = status(mini)["pid"]
+    mini.playbook("restart", "-e", f"claw_id={CLAW_ID}")
+    info = status(mini)
+    assert info["health"] == "ok" and info["pid"] != old
+
+
+def test_stop_and_start(mini):
+    mini.playbook("stop", "-e", f"claw_id={CLAW_ID}")
+    info = status(mini)
+    assert info["listening"] == "no" and info["launchd_state"] == "not loaded"
+    assert mini.sh(f"pgrep -u {USER}", check=False).returncode != 0
+    again = mini.playbook("stop", "-e", f"claw_id={CLAW_ID}")
+    assert recap(again.stdout)[mini.name]["changed"] == 0
+    mini.playbook("start", "-e", f"claw_id={CLAW_ID}")
+    assert status(mini)["health"] == "ok"
+
+
+def test_reboot_brings_the_claw_back(mini):
+    mini.reboot()
+    assert wait_for(lambda: gateway_pid(mini), timeout=120)
+
+
+def test_deprovision_removes_job_and_user_and_keeps_the_home(mini):
+    mini.playbook("deprovision", "-e", f"claw_id={CLAW_ID}")
+    assert mini.sh(f"dscl . -read /Users/{USER}", check=False).returncode == 56
+    assert mini.sh(f"test -e /Library/LaunchDaemons/{LABEL}.plist", check=False).returncode != 0
+    assert mini.sh(f"launchctl print system/{LABEL}", check=False).returncode == 113
+    assert mini.sh(f"pgrep -u {USER}", check=False).returncode != 0
+    assert mini.sh(f"test -e /Users/{USER}", check=False).returncode != 0
+    tombstones = mini.sh("ls /var/db/mirascope/tombstones").stdout.split()
+    assert any(t.startswith(CLAW_ID) for t in tombstones)
+    kept = [t for t in tombstones if t.startswith(CLAW_ID)][0]
+    assert mini.sh(f"stat -c '%a %U' /var/db/mirascope/tombstones").stdout.split() == ["700", "root"]
+    assert mini.sh(f"test -f /var/db/mirascope/tombstones/{kept}/.openclaw/openclaw.json", check=False).returncode == 0
+    assert mini.sh("ls /var/db/mirascope/ports").stdout.strip() == ""
+    again = mini.playbook("deprovision", "-e", f"claw_id={CLAW_ID}")
+    assert recap(again.stdout)[mini.name]["changed"] == 0
