@@ -159,7 +159,7 @@ def test_stop_and_start(mini):
     mini.playbook("stop", "-e", f"claw_id={CLAW_ID}")
     info = status(mini)
     assert info["listening"] == "no" and info["launchd_state"] == "not loaded"
-    assert mini.sh(f"pgrep -u {USER}", check=False).returncode != 0
+    assert mini.sh("pgrep -x openclaw-gatewa", check=False).returncode != 0
     again = mini.playbook("stop", "-e", f"claw_id={CLAW_ID}")
     assert recap(again.stdout)[mini.name]["changed"] == 0
     mini.playbook("start", "-e", f"claw_id={CLAW_ID}")
@@ -176,7 +176,7 @@ def test_deprovision_removes_job_and_user_and_keeps_the_home(mini):
     assert mini.sh(f"dscl . -read /Users/{USER}", check=False).returncode == 56
     assert mini.sh(f"test -e /Library/LaunchDaemons/{LABEL}.plist", check=False).returncode != 0
     assert mini.sh(f"launchctl print system/{LABEL}", check=False).returncode == 113
-    assert mini.sh(f"pgrep -u {USER}", check=False).returncode != 0
+    assert mini.sh("pgrep -x openclaw-gatewa", check=False).returncode != 0
     assert mini.sh(f"test -e /Users/{USER}", check=False).returncode != 0
     tombstones = mini.sh("ls /var/db/mirascope/tombstones").stdout.split()
     assert any(t.startswith(CLAW_ID) for t in tombstones)

@@ -1,0 +1,207 @@
+"""launchd_service: plist rendering, `launchctl print` parsing (reference 2.4 samples), exact command sequences."""
+from __future__ import annotations
+
+import plistlib
+
+import pytest
+from conftest import Failed, FakeModule
+
+from ansible_collections.mirascope.clawfarm.plugins.module_utils import _launchd as ld
+from ansible_collections.mirascope.clawfarm.plugins.module_utils._command import CommandRunner
+from ansible_collections.mirascope.clawfarm.plugins.modules.launchd_service import LaunchdService
+
+LABEL = "com.mirascope.claw.1a2b3c4d-0000-4000-8000-000000000001"
+TARGET = f"system/{LABEL}"
+
+PRINT_RUNNING = f"""system/{LABEL} = {{
+\tactive count = 1
+\tpath = /Library/LaunchDaemons/{LABEL}.plist
+\ttype = LaunchDaemon
+\tstate = running
+
+\tprogram = /opt/openclaw/2026.9.6/bin/node
+\tendpoints = {{
+\t\t"com.example" = {{
+\t\t\tstate = active
+\t\t}}
+\t}}
+\tdomain = system
+\tusername = claw-1a2b3c4d
+\tminimum runtime = 10
+\texit timeout = 30
+\truns = 3
+\tpid = 51234
+\tlast exit code = 78: EX_CONFIG
+\tproperties = keepalive | runatload | inferred program
+}}
+"""
+PRINT_NOT_FOUND = (113, "", f'Bad request.\nCould not find service "{LABEL}" in domain for system\n')
+PRINT_DISABLED_NEW = 'disabled services = {\n\t"com.apple.ftpd" => disabled\n\t"%s" => enabled\n}\n' % LABEL
+PRINT_DISABLED_OLD = 'disabled services = {\n\t"com.apple.ftpd" => true\n\t"%s" => false\n}\n' % LABEL
+
+
+def test_parse_print_reads_only_top_level_lines():
+    info = ld.parse_print(PRINT_RUNNING)
+    assert info["state"] == "running" and info["pid"] == 51234 and info["runs"] == 3
+    assert info["last_exit_code"] == 78 and info["last_exit_reason"] == "EX_CONFIG"
+    assert info["path"] == f"/Library/LaunchDaemons/{LABEL}.plist"
+
+
+def test_parse_print_never_exited_and_signal():
+    text = "system/x = {\n\tstate = not running\n\truns = 1\n\tlast terminating signal = Killed: 9\n}\n"
+    info = ld.parse_print(text)
+    assert info["pid"] is None and info["last_exit_code"] is None and info["last_exit_reason"] == "Killed: 9"
+    assert ld.parse_print("x = {\n\tlast exit code = (never exited)\n}\n")["last_exit_code"] is None
+
+
+@pytest.mark.parametrize("text", [PRINT_DISABLED_NEW, PRINT_DISABLED_OLD])
+def test_parse_print_disabled_both_formats(text):
+    assert ld.parse_print_disabled(text) == {"com.apple.ftpd": True, LABEL: False}
+
+
+def test_build_plist_umask_is_decimal_and_unset_keys_are_left_out():
+    plist = ld.build_plist({"label": LABEL, "program_arguments": ["/bin/node", "x"], "umask": "0077",
+                            "keep_alive": True, "environment": {"HOME": "/Users/x"}})
+    assert plist == {"Label": LABEL, "ProgramArguments": ["/bin/node", "x"], "KeepAlive": True, "Umask": 63,
+                     "EnvironmentVariables": {"HOME": "/Users/x"}}
+
+
+@pytest.mark.parametrize("bad,message", [
+    ({"program_arguments": ["node"]}, "absolute path"),
+    ({"program_arguments": ["/bin/x"], "environment": {"N": 1}}, "must be strings"),
+    ({"program_arguments": ["/bin/x"], "soft_resource_limits": {"Memory": 1}}, "keys must be among"),
+])
+def test_build_plist_refuses_bad_input(bad, message):
+    with pytest.raises(ld.LaunchdError, match=message):
+        ld.build_plist(dict({"label": LABEL}, **bad))
+
+
+@pytest.mark.parametrize("label", ["", "../x", "a b", "-x", "x" * 300, "$(reboot)"])
+def test_bad_labels(label):
+    with pytest.raises(ld.LaunchdError):
+        ld.validate_label(label)
+
+
+def test_explain_names_the_fix():
+    assert "0644" in ld.explain(122) and "enable" in ld.explain(119) and "launchctl error 999" in ld.explain(999)
+
+
+def params(tmp_path, **overrides):
+    base = dict(label=LABEL, program_arguments=["/opt/openclaw/bin/node", "gateway"], user_name="claw-1a2b3c4d",
+                group_name=None, environment={"HOME": "/Users/claw-1a2b3c4d"}, working_directory=None,
+                keep_alive=True, run_at_load=True, throttle_interval=None, exit_timeout=None,
+                standard_out_path=None, standard_error_path=None, standard_in_path=None,
+                soft_resource_limits=None, hard_resource_limits=None, umask="0077", process_type=None,
+                abandon_process_group=None, domain="system", plist_path=str(tmp_path / f"{LABEL}.plist"),
+                state="running", enabled=True, wait_timeout=5)
+    base.update(overrides)
+    return base
+
+
+def service(module):
+    clock = iter(range(0, 10_000))
+    return LaunchdService(module, CommandRunner(module), sleep=lambda s: None, clock=lambda: next(clock) * 0.1)
+
+
+def test_new_job_is_written_enabled_and_bootstrapped(tmp_path, monkeypatch):
+    monkeypatch.setattr("os.chown", lambda *a: None)
+    p = params(tmp_path)
+    module = FakeModule(p, {
+        ("/bin/launchctl", "print", TARGET): [PRINT_NOT_FOUND, PRINT_NOT_FOUND, (0, PRINT_RUNNING, "")],
+        ("/bin/launchctl", "print-disabled", "system"): (0, PRINT_DISABLED_NEW.replace("enabled", "disabled"), ""),
+    })
+    result = service(module).run()
+    assert module.calls == [
+        ["/bin/launchctl", "print", TARGET],
+        ["/bin/launchctl", "print-disabled", "system"],
+        ["/bin/launchctl", "enable", TARGET],
+        ["/bin/launchctl", "bootstrap", "system", p["plist_path"]],
+        ["/bin/launchctl", "print", TARGET],
+        ["/bin/launchctl", "print", TARGET],
+    ]
+    assert result["changed"] and result["plist_changed"] and result["pid"] == 51234
+    written = plistlib.loads((tmp_path / f"{LABEL}.plist").read_bytes())
+    assert written["Umask"] == 63 and written["UserName"] == "claw-1a2b3c4d"
+    assert oct((tmp_path / f"{LABEL}.plist").stat().st_mode & 0o777) == "0o644"
+    assert result["diff"]["before"] == {} and result["diff"]["after"]["Label"] == LABEL
+
+
+def test_changed_plist_on_loaded_job_boots_out_waits_and_bootstraps(tmp_path, monkeypatch):
+    monkeypatch.setattr("os.chown", lambda *a: None)
+    p = params(tmp_path)
+    old = ld.build_plist(dict(p, environment={"HOME": "/old"}))
+    (tmp_path / f"{LABEL}.plist").write_bytes(ld.dump_plist(old))
+    (tmp_path / f"{LABEL}.plist").chmod(0o644)
+    module = FakeModule(p, {
+        # loaded; still loaded right after bootout (asynchronous); gone; then running again
+        ("/bin/launchctl", "print", TARGET): [(0, PRINT_RUNNING.replace(f"/Library/LaunchDaemons/{LABEL}.plist", p["plist_path"]), ""),
+                                              (0, PRINT_RUNNING, ""), PRINT_NOT_FOUND, (0, PRINT_RUNNING, "")],
+        ("/bin/launchctl", "print-disabled", "system"): (0, PRINT_DISABLED_NEW, ""),
+    })
+    result = service(module).run()
+    verbs = [c[1] for c in module.calls]
+    assert verbs == ["print", "print-disabled", "bootout", "print", "print", "bootstrap", "print", "print"]
+    assert result["actions"] == ["write", "bootout", "bootstrap"]
+    assert result["diff"]["before"]["EnvironmentVariables"] == {"HOME": "/old"}
+
+
+def test_unchanged_running_job_is_ok_and_runs_no_verbs(tmp_path):
+    p = params(tmp_path)
+    path = tmp_path / f"{LABEL}.plist"
+    path.write_bytes(ld.dump_plist(ld.build_plist(p)))
+    path.chmod(0o644)
+    import os
+    if os.geteuid() != 0:
+        pytest.skip("needs root to own the plist as root")
+    module = FakeModule(p, {
+        ("/bin/launchctl", "print", TARGET): (0, PRINT_RUNNING.replace(f"/Library/LaunchDaemons/{LABEL}.plist", p["plist_path"]), ""),
+        ("/bin/launchctl", "print-disabled", "system"): (0, PRINT_DISABLED_NEW, ""),
+    })
+    result = service(module).run()
+    assert result["changed"] is False and [c[1] for c in module.calls] == ["print", "print-disabled"]
+
+
+def test_check_mode_writes_nothing(tmp_path):
+    p = params(tmp_path)
+    module = FakeModule(p, {("/bin/launchctl", "print", TARGET): PRINT_NOT_FOUND,
+                            ("/bin/launchctl", "print-disabled", "system"): (0, PRINT_DISABLED_NEW, "")}, check_mode=True)
+    result = service(module).run()
+    assert result["changed"] and not (tmp_path / f"{LABEL}.plist").exists()
+    assert [c[1] for c in module.calls] == ["print", "print-disabled"]
+
+
+def test_restarted_uses_kickstart_k(tmp_path):
+    p = params(tmp_path, state="restarted", program_arguments=None)
+    path = tmp_path / f"{LABEL}.plist"
+    path.write_bytes(ld.dump_plist(ld.build_plist(params(tmp_path))))
+    module = FakeModule(p, {("/bin/launchctl", "print", TARGET): (0, PRINT_RUNNING.replace(f"/Library/LaunchDaemons/{LABEL}.plist", p["plist_path"]), ""),
+                            ("/bin/launchctl", "print-disabled", "system"): (0, PRINT_DISABLED_NEW, "")})
+    import os
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    os.chown(path, 0, 0)
+    path.chmod(0o644)
+    result = service(module).run()
+    assert ["/bin/launchctl", "kickstart", "-k", TARGET] in module.calls and result["changed"]
+
+
+def test_bootstrap_error_message_names_command_and_fix(tmp_path, monkeypatch):
+    monkeypatch.setattr("os.chown", lambda *a: None)
+    p = params(tmp_path)
+    module = FakeModule(p, {
+        ("/bin/launchctl", "print", TARGET): PRINT_NOT_FOUND,
+        ("/bin/launchctl", "print-disabled", "system"): (0, PRINT_DISABLED_NEW, ""),
+        ("/bin/launchctl", "bootstrap", "system", p["plist_path"]): (122, "", "Bootstrap failed: 122: Path had bad ownership/permissions\n"),
+    })
+    with pytest.raises(Failed, match=r"launchctl bootstrap system .* failed with 122.*root:wheel"):
+        service(module).run()
+
+
+def test_absent_boots_out_and_deletes(tmp_path):
+    p = params(tmp_path, state="absent")
+    path = tmp_path / f"{LABEL}.plist"
+    path.write_bytes(b"x")
+    module = FakeModule(p, {("/bin/launchctl", "print", TARGET): [(0, PRINT_RUNNING, ""), PRINT_NOT_FOUND]})
+    result = service(module).run()
+    assert result["changed"] and not path.exists()
+    assert ["/bin/launchctl", "bootout", TARGET] in module.calls

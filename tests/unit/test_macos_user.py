@@ -1,0 +1,179 @@
+"""macos_user: exact command lines, real macOS output samples (shared/reference/macos-admin.md), refusals."""
+from __future__ import annotations
+
+import plistlib
+
+import pytest
+from conftest import FakeModule
+
+from ansible_collections.mirascope.clawfarm.plugins.module_utils import _macos_user as mu
+from ansible_collections.mirascope.clawfarm.plugins.module_utils._command import CommandRunner
+from ansible_collections.mirascope.clawfarm.plugins.modules.macos_user import MacosUser
+
+NAME = "claw-1a2b3c4d"
+REAL = "claw 1a2b3c4d-0000-4000-8000-000000000001"
+
+# Real output shapes (reference 2.1-2.2).
+DSCL_NOT_FOUND = (56, "", "<dscl_cmd> DS Error: -14136 (eDSRecordNotFound)\n")
+DSCL_LIST = "_amavisd                 83\nadmin                    501\nclaw-99999999            600\nnobody                   -2\nroot                     0\n"
+DSCL_READ_PLAIN = (
+    "dsAttrTypeNative:IsHidden: 1\nNFSHomeDirectory: /Users/claw-1a2b3c4d\nPrimaryGroupID: 20\n"
+    "RealName:\n claw 1a2b3c4d-0000-4000-8000-000000000001\nUniqueID: 601\nUserShell: /usr/bin/false\n"
+)
+SYSADMINCTL_DELETE = (
+    "2026-11-20 10:11:12.345 sysadminctl[4242:a1b2c3] Killing all processes for UID 601\n"
+    "2026-11-20 10:11:12.400 sysadminctl[4242:a1b2c3] Deleting record for claw-1a2b3c4d\n"
+)
+SYSADMINCTL_FDA = "2026-11-20 10:11:12.400 sysadminctl[4242:a1b2c3] ### Error:-14120 File:/AppleInternal/DSRecord.m\n"
+
+
+def record_plist(uid=601, gid=20, home=f"/Users/{NAME}", shell="/usr/bin/false", real=REAL, hidden="1"):
+    return plistlib.dumps({
+        "dsAttrTypeStandard:UniqueID": [str(uid)], "dsAttrTypeStandard:PrimaryGroupID": [str(gid)],
+        "dsAttrTypeStandard:NFSHomeDirectory": [home], "dsAttrTypeStandard:UserShell": [shell],
+        "dsAttrTypeStandard:RealName": [real], "dsAttrTypeNative:IsHidden": [hidden],
+    }).decode()
+
+
+def params(**overrides):
+    base = dict(name=NAME, state="present", uid=None, uid_range=[600, 999], group_id=20, home=None, home_mode="0700",
+                shell="/usr/bin/false", real_name=REAL, hidden=True, remove_home=False,
+                managed_pattern=mu.DEFAULT_MANAGED_PATTERN)
+    base.update(overrides)
+    return base
+
+
+def test_parse_plain_read_sample():
+    parsed = mu.parse_dscl_read(DSCL_READ_PLAIN + "No such key: AuthenticationAuthority\n")
+    view = mu.current_view(parsed)
+    assert view == {"uid": 601, "gid": 20, "home": "/Users/claw-1a2b3c4d", "shell": "/usr/bin/false",
+                    "real_name": REAL, "hidden": True}
+
+
+def test_parse_plist_read_strips_prefixes():
+    assert mu.current_view(mu.parse_dscl_plist(record_plist()))["uid"] == 601
+
+
+def test_parse_uid_list_and_pick_uid():
+    users = mu.parse_uid_list(DSCL_LIST)
+    assert users["nobody"] == -2 and users["claw-99999999"] == 600
+    assert mu.pick_uid(users.values(), 600, 999) == 601
+    with pytest.raises(ValueError, match="no free UID"):
+        mu.pick_uid([600, 601], 600, 601)
+
+
+def test_strip_nslog_and_errors():
+    assert mu.strip_nslog(SYSADMINCTL_DELETE)[0] == "Killing all processes for UID 601"
+    assert mu.sysadminctl_errors(SYSADMINCTL_FDA) == ["### Error:-14120 File:/AppleInternal/DSRecord.m"]
+    assert mu.sysadminctl_errors(SYSADMINCTL_DELETE) == []
+
+
+@pytest.mark.parametrize("name", ["admin", "root", "claw-1A2B3C4D", "claw-1a2b3c4", "../etc", "-claw", "claw-1a2b3c4d; rm"])
+def test_names_outside_the_managed_pattern_are_refused(name):
+    with pytest.raises(mu.UserSafetyError):
+        mu.validate_name(name)
+
+
+def test_create_runs_exactly_these_commands(tmp_path):
+    home = str(tmp_path / NAME)
+    read = mu.cmd_read(NAME)
+    module = FakeModule(params(home=home), {
+        tuple(read): [DSCL_NOT_FOUND, (0, record_plist(home=home), "")],
+        tuple(mu.cmd_list_uids()): (0, DSCL_LIST, ""),
+    })
+    user = MacosUser(module, CommandRunner(module))
+    result = user.present(user.read())
+    assert result["changed"] and result["uid"] == 601
+    assert module.calls == [
+        ["/usr/bin/dscl", "-plist", ".", "-read", f"/Users/{NAME}"],
+        ["/usr/bin/dscl", ".", "-list", "/Users", "UniqueID"],
+        ["/usr/bin/dscl", ".", "-search", "/Users", "UniqueID", "601"],
+        ["/usr/bin/dscl", ".", "-create", f"/Users/{NAME}"],
+        ["/usr/bin/dscl", ".", "-create", f"/Users/{NAME}", "UniqueID", "601"],
+        ["/usr/bin/dscl", ".", "-create", f"/Users/{NAME}", "PrimaryGroupID", "20"],
+        ["/usr/bin/dscl", ".", "-create", f"/Users/{NAME}", "NFSHomeDirectory", home],
+        ["/usr/bin/dscl", ".", "-create", f"/Users/{NAME}", "UserShell", "/usr/bin/false"],
+        ["/usr/bin/dscl", ".", "-create", f"/Users/{NAME}", "RealName", REAL],
+        ["/usr/bin/dscl", ".", "-create", f"/Users/{NAME}", "IsHidden", "1"],
+        ["/usr/bin/dscl", "-q", "."],
+        ["/usr/bin/dscacheutil", "-flushcache"],
+        ["/usr/bin/dscl", "-plist", ".", "-read", f"/Users/{NAME}"],
+    ]
+    # The password goes on stdin only, never on a command line.
+    password_input = [s for s in module.stdin if s][0]
+    assert password_input.startswith(f"-passwd /Users/{NAME} ") and password_input.endswith("\n-quit\n")
+    assert not any(password_input.split()[2] in " ".join(c) for c in module.calls)
+    assert oct((tmp_path / NAME).stat().st_mode & 0o777) == "0o700"
+
+
+def test_check_mode_creates_nothing():
+    module = FakeModule(params(), {tuple(mu.cmd_read(NAME)): DSCL_NOT_FOUND,
+                                   tuple(mu.cmd_list_uids()): (0, DSCL_LIST, "")}, check_mode=True)
+    user = MacosUser(module, CommandRunner(module))
+    result = user.present(user.read())
+    assert result["changed"] and result["diff"]["before"] == {} and result["diff"]["after"]["uid"] == 601
+    assert all("-create" not in c for c in module.calls)
+
+
+def test_existing_user_with_changed_shell_is_updated_and_diffed(tmp_path):
+    home = tmp_path / NAME
+    home.mkdir(mode=0o700)
+    import os
+    os.chown(home, 601, 20)
+    module = FakeModule(params(home=str(home), shell="/bin/sh"), {
+        tuple(mu.cmd_read(NAME)): [(0, record_plist(home=str(home)), ""), (0, record_plist(home=str(home), shell="/bin/sh"), "")],
+        tuple(mu.cmd_checkmember(NAME)): (67, f"no {NAME} is NOT a member of admin\n", ""),
+    })
+    user = MacosUser(module, CommandRunner(module))
+    result = user.present(user.read())
+    assert result["changed_attributes"] == ["UserShell"]
+    assert result["diff"]["before"]["shell"] == "/usr/bin/false" and result["diff"]["after"]["shell"] == "/bin/sh"
+    assert ["/usr/bin/dscl", ".", "-create", f"/Users/{NAME}", "UserShell", "/bin/sh"] in module.calls
+
+
+@pytest.mark.parametrize("state", ["present", "absent"])
+@pytest.mark.parametrize("record,checkmember,message", [
+    (record_plist(uid=499), (67, "no", ""), "below 500"),
+    (record_plist(uid=601), (0, f"yes {NAME} is a member of admin\n", ""), "administrator"),
+    (record_plist(real="claw 1a2b3c4d-ffff-4000-8000-000000000009"), (67, "no", ""), "another claw"),
+])
+def test_protected_accounts_are_refused(state, record, checkmember, message):
+    module = FakeModule(params(state=state), {tuple(mu.cmd_read(NAME)): (0, record, ""),
+                                              tuple(mu.cmd_checkmember(NAME)): checkmember})
+    user = MacosUser(module, CommandRunner(module))
+    with pytest.raises(mu.UserSafetyError, match=message):
+        user.present(user.read()) if state == "present" else user.absent(user.read())
+    assert not any(c[0].endswith("sysadminctl") or "-create" in c or "-delete" in c for c in module.calls)
+
+
+def test_delete_verifies_and_falls_back_to_dscl_when_sysadminctl_lies():
+    read = tuple(mu.cmd_read(NAME))
+    module = FakeModule(params(state="absent"), {
+        read: [(0, record_plist(), ""), (0, record_plist(), ""), DSCL_NOT_FOUND],
+        tuple(mu.cmd_checkmember(NAME)): (67, "no", ""),
+        tuple(mu.cmd_delete_user(NAME)): (0, "", SYSADMINCTL_FDA),  # exit 0 but nothing deleted
+    })
+    user = MacosUser(module, CommandRunner(module))
+    result = user.absent(user.read())
+    assert result["changed"]
+    assert ["/usr/sbin/sysadminctl", "-deleteUser", NAME, "-keepHome"] in module.calls
+    assert ["/usr/bin/dscl", ".", "-delete", f"/Users/{NAME}"] in module.calls
+
+
+def test_delete_fails_with_a_fix_when_the_record_survives():
+    read = tuple(mu.cmd_read(NAME))
+    module = FakeModule(params(state="absent"), {
+        read: (0, record_plist(), ""),
+        tuple(mu.cmd_checkmember(NAME)): (67, "no", ""),
+        tuple(mu.cmd_delete_user(NAME)): (0, "", SYSADMINCTL_FDA),
+        tuple(mu.cmd_delete_record(NAME)): (40, "", "delete: DS Error: -14120 (eDSPermissionError)"),
+    })
+    user = MacosUser(module, CommandRunner(module))
+    with pytest.raises(Exception, match="full disk access"):
+        user.absent(user.read())
+
+
+def test_absent_user_is_ok():
+    module = FakeModule(params(state="absent"), {tuple(mu.cmd_read(NAME)): DSCL_NOT_FOUND})
+    user = MacosUser(module, CommandRunner(module))
+    assert user.absent(user.read())["changed"] is False
