@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
-
 from ansible_collections.mirascope.clawfarm.plugins.module_utils import _claw
 
 DOCUMENTATION_CLAW_IDENTITY = """

@@ -17,7 +17,7 @@ description:
   - The file is written atomically (temporary file in the same directory, then rename), owned by
     O(owner)/O(group), mode 0600. Secrets never appear on a command line; the module runs no command.
   - The diff lists variable names that are added, changed or removed; values are never shown.
-  - O(env), O(gateway_token) and O(fallback_token) are C(no_log) options: their values are masked in
+  - O(env), O(gateway_token) and O(fallback_token) are C(no_log) options, so their values are masked in
     every output, so errors (bad names, missing owner) stay readable.
 author:
   - Mirascope platform team
@@ -85,7 +85,6 @@ import pwd
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.mirascope.clawfarm.plugins.module_utils import _claw
 
 

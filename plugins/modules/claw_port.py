@@ -79,7 +79,6 @@ free_slots:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.mirascope.clawfarm.plugins.module_utils import _claw
 
 

@@ -12,7 +12,7 @@ description:
   - Reads the claw user's UID (C(getpwnam)), the launchd job with C(launchctl print system/<label>)
     (exit 113 = not loaded), whether the port accepts TCP connections on 127.0.0.1, and the gateway's
     health through its WebSocket handshake with the claw's own token followed by the C(health) call
-    (shared/reference/openclaw-gateway.md 3.3). C(/healthz) is not used: it answers without auth.
+    (shared/reference/openclaw-gateway.md 3.3). C(/healthz) is not used, because it answers without auth.
   - The token is read on the Mini from the claw's dotenv file (O(env_file)); it is never a module
     option, never on a command line, never returned.
   - With O(wait_timeout) > 0 it polls until the gateway is healthy, and fails at once with
@@ -129,7 +129,6 @@ import socket
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.mirascope.clawfarm.plugins.module_utils import _claw
 from ansible_collections.mirascope.clawfarm.plugins.module_utils import _gateway_probe as probe
 from ansible_collections.mirascope.clawfarm.plugins.module_utils import _launchd as ld

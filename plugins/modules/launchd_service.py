@@ -212,7 +212,6 @@ import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.mirascope.clawfarm.plugins.module_utils import _launchd as ld
 from ansible_collections.mirascope.clawfarm.plugins.module_utils._command import CommandRunner
 

@@ -157,7 +157,6 @@ import secrets
 import shutil
 
 from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.mirascope.clawfarm.plugins.module_utils import _macos_user as mu
 from ansible_collections.mirascope.clawfarm.plugins.module_utils._command import CommandError, CommandRunner
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import recap, wait_for
 
 CLAW_ID = "5eed0e2e-7a11-4c1a-9d2b-000000000042"
@@ -181,7 +180,7 @@ def test_deprovision_removes_job_and_user_and_keeps_the_home(mini):
     tombstones = mini.sh("ls /var/db/mirascope/tombstones").stdout.split()
     assert any(t.startswith(CLAW_ID) for t in tombstones)
     kept = [t for t in tombstones if t.startswith(CLAW_ID)][0]
-    assert mini.sh(f"stat -c '%a %U' /var/db/mirascope/tombstones").stdout.split() == ["700", "root"]
+    assert mini.sh("stat -c '%a %U' /var/db/mirascope/tombstones").stdout.split() == ["700", "root"]
     assert mini.sh(f"test -f /var/db/mirascope/tombstones/{kept}/.openclaw/openclaw.json", check=False).returncode == 0
     assert mini.sh("ls /var/db/mirascope/ports").stdout.strip() == ""
     again = mini.playbook("deprovision", "-e", f"claw_id={CLAW_ID}")

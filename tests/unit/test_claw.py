@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-
 from ansible_collections.mirascope.clawfarm.plugins.module_utils import _claw
 from ansible_collections.mirascope.clawfarm.plugins.module_utils import _gateway_probe as probe
 

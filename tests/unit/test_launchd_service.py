@@ -4,11 +4,10 @@ from __future__ import annotations
 import plistlib
 
 import pytest
-from conftest import Failed, FakeModule
-
 from ansible_collections.mirascope.clawfarm.plugins.module_utils import _launchd as ld
 from ansible_collections.mirascope.clawfarm.plugins.module_utils._command import CommandRunner
 from ansible_collections.mirascope.clawfarm.plugins.modules.launchd_service import LaunchdService
+from conftest import Failed, FakeModule
 
 LABEL = "com.mirascope.claw.1a2b3c4d-0000-4000-8000-000000000001"
 TARGET = f"system/{LABEL}"

@@ -4,11 +4,10 @@ from __future__ import annotations
 import plistlib
 
 import pytest
-from conftest import FakeModule
-
 from ansible_collections.mirascope.clawfarm.plugins.module_utils import _macos_user as mu
 from ansible_collections.mirascope.clawfarm.plugins.module_utils._command import CommandRunner
 from ansible_collections.mirascope.clawfarm.plugins.modules.macos_user import MacosUser
+from conftest import FakeModule
 
 NAME = "claw-1a2b3c4d"
 REAL = "claw 1a2b3c4d-0000-4000-8000-000000000001"

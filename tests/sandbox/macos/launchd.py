@@ -21,11 +21,11 @@ shared/reference/macos-admin.md 2.4-2.7:
 """
 from __future__ import annotations
 
+import grp
 import json
 import os
 import plistlib
 import pwd
-import grp
 import selectors
 import signal
 import socket

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The test suite on a fresh Debian machine (root): setup, lint (ruff, ansible-lint), ansible-doc of every
+# module, unit tests, then end-to-end tests against a sandbox Mini with a real OpenClaw gateway.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+source .venv/bin/activate
+echo "==> ruff"
+ruff check plugins tests roles api 2>/dev/null || ruff check plugins tests roles
+echo "==> ansible-lint"
+ansible-lint --offline -q roles playbooks
+echo "==> ansible-doc"
+for module in macos_user launchd_service claw_port claw_env claw_status; do
+  ansible-doc mirascope.clawfarm.$module | grep -q '^EXAMPLES' || { echo "ansible-doc: $module has no EXAMPLES"; exit 1; }
+  ansible-doc mirascope.clawfarm.$module | grep -q '^RETURN VALUES' || { echo "ansible-doc: $module has no RETURN"; exit 1; }
+done
+echo "==> collection build"
+ansible-galaxy collection build --force --output-path .cache/build >/dev/null
+echo "==> pytest"
+python -m pytest tests -q -p no:cacheprovider "$@"
