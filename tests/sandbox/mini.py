@@ -43,7 +43,8 @@ def index_of(name: str) -> int:
     p = paths(name)
     if os.path.exists(p["index"]):
         return int(open(p["index"]).read())
-    used = set()
+    # Unique on the machine, not just in this checkout: addresses already on the host count too.
+    used = {int(m) for m in re.findall(rf"inet {re.escape(SUBNET)}\.(\d+)\.1/", sh("ip", "-o", "-4", "addr").stdout)}
     for other in os.listdir(RUN) if os.path.isdir(RUN) else []:
         f = os.path.join(RUN, other, "index")
         if os.path.exists(f):
