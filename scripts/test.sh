@@ -10,9 +10,12 @@ ruff check plugins tests roles api 2>/dev/null || ruff check plugins tests roles
 echo "==> ansible-lint"
 ansible-lint --offline -q roles playbooks
 echo "==> ansible-doc"
-for module in macos_user launchd_service claw_port claw_env claw_status; do
-  ansible-doc mirascope.clawfarm.$module | grep -q '^EXAMPLES' || { echo "ansible-doc: $module has no EXAMPLES"; exit 1; }
-  ansible-doc mirascope.clawfarm.$module | grep -q '^RETURN VALUES' || { echo "ansible-doc: $module has no RETURN"; exit 1; }
+for module in plugins/modules/*.py; do
+  module="$(basename "$module" .py)"
+  doc="$(ANSIBLE_NOCOLOR=1 ansible-doc "mirascope.clawfarm.$module")"
+  for section in OPTIONS EXAMPLES "RETURN VALUES"; do
+    grep -q "^$section" <<<"$doc" || { echo "ansible-doc: mirascope.clawfarm.$module renders no $section"; exit 1; }
+  done
 done
 echo "==> collection build"
 ansible-galaxy collection build --force --output-path .cache/build >/dev/null

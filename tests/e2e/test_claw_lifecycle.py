@@ -170,6 +170,26 @@ def test_reboot_brings_the_claw_back(mini):
     assert wait_for(lambda: gateway_pid(mini), timeout=120)
 
 
+def test_a_config_the_gateway_rejects_is_reported_as_exit_78(mini, claw_vars):
+    config = f"/Users/{USER}/.openclaw/openclaw.json"
+    mini.sh(f"python3 -c \"import json; p='{config}'; c=json.load(open(p)); c['gateway']['notAKey']=1; "
+            f"json.dump(c, open(p, 'w'))\"")
+    result = mini.playbook("restart", "-e", f"claw_id={CLAW_ID}", check=False)
+    assert result.returncode != 0
+    assert "config error (exit 78)" in result.stdout
+    assert status(mini)["health"] == "config error (exit 78)"
+    # provisioning again puts the configuration right and restarts the gateway
+    mini.playbook("provision", "-e", f"claw_id={CLAW_ID}", "-e", f"@{claw_vars}")
+    assert status(mini)["health"] == "ok"
+
+
+def test_check_mode_on_a_new_claw_changes_nothing(mini):
+    before = mini.snapshot()
+    result = mini.playbook("provision", "-e", "claw_id=0c0ffee0-1111-4222-8333-444444444444", "--check", "--diff")
+    assert recap(result.stdout)[mini.name]["changed"] > 0
+    assert mini.snapshot() == before
+
+
 def test_deprovision_removes_job_and_user_and_keeps_the_home(mini):
     mini.playbook("deprovision", "-e", f"claw_id={CLAW_ID}")
     assert mini.sh(f"dscl . -read /Users/{USER}", check=False).returncode == 56
