@@ -7,12 +7,6 @@ from __future__ import annotations
 from ansible.errors import AnsibleFilterError
 from ansible_collections.mirascope.clawfarm.plugins.module_utils import _claw
 
-DOCUMENTATION_CLAW_IDENTITY = """
-name: claw_identity
-short_description: Validate a claw id and derive its user, label, home and state dir
-"""
-
-
 def _wrap(func):
     def run(*args, **kwargs):
         try:
