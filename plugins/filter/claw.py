@@ -7,6 +7,7 @@ from __future__ import annotations
 from ansible.errors import AnsibleFilterError
 from ansible_collections.mirascope.clawfarm.plugins.module_utils import _claw
 
+
 def _wrap(func):
     def run(*args, **kwargs):
         try:
