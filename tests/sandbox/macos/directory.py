@@ -78,11 +78,6 @@ def set_password(name: str, password: str) -> None:
     write("Users", name, record)
 
 
-def group_members(group: str) -> list:
-    record = read("Groups", group) or {}
-    return list(record.get("GroupMembership") or [])
-
-
 def seed_from_unix() -> None:
     """First boot: import /etc/passwd and /etc/group, then add macOS's staff (20) and admin (80) groups."""
     if os.path.isdir(_dir("Users")) and names("Users"):
