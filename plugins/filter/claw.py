@@ -5,21 +5,31 @@
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.mirascope.clawfarm.plugins.module_utils import _claw
+from ansible_collections.mirascope.clawfarm.plugins.module_utils import _claw, _ingress
 
 
 def _wrap(func):
     def run(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except _claw.ClawInputError as exc:
+        except (_claw.ClawInputError, _ingress.IngressError) as exc:
             raise AnsibleFilterError(str(exc))
     run.__doc__ = func.__doc__
     return run
 
 
+def claw_tunnel_hostname(claw_id, claws_domain) -> str:
+    """The claw's public hostname ``claw-<claw_id>.<claws_domain>``, validated (UUID id, DNS domain).
+
+    Raises:
+        AnsibleFilterError: invalid claw id or claws domain.
+    """
+    canonical = _claw.validate_claw_id(claw_id)
+    return _ingress.validate_hostname(f"claw-{canonical}.{_ingress.validate_domain(claws_domain)}", claws_domain)
+
+
 class FilterModule:
-    """``claw_identity``, ``claw_port``, ``claw_env``, ``claw_gateway_config``."""
+    """``claw_identity``, ``claw_port``, ``claw_env``, ``claw_gateway_config``, ``claw_tunnel_hostname``."""
 
     def filters(self):
         return {
@@ -27,4 +37,5 @@ class FilterModule:
             "claw_port": _wrap(_claw.validate_port),
             "claw_env": _wrap(_claw.validate_env),
             "claw_gateway_config": _wrap(_claw.gateway_config),
+            "claw_tunnel_hostname": _wrap(claw_tunnel_hostname),
         }

@@ -1,11 +1,13 @@
 """Fixtures for end-to-end tests against a sandbox Mini (real SSH, real OpenClaw, launchd stand-in)."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 MINI = os.environ.get("CLAWFARM_E2E_MINI", "e2e1")
 BIN = Path(sys.executable).parent
+CLAWS_DOMAIN = "claws.example.com"
 
 
 def pytest_collection_modifyitems(items):
@@ -24,9 +27,10 @@ def pytest_collection_modifyitems(items):
 class Mini:
     """A running sandbox Mini plus helpers to run playbooks against it and look inside it."""
 
-    def __init__(self, name: str, inventory: Path):
+    def __init__(self, name: str, inventory: Path, farm_vars: Path | None = None):
         self.name = name
         self.inventory = inventory
+        self.farm_vars = farm_vars
 
     def sh(self, command: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run a shell command inside the Mini as root."""
@@ -36,8 +40,11 @@ class Mini:
     def playbook(self, name: str, *args: str, check: bool = False) -> subprocess.CompletedProcess:
         env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
                    ANSIBLE_NOCOLOR="1", PATH=f"{BIN}:{os.environ['PATH']}")
+        extra = ["-e", f"@{self.farm_vars}"] if self.farm_vars else []
         result = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(self.inventory), f"playbooks/{name}.yml",
-                                 *args], cwd=REPO, env=env, text=True, capture_output=True)
+                                 *extra, *args], cwd=REPO, env=env, text=True, capture_output=True)
+        # The last run of each playbook, for reading after a failure.
+        Path(f"/tmp/clawfarm-e2e-{name}.log").write_text(result.stdout + result.stderr)
         if check and result.returncode != 0:
             raise AssertionError(f"{name} failed ({result.returncode}):\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
         return result
@@ -71,13 +78,41 @@ def wait_for(predicate, timeout: float, interval: float = 2.0):
         time.sleep(interval)
 
 
+def farm_vars(cf, tunnel_id: str, zone_id: str) -> dict:
+    """What a real farm keeps in group vars and a vaulted vars file, pointed at the sandbox and the stand-ins."""
+    return {
+        "claws_domain": CLAWS_DOMAIN,
+        "cf_tunnel_mode": "local",
+        "cf_tunnel_id": tunnel_id,
+        "cf_account_id": cf.account_id,
+        "cf_zone_id": zone_id,
+        "cf_api_token": cf.token,
+        "cf_api_base_url": cf.base_url,
+        "cloudflared_credentials": {"AccountTag": cf.account_id, "TunnelID": tunnel_id, "TunnelSecret": "c2FuZGJveC10dW5uZWwtc2VjcmV0"},
+        # No cloudflared binary can be had on a sandbox Mini: the role installs a harmless stand-in there.
+        "cloudflared_binary": "/usr/local/bin/cloudflared",
+        "cloudflared_binary_src": str(REPO / "tests/sandbox/cloudflared-standin.py"),
+    }
+
+
 @pytest.fixture(scope="session")
-def mini(tmp_path_factory):
+def farm(cf_api_server):
+    """The stand-in Cloudflare account of the e2e farm: one zone and the sandbox Mini's tunnel."""
+    zone_id = cf_api_server.add_zone("example.com")
+    return {"cf": cf_api_server, "zone_id": zone_id, "tunnel_id": str(uuid.uuid4())}
+
+
+@pytest.fixture(scope="session")
+def mini(tmp_path_factory, farm):
     if os.geteuid() != 0:
         pytest.skip("sandbox Minis need root")
     inventory = tmp_path_factory.mktemp("inventory") / "hosts.yml"
+    vars_file = inventory.parent / "farm.yml"
+    vars_file.write_text(json.dumps(farm_vars(farm["cf"], farm["tunnel_id"], farm["zone_id"])))
     subprocess.run([sys.executable, str(REPO / "tests/sandbox/mini.py"), "down", MINI, "--purge"], check=True)
     subprocess.run([sys.executable, str(REPO / "tests/sandbox/mini.py"), "up", MINI, "--inventory", str(inventory)],
                    check=True, capture_output=True)
-    yield Mini(MINI, inventory)
+    node = Mini(MINI, inventory, vars_file)
+    node.playbook("bootstrap", check=True)
+    yield node
     subprocess.run([sys.executable, str(REPO / "tests/sandbox/mini.py"), "down", MINI, "--purge"], check=False)

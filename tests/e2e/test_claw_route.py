@@ -1,0 +1,76 @@
+"""The claw's route through the Mini's Cloudflare Tunnel, end to end on the sandbox Mini.
+
+Local mode: the rule lives in the Mini's real /etc/cloudflared/config.yml, the connector is a real launchd job
+(a stand-in program; see tests/sandbox/README.md) restarted through the role's handler, and the DNS record is
+made through the official SDK against the local Cloudflare API stand-in.
+"""
+from __future__ import annotations
+
+import json
+
+from conftest import CLAWS_DOMAIN, recap
+
+CLAW_ID = "5e1f0c2a-9b7d-4c3e-8f21-0a6b4c8d2e10"
+HOSTNAME = f"claw-{CLAW_ID}.{CLAWS_DOMAIN}"
+
+
+def connector(mini) -> dict:
+    """What the running connector loaded at its last start."""
+    return json.loads(mini.sh("cat /var/run/cloudflared-standin.json").stdout)
+
+
+def config_rules(mini) -> list:
+    import yaml
+
+    return yaml.safe_load(mini.sh("cat /etc/cloudflared/config.yml").stdout)["ingress"]
+
+
+def cname(farm) -> list:
+    return [r for r in farm["cf"].records() if r["name"] == HOSTNAME]
+
+
+def test_bootstrap_runs_the_connector_and_is_idempotent(mini):
+    assert "state = running" in mini.sh("launchctl print system/com.cloudflare.cloudflared").stdout
+    assert mini.sh("stat -c '%a %U' /etc/cloudflared /etc/cloudflared/config.yml").stdout.split("\n")[:2] == ["700 root", "600 root"]
+    again = mini.playbook("bootstrap", check=True)
+    assert recap(again.stdout)[mini.name]["changed"] == 0, again.stdout[-3000:]
+
+
+def test_provision_adds_exactly_one_rule_and_restarts_the_connector(mini, farm):
+    before = connector(mini)
+    result = mini.playbook("provision", "-e", f"claw_id={CLAW_ID}", check=True)
+    assert f"hostname {HOSTNAME}" in " ".join(result.stdout.split()), result.stdout[-3000:]
+    rules = config_rules(mini)
+    mine = [r for r in rules if r.get("hostname") == HOSTNAME]
+    assert len(mine) == 1 and mine[0]["service"].startswith("http://localhost:81")
+    assert rules[-1] == {"service": "http_status:404"}
+    loaded = connector(mini)
+    assert loaded["pid"] != before["pid"], "the connector was not restarted after its config.yml changed"
+    assert [r.get("hostname") for r in loaded["ingress"]] == [r.get("hostname") for r in rules]
+    [record] = cname(farm)
+    assert record["content"] == f"{farm['tunnel_id']}.cfargotunnel.com" and record["proxied"] is True
+
+
+def test_reprovision_changes_nothing_and_keeps_the_connector_running(mini, farm):
+    before = connector(mini)
+    result = mini.playbook("provision", "-e", f"claw_id={CLAW_ID}", check=True)
+    assert recap(result.stdout)[mini.name]["changed"] == 0, result.stdout[-4000:]
+    assert connector(mini)["pid"] == before["pid"]
+    assert len([r for r in config_rules(mini) if r.get("hostname") == HOSTNAME]) == 1
+    assert len(cname(farm)) == 1
+
+
+def test_status_reports_the_route(mini):
+    result = mini.playbook("status", "-e", f"claw_id={CLAW_ID}", check=True)
+    assert "route: present" in result.stdout and HOSTNAME in result.stdout
+    assert recap(result.stdout)[mini.name]["changed"] == 0
+
+
+def test_deprovision_removes_the_rule_and_the_dns_record(mini, farm):
+    mini.playbook("deprovision", "-e", f"claw_id={CLAW_ID}", check=True)
+    rules = config_rules(mini)
+    assert all(r.get("hostname") != HOSTNAME for r in rules) and rules[-1] == {"service": "http_status:404"}
+    assert all(r.get("hostname") != HOSTNAME for r in connector(mini)["ingress"])
+    assert cname(farm) == []
+    again = mini.playbook("deprovision", "-e", f"claw_id={CLAW_ID}", check=True)
+    assert recap(again.stdout)[mini.name]["changed"] == 0, again.stdout[-3000:]
