@@ -1,0 +1,381 @@
+#!/usr/bin/python
+# Copyright (c) 2026 Mirascope
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: r2_archive
+short_description: Archive a directory to R2 (S3 API) as a verified tar+zstd stream, restore it, prune old archives
+version_added: 0.2.0
+description:
+  - Runs on the Mini, with boto3 and zstandard (the farm venv from the C(mini_python) role).
+  - O(state=present) streams O(src) as a PAX tar through zstd straight into a multipart upload to
+    C(s3://<bucket>/<key>) - no temporary archive on the Mini's disk, memory bounded by one part (O(part_size)).
+    Every part except the last has exactly O(part_size) bytes (an R2 rule). After the upload the object gets
+    its size, sha256 and file count as user metadata (server-side CopyObject, archives up to 5 GiB) and a JSON
+    manifest C(<key>.manifest.json) is written beside it. Then it is verified - a HEAD of the object (size, ETag
+    recomputed from the part MD5s, sha256 metadata) and a read-back of the manifest - before the task succeeds.
+    The manifest is the commit marker; an archive without one is never restored and is pruned later.
+  - O(state=restored) reads the manifest, streams the object through sha256 and zstd into a staging directory
+    beside O(dest), refusing any member that would land outside it (absolute paths, C(..), links pointing out,
+    writes through links) and device files or FIFOs, compares size and sha256 with the manifest, sets ownership to
+    O(owner)/O(group), and only then swaps the staging directory into place. A failed or corrupt restore leaves
+    O(dest) untouched.
+  - O(state=pruned) keeps, among complete archives under O(prefix), the newest of each of the O(keep_daily) most
+    recent days, O(keep_weekly) most recent ISO weeks and O(keep_monthly) most recent months that have a backup
+    (plus always the newest), and deletes the rest one key at a time (DeleteObjects always sends a checksum header R2
+    may refuse). Incomplete archives older than the newest complete one are deleted too.
+  - O(state=absent) deletes one archive (O(key)) and its manifest.
+  - The S3 client uses path-style addressing, standard retries, and C(request_checksum_calculation) and
+    C(response_checksum_validation) set to C(when_required), so no C(aws-chunked) checksum trailers are sent
+    (R2 rejects them). No object tagging is used (R2 has none).
+  - Runs no commands. API reference U(https://developers.cloudflare.com/r2/api/s3/api/),
+    U(https://boto3.amazonaws.com/v1/documentation/api/latest/reference/services/s3.html).
+author:
+  - Mirascope platform team
+requirements:
+  - boto3 >= 1.36 and zstandard on the host running the module (the farm venv).
+extends_documentation_fragment:
+  - mirascope.clawfarm._attributes
+attributes:
+  check_mode:
+    support: full
+    details: present and restored report what they would do; pruned lists what would be deleted; nothing is written.
+  diff_mode:
+    support: none
+  idempotent:
+    support: partial
+    details: present makes a new timestamped archive on every run (a backup is an event); pruned and absent are idempotent.
+options:
+  state:
+    description: V(present) archives, V(restored) restores, V(pruned) applies retention, V(absent) deletes one archive.
+    type: str
+    choices: [present, restored, pruned, absent]
+    default: present
+  bucket:
+    description: The bucket, for a claw C(claw-backup-<claw_id>). Created when missing (O(create_bucket)).
+    type: str
+    required: true
+  key:
+    description:
+      - The archive's key. O(state=present) defaults to C(<prefix><UTC YYYYmmddTHHMMSSZ>.tar.zst).
+      - O(state=restored) defaults to the newest complete archive under O(prefix) (or under C(backups/) and
+        C(archives/) when O(prefix) is not set). Required with O(state=absent).
+    type: str
+  prefix:
+    description:
+      - Key prefix of the archives, V(backups/) for nightly backups, V(archives/) for deprovision archives.
+      - Default V(backups/) for O(state=present) and O(state=pruned); O(state=restored) looks under both.
+    type: str
+  src:
+    description: The directory to archive (O(state=present)), for example the claw's home.
+    type: path
+  dest:
+    description: The directory to restore into (O(state=restored)); it is replaced as a whole.
+    type: path
+  owner:
+    description: User (name or uid) that owns every restored file.
+    type: str
+  group:
+    description: Group (name or gid) of every restored file.
+    type: str
+  keep_previous:
+    description: Keep the replaced directory as C(<dest>.pre-restore-<time>) instead of deleting it after the swap.
+    type: bool
+    default: false
+  excludes:
+    description:
+      - Paths left out of the archive. A pattern without C(/) matches any path component, one with C(/) the end of
+        a path; shell wildcards work. Defaults leave out Chromium caches, C(.cache), C(node_modules) and sockets.
+    type: list
+    elements: str
+    default: [".cache", "node_modules", "Cache", "Code Cache", "GPUCache", "ShaderCache", "GrShaderCache", "component_crx_cache",
+              "Service Worker/CacheStorage", "*.sock"]
+  part_size:
+    description: Multipart part size in MiB (5-5000). Archives can reach 10,000 parts, so 64 MiB allows about 625 GiB.
+    type: int
+    default: 64
+  compression_level:
+    description: zstd level (1-22). 3 is zstd's default, fast with a good ratio.
+    type: int
+    default: 3
+  kind:
+    description: Recorded in metadata and manifest (V(backup), V(archive)).
+    type: str
+    default: backup
+  claw_id:
+    description: The claw's id, recorded in metadata and manifest.
+    type: str
+  keep_daily:
+    description: Days to keep (O(state=pruned)).
+    type: int
+    default: 7
+  keep_weekly:
+    description: ISO weeks to keep (O(state=pruned)).
+    type: int
+    default: 4
+  keep_monthly:
+    description: Months to keep (O(state=pruned)).
+    type: int
+    default: 3
+  endpoint_url:
+    description: S3 endpoint, for R2 C(https://<account_id>.r2.cloudflarestorage.com).
+    type: str
+    required: true
+  region:
+    description: Region; R2 uses V(auto).
+    type: str
+    default: auto
+  access_key_id:
+    description: R2 access key id. Never logged.
+    type: str
+    required: true
+  secret_access_key:
+    description: R2 secret access key. Never logged.
+    type: str
+    required: true
+  ca_bundle:
+    description: A CA bundle file to verify the endpoint's certificate with (default - the system's trust store).
+    type: path
+  create_bucket:
+    description: Create O(bucket) when it does not exist (O(state=present)).
+    type: bool
+    default: true
+notes:
+  - Consistency is the caller's job - stop the gateway first (the C(claw) role's backup does, and reports the downtime).
+seealso:
+  - module: mirascope.clawfarm.r2_archive_info
+  - name: R2 S3 API compatibility
+    description: What R2 supports of the S3 API.
+    link: https://developers.cloudflare.com/r2/api/s3/api/
+"""
+
+EXAMPLES = r"""
+- name: Back up a claw's home
+  mirascope.clawfarm.r2_archive:
+    bucket: claw-backup-1a2b3c4d-0000-4000-8000-000000000001
+    src: /Users/claw-1a2b3c4d
+    claw_id: 1a2b3c4d-0000-4000-8000-000000000001
+    endpoint_url: https://0123456789abcdef0123456789abcdef.r2.cloudflarestorage.com
+    access_key_id: "{{ r2_access_key_id }}"
+    secret_access_key: "{{ r2_secret_access_key }}"
+  vars:
+    ansible_python_interpreter: /opt/mirascope/python/bin/python3
+  register: backup
+
+- name: Restore the newest backup
+  mirascope.clawfarm.r2_archive:
+    state: restored
+    bucket: claw-backup-1a2b3c4d-0000-4000-8000-000000000001
+    dest: /Users/claw-1a2b3c4d
+    owner: claw-1a2b3c4d
+    group: staff
+    endpoint_url: https://0123456789abcdef0123456789abcdef.r2.cloudflarestorage.com
+    access_key_id: "{{ r2_access_key_id }}"
+    secret_access_key: "{{ r2_secret_access_key }}"
+
+- name: Keep 7 daily, 4 weekly, 3 monthly backups
+  mirascope.clawfarm.r2_archive:
+    state: pruned
+    bucket: claw-backup-1a2b3c4d-0000-4000-8000-000000000001
+    endpoint_url: https://0123456789abcdef0123456789abcdef.r2.cloudflarestorage.com
+    access_key_id: "{{ r2_access_key_id }}"
+    secret_access_key: "{{ r2_secret_access_key }}"
+"""
+
+RETURN = r"""
+key:
+  description: The archive's key (present, restored, absent).
+  returned: when state is present, restored or absent
+  type: str
+  sample: backups/20261122T020000Z.tar.zst
+size:
+  description: Size of the compressed archive, in bytes.
+  returned: when state is present or restored
+  type: int
+sha256:
+  description: SHA-256 (hex) of the archive object.
+  returned: when state is present or restored
+  type: str
+files:
+  description: Regular files in the archive.
+  returned: when state is present or restored
+  type: int
+content_bytes:
+  description: Bytes of file content before compression.
+  returned: when state is present
+  type: int
+parts:
+  description: Multipart parts uploaded (1 for a single PUT).
+  returned: when state is present
+  type: int
+duration:
+  description: Seconds the upload (or restore) took.
+  returned: when state is present or restored
+  type: float
+throughput:
+  description: Compressed MiB per second of the upload.
+  returned: when state is present
+  type: float
+verified:
+  description: The object and manifest were read back and match what was streamed.
+  returned: when state is present
+  type: bool
+bucket_created:
+  description: The bucket did not exist and was created.
+  returned: when state is present
+  type: bool
+dest:
+  description: The restored directory.
+  returned: when state is restored
+  type: str
+kept:
+  description: Archive keys kept by the retention policy.
+  returned: when state is pruned
+  type: list
+  elements: str
+deleted:
+  description: Archive keys deleted (in check mode, that would be deleted).
+  returned: when state is pruned or absent
+  type: list
+  elements: str
+"""
+
+import grp
+import pwd
+from datetime import UTC, datetime
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ..module_utils import _r2 as r2
+
+
+def resolve_ids(owner, group):
+    """Names or numbers to (uid, gid); None when not given."""
+    uid = gid = None
+    if owner not in (None, ""):
+        uid = int(owner) if str(owner).isdigit() else pwd.getpwnam(owner).pw_uid
+    if group not in (None, ""):
+        gid = int(group) if str(group).isdigit() else grp.getgrnam(group).gr_gid
+    return uid, gid
+
+
+def validate(p: dict) -> None:
+    """Checks made before any request; raises ArchiveError."""
+    if p["prefix"] is not None and (not p["prefix"] or p["prefix"].startswith("/") or ".." in p["prefix"].split("/")):
+        raise r2.ArchiveError(f"prefix {p['prefix']!r} must be a relative key prefix such as backups/")
+    if p["key"] is not None and (p["key"].startswith("/") or r2.key_time(p["key"]) is None):
+        raise r2.ArchiveError(f"key {p['key']!r} is not an archive key (<prefix>YYYYmmddTHHMMSSZ.tar.zst)")
+    if not 5 <= p["part_size"] <= 5000:
+        raise r2.ArchiveError(f"part_size must be between 5 and 5000 MiB, got {p['part_size']}")
+    if not 1 <= p["compression_level"] <= 22:
+        raise r2.ArchiveError(f"compression_level must be between 1 and 22, got {p['compression_level']}")
+    for name in ("keep_daily", "keep_weekly", "keep_monthly"):
+        if p[name] < 0:
+            raise r2.ArchiveError(f"{name} must not be negative")
+    if p["state"] == "present" and not p["src"]:
+        raise r2.ArchiveError("src is required with state=present")
+    if p["state"] == "restored":
+        if not p["dest"] or p["dest"].rstrip("/") in ("", "/", "/Users", "/var", "/private", "/opt"):
+            raise r2.ArchiveError(f"dest {p['dest']!r} must be the directory to replace, such as a claw's home")
+    if p["state"] == "absent" and not p["key"]:
+        raise r2.ArchiveError("key is required with state=absent")
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            state=dict(type="str", choices=["present", "restored", "pruned", "absent"], default="present"),
+            bucket=dict(type="str", required=True),
+            key=dict(type="str", no_log=False),
+            prefix=dict(type="str"),
+            src=dict(type="path"),
+            dest=dict(type="path"),
+            owner=dict(type="str"),
+            group=dict(type="str"),
+            keep_previous=dict(type="bool", default=False),
+            excludes=dict(type="list", elements="str", default=list(r2.DEFAULT_EXCLUDES)),
+            part_size=dict(type="int", default=64),
+            compression_level=dict(type="int", default=3),
+            kind=dict(type="str", default="backup"),
+            claw_id=dict(type="str"),
+            keep_daily=dict(type="int", default=7),
+            keep_weekly=dict(type="int", default=4),
+            keep_monthly=dict(type="int", default=3),
+            endpoint_url=dict(type="str", required=True),
+            region=dict(type="str", default="auto"),
+            access_key_id=dict(type="str", required=True, no_log=True),
+            secret_access_key=dict(type="str", required=True, no_log=True),
+            ca_bundle=dict(type="path"),
+            create_bucket=dict(type="bool", default=True),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    try:
+        validate(p)
+        client = r2.make_s3_client(p["endpoint_url"], p["access_key_id"], p["secret_access_key"], p["region"], p["ca_bundle"])
+        result = run(module, p, client)
+    except r2.ArchiveError as exc:
+        module.fail_json(msg=f"r2_archive ({p['state']}, s3://{p['bucket']}/{p['key'] or p['prefix'] or ''}): {exc}")
+    except (KeyError, ValueError) as exc:  # unknown owner/group
+        module.fail_json(msg=f"r2_archive: {exc}")
+    module.exit_json(**result)
+
+
+def run(module, p, client) -> dict:
+    state = p["state"]
+    prefix = p["prefix"] or "backups/"
+    if state == "present":
+        key = p["key"] or r2.archive_key(prefix, datetime.now(UTC))
+        if module.check_mode:
+            return {"changed": True, "key": key, "msg": f"would archive {p['src']} to s3://{p['bucket']}/{key}"}
+        created = r2.ensure_bucket(client, p["bucket"], p["region"], p["create_bucket"])
+        result = r2.archive_and_verify(client, p["bucket"], key, p["src"], p["claw_id"], p["kind"], p["excludes"],
+                                       p["part_size"] * r2.MIB, p["compression_level"])
+        return {"changed": True, "bucket_created": created, **{k: result[k] for k in (
+            "key", "size", "sha256", "files", "content_bytes", "parts", "duration", "throughput", "verified", "etag")}}
+    if state == "restored":
+        key = p["key"]
+        if not key:
+            prefixes = (p["prefix"],) if p["prefix"] else ("backups/", "archives/")
+            complete = [a for a in r2.list_archives(client, p["bucket"], prefixes) if a["complete"]]
+            if not complete:
+                raise r2.ArchiveError(f"no complete archive in s3://{p['bucket']} under {', '.join(prefixes)}: nothing to restore")
+            key = complete[0]["key"]
+        uid, gid = resolve_ids(p["owner"], p["group"])
+        if module.check_mode:
+            return {"changed": True, "key": key, "dest": p["dest"], "msg": f"would restore s3://{p['bucket']}/{key} into {p['dest']}"}
+        result = r2.restore_archive(client, p["bucket"], key, p["dest"], uid, gid, p["keep_previous"])
+        return {"changed": True, **result}
+    if state == "pruned":
+        keys = r2.list_keys(client, p["bucket"], prefix) if _bucket_exists(client, p["bucket"]) else []
+        complete = {k[: -len(r2.MANIFEST_SUFFIX)] for k in keys if k.endswith(r2.MANIFEST_SUFFIX)}
+        kept, deleted = r2.plan_prune([k for k in keys if not k.endswith(r2.MANIFEST_SUFFIX)], p["keep_daily"],
+                                      p["keep_weekly"], p["keep_monthly"], complete)
+        if not module.check_mode:
+            for key in deleted:
+                r2.delete_archive(client, p["bucket"], key)
+        return {"changed": bool(deleted), "kept": kept, "deleted": deleted}
+    existed = False
+    if _bucket_exists(client, p["bucket"]):
+        if module.check_mode:
+            existed = p["key"] in r2.list_keys(client, p["bucket"], p["key"])
+        else:
+            existed = r2.delete_archive(client, p["bucket"], p["key"])
+    return {"changed": existed, "key": p["key"], "deleted": [p["key"]] if existed else []}
+
+
+def _bucket_exists(client, bucket) -> bool:
+    try:
+        r2.ensure_bucket(client, bucket, "", create=False)
+        return True
+    except r2.ArchiveError as exc:
+        if "does not exist" in str(exc):
+            return False
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+#!/usr/bin/python
+# Copyright (c) 2026 Mirascope
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: r2_archive_info
+short_description: List a claw's archives in R2 with date, size, sha256 and whether each is complete
+version_added: 0.2.0
+description:
+  - Lists the archives made by M(mirascope.clawfarm.r2_archive) in a bucket (ListObjectsV2, paginated) and reads each
+    archive's manifest for its size, sha256 and file count. An archive without a manifest (an upload that died) is
+    listed with C(complete=false) and is never restored.
+  - A missing bucket gives an empty list. Read only; runs no commands.
+  - Uses the same client settings as M(mirascope.clawfarm.r2_archive) (path-style, C(when_required) checksums).
+author:
+  - Mirascope platform team
+requirements:
+  - boto3 >= 1.36 on the host running the module.
+extends_documentation_fragment:
+  - mirascope.clawfarm._attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+options:
+  bucket:
+    description: The bucket, for a claw C(claw-backup-<claw_id>).
+    type: str
+    required: true
+  prefixes:
+    description: Key prefixes to list.
+    type: list
+    elements: str
+    default: [backups/, archives/]
+  endpoint_url:
+    description: S3 endpoint, for R2 C(https://<account_id>.r2.cloudflarestorage.com).
+    type: str
+    required: true
+  region:
+    description: Region; R2 uses V(auto).
+    type: str
+    default: auto
+  access_key_id:
+    description: R2 access key id. Never logged.
+    type: str
+    required: true
+  secret_access_key:
+    description: R2 secret access key. Never logged.
+    type: str
+    required: true
+  ca_bundle:
+    description: A CA bundle file to verify the endpoint's certificate with.
+    type: path
+seealso:
+  - module: mirascope.clawfarm.r2_archive
+"""
+
+EXAMPLES = r"""
+- name: List a claw's archives
+  mirascope.clawfarm.r2_archive_info:
+    bucket: claw-backup-1a2b3c4d-0000-4000-8000-000000000001
+    endpoint_url: https://0123456789abcdef0123456789abcdef.r2.cloudflarestorage.com
+    access_key_id: "{{ r2_access_key_id }}"
+    secret_access_key: "{{ r2_secret_access_key }}"
+  register: claw_archives
+"""
+
+RETURN = r"""
+archives:
+  description: Archives, newest first.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    key:
+      description: Object key.
+      type: str
+      sample: backups/20261122T020000Z.tar.zst
+    created:
+      description: UTC time from the key (ISO 8601).
+      type: str
+    kind:
+      description: First key component, V(backups) or V(archives).
+      type: str
+    size:
+      description: Compressed size in bytes (from the manifest; null when incomplete).
+      type: int
+    sha256:
+      description: SHA-256 of the object (from the manifest).
+      type: str
+    files:
+      description: Regular files in the archive.
+      type: int
+    complete:
+      description: The archive has a valid manifest.
+      type: bool
+latest:
+  description: The newest complete archive (null when there is none).
+  returned: always
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ..module_utils import _r2 as r2
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            bucket=dict(type="str", required=True),
+            prefixes=dict(type="list", elements="str", default=["backups/", "archives/"]),
+            endpoint_url=dict(type="str", required=True),
+            region=dict(type="str", default="auto"),
+            access_key_id=dict(type="str", required=True, no_log=True),
+            secret_access_key=dict(type="str", required=True, no_log=True),
+            ca_bundle=dict(type="path"),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    try:
+        client = r2.make_s3_client(p["endpoint_url"], p["access_key_id"], p["secret_access_key"], p["region"], p["ca_bundle"])
+        archives = r2.list_archives(client, p["bucket"], tuple(p["prefixes"]))
+    except r2.ArchiveError as exc:
+        module.fail_json(msg=f"r2_archive_info (s3://{p['bucket']}): {exc}")
+    latest = next((a for a in archives if a["complete"]), None)
+    module.exit_json(changed=False, archives=archives, latest=latest)
+
+
+if __name__ == "__main__":
+    main()
