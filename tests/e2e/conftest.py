@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from clawfarm_testlib import S3StandIn
 
 REPO = Path(__file__).resolve().parents[2]
 MINI = os.environ.get("CLAWFARM_E2E_MINI", "e2e1")
@@ -59,6 +60,10 @@ class Mini:
                        "ls /var/db/mirascope/ports 2>/dev/null; launchctl print system").stdout
 
 
+def inventory_address(inventory: Path) -> str:
+    return re.search(r"ansible_host: (\S+)", inventory.read_text()).group(1)
+
+
 def recap(output: str) -> dict:
     """``{host: {"ok": n, "changed": n, "failed": n, ...}}`` from a PLAY RECAP."""
     hosts = {}
@@ -78,7 +83,7 @@ def wait_for(predicate, timeout: float, interval: float = 2.0):
         time.sleep(interval)
 
 
-def farm_vars(cf, tunnel_id: str, zone_id: str) -> dict:
+def farm_vars(cf, tunnel_id: str, zone_id: str, s3) -> dict:
     """What a real farm keeps in group vars and a vaulted vars file, pointed at the sandbox and the stand-ins."""
     return {
         "claws_domain": CLAWS_DOMAIN,
@@ -92,6 +97,10 @@ def farm_vars(cf, tunnel_id: str, zone_id: str) -> dict:
         # No cloudflared binary can be had on a sandbox Mini: the role installs a harmless stand-in there.
         "cloudflared_binary": "/usr/local/bin/cloudflared",
         "cloudflared_binary_src": str(REPO / "tests/sandbox/cloudflared-standin.py"),
+        # R2: a moto S3 server on the host side of the Mini's veth (the only address the Mini can reach).
+        "r2_endpoint_url": s3.endpoint_url,
+        "r2_access_key_id": s3.access_key_id,
+        "r2_secret_access_key": s3.secret_access_key,
     }
 
 
@@ -108,11 +117,16 @@ def mini(tmp_path_factory, farm):
         pytest.skip("sandbox Minis need root")
     inventory = tmp_path_factory.mktemp("inventory") / "hosts.yml"
     vars_file = inventory.parent / "farm.yml"
-    vars_file.write_text(json.dumps(farm_vars(farm["cf"], farm["tunnel_id"], farm["zone_id"])))
     subprocess.run([sys.executable, str(REPO / "tests/sandbox/mini.py"), "down", MINI, "--purge"], check=True)
     subprocess.run([sys.executable, str(REPO / "tests/sandbox/mini.py"), "up", MINI, "--inventory", str(inventory)],
                    check=True, capture_output=True)
+    # The host side of the Mini's veth (10.77.N.1) is the one address outside the Mini that it can reach.
+    s3 = S3StandIn(inventory_address(inventory).rsplit(".", 1)[0] + ".1", inventory.parent)
+    s3.start()
+    vars_file.write_text(json.dumps(farm_vars(farm["cf"], farm["tunnel_id"], farm["zone_id"], s3)))
     node = Mini(MINI, inventory, vars_file)
+    node.s3 = s3
     node.playbook("bootstrap", check=True)
     yield node
+    s3.stop()
     subprocess.run([sys.executable, str(REPO / "tests/sandbox/mini.py"), "down", MINI, "--purge"], check=False)

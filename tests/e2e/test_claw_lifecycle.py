@@ -191,7 +191,8 @@ def test_check_mode_on_a_new_claw_changes_nothing(mini):
 
 
 def test_deprovision_removes_job_and_user_and_keeps_the_home(mini):
-    mini.playbook("deprovision", "-e", f"claw_id={CLAW_ID}")
+    """archive=false: the foundation's tombstone (no R2 involved); archiving deprovision is in test_claw_backup.py."""
+    mini.playbook("deprovision", "-e", f"claw_id={CLAW_ID}", "-e", "archive=false")
     assert mini.sh(f"dscl . -read /Users/{USER}", check=False).returncode == 56
     assert mini.sh(f"test -e /Library/LaunchDaemons/{LABEL}.plist", check=False).returncode != 0
     assert mini.sh(f"launchctl print system/{LABEL}", check=False).returncode == 113
@@ -203,5 +204,5 @@ def test_deprovision_removes_job_and_user_and_keeps_the_home(mini):
     assert mini.sh("stat -c '%a %U' /var/db/mirascope/tombstones").stdout.split() == ["700", "root"]
     assert mini.sh(f"test -f /var/db/mirascope/tombstones/{kept}/.openclaw/openclaw.json", check=False).returncode == 0
     assert mini.sh("ls /var/db/mirascope/ports").stdout.strip() == ""
-    again = mini.playbook("deprovision", "-e", f"claw_id={CLAW_ID}")
+    again = mini.playbook("deprovision", "-e", f"claw_id={CLAW_ID}", "-e", "archive=false")
     assert recap(again.stdout)[mini.name]["changed"] == 0

@@ -194,7 +194,7 @@ def test_r2_rules_equal_parts_no_trailers_no_tagging_no_batch_delete(request, se
 def test_unreachable_endpoint_fails_clearly(run_module, tmp_path):
     src = tmp_path / "s"
     src.mkdir()
-    from conftest import free_port
+    from clawfarm_testlib import free_port
 
     result = run_module("r2_archive", {"bucket": bucket(), "src": str(src), "endpoint_url": f"http://127.0.0.1:{free_port()}",
                                        "access_key_id": "a", "secret_access_key": "super-secret-value"})

@@ -1,0 +1,89 @@
+"""Backups, restore, archiving deprovision and re-subscribe, end to end: sandbox Mini + moto S3 server."""
+from __future__ import annotations
+
+from conftest import recap
+
+CLAW_ID = "b4c7e2d1-3a5f-4e6b-9c8d-7f1e2a3b4c5d"
+USER = "claw-b4c7e2d1"
+HOME = f"/Users/{USER}"
+BUCKET = f"claw-backup-{CLAW_ID}"
+
+
+def keys(mini, prefix: str) -> list:
+    from ansible_collections.mirascope.clawfarm.plugins.module_utils import _r2
+
+    client = mini.s3.client()
+    try:
+        return [k for k in _r2.list_keys(client, BUCKET, prefix) if k.endswith(".tar.zst")]
+    except Exception:  # noqa: BLE001 - no bucket yet
+        return []
+
+
+def healthy(mini) -> bool:
+    result = mini.playbook("status", "-e", f"claw_id={CLAW_ID}")
+    return result.returncode == 0 and "health: ok" in result.stdout
+
+
+def test_backup_of_a_running_claw(mini):
+    mini.playbook("provision", "-e", f"claw_id={CLAW_ID}", check=True)
+    mini.sh(f"echo before > {HOME}/.openclaw/workspace/kept.txt && chown {USER} {HOME}/.openclaw/workspace/kept.txt")
+    result = mini.playbook("backup", "-e", f"claw_id={CLAW_ID}", check=True)
+    out = " ".join(result.stdout.split())
+    assert "downtime" in out and "MiB/s" in out
+    assert len(keys(mini, "backups/")) == 1
+    assert healthy(mini)
+
+
+def test_restore_brings_back_the_backup(mini):
+    marker = f"{HOME}/.openclaw/workspace/marker-after-backup.txt"
+    mini.sh(f"echo new > {marker}")
+    mini.playbook("restore", "-e", f"claw_id={CLAW_ID}", check=True)
+    assert mini.sh(f"test -e {marker}", check=False).returncode != 0, "the marker written after the backup survived"
+    assert mini.sh(f"cat {HOME}/.openclaw/workspace/kept.txt").stdout.strip() == "before"
+    owners = set(mini.sh(f"find {HOME} -printf '%u\\n'").stdout.split())
+    assert owners == {USER}
+    assert mini.sh(f"stat -c %a {HOME}").stdout.strip() == "700"
+    assert mini.sh("ls -a /Users | grep -c restore", check=False).stdout.strip() == "0"
+    assert healthy(mini)
+
+
+def test_backup_of_every_claw_on_the_mini(mini):
+    before = keys(mini, "backups/")
+    result = mini.playbook("backup", "-e", f"mini={mini.name}", check=True)
+    assert CLAW_ID in result.stdout and "failed: []" in result.stdout
+    after = keys(mini, "backups/")
+    # Retention keeps the newest backup of each day: today's earlier backup was pruned.
+    assert len(after) == 1 and after != before and "pruned 1" in " ".join(result.stdout.split())
+
+
+def test_deprovision_without_r2_fails_and_keeps_the_claw(mini):
+    mini.s3.stop()
+    try:
+        result = mini.playbook("deprovision", "-e", f"claw_id={CLAW_ID}")
+    finally:
+        mini.s3.start()  # moto keeps no state across a restart: the bucket is empty again
+    assert result.returncode != 0
+    out = " ".join(result.stdout.split())
+    assert "unreachable" in out or "Could not connect" in out or "R2" in out
+    assert mini.sh(f"dscl . -read /Users/{USER} UniqueID", check=False).returncode == 0
+    assert mini.sh(f"test -f {HOME}/.openclaw/workspace/kept.txt", check=False).returncode == 0
+    assert mini.sh(f"test -f /Library/LaunchDaemons/com.mirascope.claw.{CLAW_ID}.plist", check=False).returncode == 0
+    assert healthy(mini)
+
+
+def test_deprovision_archives_then_removes(mini):
+    mini.sh(f"echo customer-data > {HOME}/.openclaw/workspace/resubscribe.txt")
+    mini.playbook("deprovision", "-e", f"claw_id={CLAW_ID}", check=True)
+    assert len(keys(mini, "archives/")) == 1
+    assert mini.sh(f"dscl . -read /Users/{USER}", check=False).returncode == 56
+    assert mini.sh(f"test -e {HOME}", check=False).returncode != 0
+    assert CLAW_ID not in mini.sh("ls /var/db/mirascope/tombstones 2>/dev/null; true").stdout
+
+
+def test_resubscribe_restores_the_archive(mini):
+    result = mini.playbook("provision", "-e", f"claw_id={CLAW_ID}", "-e", "restore=true", check=True)
+    assert "restored from archives/" in " ".join(result.stdout.split())
+    assert mini.sh(f"cat {HOME}/.openclaw/workspace/resubscribe.txt").stdout.strip() == "customer-data"
+    assert healthy(mini)
+    cleanup = mini.playbook("deprovision", "-e", f"claw_id={CLAW_ID}", "-e", "archive=false", "-e", "claw_purge_home=true", check=True)
+    assert recap(cleanup.stdout)[mini.name]["failed"] == 0
