@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The test suite on a fresh Debian machine (root): setup, lint (ruff, ansible-lint), ansible-doc of every
-# module, unit tests, then end-to-end tests against a sandbox Mini with a real OpenClaw gateway.
+# module, unit and integration tests, end-to-end tests against a sandbox Mini with a real OpenClaw gateway,
+# and a small run of the archive benchmark.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source .venv/bin/activate
 echo "==> ruff"
-ruff check plugins tests roles api 2>/dev/null || ruff check plugins tests roles
+ruff check plugins tests roles bench
 echo "==> ansible-lint"
 ansible-lint --offline -q roles playbooks
 echo "==> ansible-doc"
@@ -21,3 +22,5 @@ echo "==> collection build"
 ansible-galaxy collection build --force --output-path .cache/build >/dev/null
 echo "==> pytest"
 python -m pytest tests -q -p no:cacheprovider "$@"
+echo "==> benchmark smoke run (archive, 32 MiB; prints ratios, asserts nothing)"
+python bench/archive_bench.py --size-mib 32 --workdir .cache/bench
