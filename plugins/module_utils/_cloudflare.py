@@ -27,6 +27,16 @@ DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
 TUNNEL_TARGET_SUFFIX = ".cfargotunnel.com"
 
 
+def api_argument_spec() -> dict:
+    """AnsibleModule argument spec of the API options (documented in doc fragment ``cloudflare_api``)."""
+    return dict(
+        api_token=dict(type="str", no_log=True),
+        api_base_url=dict(type="str", default=DEFAULT_BASE_URL),
+        api_max_retries=dict(type="int", default=2),
+        api_timeout=dict(type="float", default=30.0),
+    )
+
+
 class CloudflareError(RuntimeError):
     """An API call failed; the message names the call, the HTTP status and Cloudflare's error text."""
 
@@ -267,6 +277,6 @@ def remove_tunnel_cname(client, zone_id: str, name: str, tunnel_id: str, check_m
 
 
 __all__ = [
-    "CloudflareError", "IngressError", "make_client", "describe_api_error", "get_tunnel", "get_tunnel_config",
+    "CloudflareError", "IngressError", "api_argument_spec", "make_client", "describe_api_error", "get_tunnel", "get_tunnel_config",
     "put_tunnel_config", "tunnel_lock", "update_tunnel_ingress", "tunnel_target", "ensure_tunnel_cname", "remove_tunnel_cname",
 ]

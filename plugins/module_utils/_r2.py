@@ -47,6 +47,17 @@ DEFAULT_EXCLUDES = (
 )
 
 
+def connection_argument_spec() -> dict:
+    """AnsibleModule argument spec of the S3 connection options (documented in doc fragment ``r2_connection``)."""
+    return dict(
+        endpoint_url=dict(type="str", required=True),
+        region=dict(type="str", default="auto"),
+        access_key_id=dict(type="str", required=True, no_log=True),
+        secret_access_key=dict(type="str", required=True, no_log=True),
+        ca_bundle=dict(type="path"),
+    )
+
+
 class ArchiveError(RuntimeError):
     """An archive could not be made, verified or restored; the message says which step and why."""
 

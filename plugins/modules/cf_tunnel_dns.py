@@ -24,6 +24,7 @@ requirements:
   - The C(cloudflare) Python SDK (5.x) on the host running the module.
 extends_documentation_fragment:
   - mirascope.clawfarm._attributes
+  - mirascope.clawfarm.cloudflare_api
 attributes:
   check_mode:
     support: full
@@ -53,21 +54,6 @@ options:
     type: str
     choices: [present, absent]
     default: present
-  api_token:
-    description: Cloudflare API token with Zone > DNS > Edit. Defaults to C(CLOUDFLARE_API_TOKEN). Never logged.
-    type: str
-  api_base_url:
-    description: Base URL of the Cloudflare API (a local stand-in in tests).
-    type: str
-    default: https://api.cloudflare.com/client/v4
-  api_max_retries:
-    description: Retries of the SDK for 408, 409, 429, 5xx and connection errors.
-    type: int
-    default: 2
-  api_timeout:
-    description: Timeout of one API request, in seconds.
-    type: float
-    default: 30
 """
 
 EXAMPLES = r"""
@@ -126,10 +112,7 @@ def main():
             tunnel_id=dict(type="str", required=True),
             zone_id=dict(type="str", required=True),
             state=dict(type="str", choices=["present", "absent"], default="present"),
-            api_token=dict(type="str", no_log=True),
-            api_base_url=dict(type="str", default=cf.DEFAULT_BASE_URL),
-            api_max_retries=dict(type="int", default=2),
-            api_timeout=dict(type="float", default=30.0),
+            **cf.api_argument_spec(),
         ),
         supports_check_mode=True,
     )

@@ -41,6 +41,7 @@ requirements:
   - O(mode=local) with a YAML (not JSON) config.yml needs PyYAML.
 extends_documentation_fragment:
   - mirascope.clawfarm._attributes
+  - mirascope.clawfarm.cloudflare_api
 attributes:
   check_mode:
     support: full
@@ -95,23 +96,6 @@ options:
   tunnel_id:
     description: The tunnel's UUID. Required with O(mode=api) and with O(dns=true).
     type: str
-  api_token:
-    description:
-      - Cloudflare API token (Account > Cloudflare Tunnel > Edit; Zone > DNS > Edit for O(dns=true)).
-      - Defaults to the environment variable C(CLOUDFLARE_API_TOKEN). Never logged.
-    type: str
-  api_base_url:
-    description: Base URL of the Cloudflare API (a local stand-in in tests).
-    type: str
-    default: https://api.cloudflare.com/client/v4
-  api_max_retries:
-    description: Retries of the SDK for 408, 409, 429, 5xx and connection errors.
-    type: int
-    default: 2
-  api_timeout:
-    description: Timeout of one API request, in seconds.
-    type: float
-    default: 30
   lock_dir:
     description: Directory of the per-tunnel lock files that serialise configuration writes on this host (O(mode=api)).
     type: path
@@ -312,10 +296,7 @@ def main():
             config_path=dict(type="path", default="/etc/cloudflared/config.yml"),
             account_id=dict(type="str"),
             tunnel_id=dict(type="str"),
-            api_token=dict(type="str", no_log=True),
-            api_base_url=dict(type="str", default=cf.DEFAULT_BASE_URL),
-            api_max_retries=dict(type="int", default=2),
-            api_timeout=dict(type="float", default=30.0),
+            **cf.api_argument_spec(),
             lock_dir=dict(type="path", default="/tmp/clawfarm-locks"),
             dns=dict(type="bool", default=False),
             zone_id=dict(type="str"),

@@ -38,6 +38,7 @@ requirements:
   - boto3 >= 1.36 and zstandard on the host running the module (the farm venv).
 extends_documentation_fragment:
   - mirascope.clawfarm._attributes
+  - mirascope.clawfarm.r2_connection
 attributes:
   check_mode:
     support: full
@@ -119,25 +120,6 @@ options:
     description: Months to keep (O(state=pruned)).
     type: int
     default: 3
-  endpoint_url:
-    description: S3 endpoint, for R2 C(https://<account_id>.r2.cloudflarestorage.com).
-    type: str
-    required: true
-  region:
-    description: Region; R2 uses V(auto).
-    type: str
-    default: auto
-  access_key_id:
-    description: R2 access key id. Never logged.
-    type: str
-    required: true
-  secret_access_key:
-    description: R2 secret access key. Never logged.
-    type: str
-    required: true
-  ca_bundle:
-    description: A CA bundle file to verify the endpoint's certificate with (default - the system's trust store).
-    type: path
   create_bucket:
     description: Create O(bucket) when it does not exist (O(state=present)).
     type: bool
@@ -303,11 +285,7 @@ def main():
             keep_daily=dict(type="int", default=7),
             keep_weekly=dict(type="int", default=4),
             keep_monthly=dict(type="int", default=3),
-            endpoint_url=dict(type="str", required=True),
-            region=dict(type="str", default="auto"),
-            access_key_id=dict(type="str", required=True, no_log=True),
-            secret_access_key=dict(type="str", required=True, no_log=True),
-            ca_bundle=dict(type="path"),
+            **r2.connection_argument_spec(),
             create_bucket=dict(type="bool", default=True),
         ),
         supports_check_mode=True,

@@ -20,6 +20,7 @@ requirements:
   - boto3 >= 1.36 on the host running the module.
 extends_documentation_fragment:
   - mirascope.clawfarm._attributes
+  - mirascope.clawfarm.r2_connection
 attributes:
   check_mode:
     support: full
@@ -37,25 +38,6 @@ options:
     type: list
     elements: str
     default: [backups/, archives/]
-  endpoint_url:
-    description: S3 endpoint, for R2 C(https://<account_id>.r2.cloudflarestorage.com).
-    type: str
-    required: true
-  region:
-    description: Region; R2 uses V(auto).
-    type: str
-    default: auto
-  access_key_id:
-    description: R2 access key id. Never logged.
-    type: str
-    required: true
-  secret_access_key:
-    description: R2 secret access key. Never logged.
-    type: str
-    required: true
-  ca_bundle:
-    description: A CA bundle file to verify the endpoint's certificate with.
-    type: path
 seealso:
   - module: mirascope.clawfarm.r2_archive
 """
@@ -115,11 +97,7 @@ def main():
         argument_spec=dict(
             bucket=dict(type="str", required=True),
             prefixes=dict(type="list", elements="str", default=["backups/", "archives/"]),
-            endpoint_url=dict(type="str", required=True),
-            region=dict(type="str", default="auto"),
-            access_key_id=dict(type="str", required=True, no_log=True),
-            secret_access_key=dict(type="str", required=True, no_log=True),
-            ca_bundle=dict(type="path"),
+            **r2.connection_argument_spec(),
         ),
         supports_check_mode=True,
     )
