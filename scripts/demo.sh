@@ -22,6 +22,7 @@ cf_tunnel_id: $TUNNEL_ID
 cloudflared_credentials: {AccountTag: sandbox, TunnelID: $TUNNEL_ID, TunnelSecret: c2FuZGJveA==}
 cloudflared_binary: /usr/local/bin/cloudflared
 cloudflared_binary_src: $PWD/tests/sandbox/cloudflared-standin.py
+tailscale_enabled: false
 EOF2
   chmod 600 "$VARS"
 fi

@@ -97,6 +97,8 @@ def farm_vars(cf, tunnel_id: str, zone_id: str, s3) -> dict:
         # No cloudflared binary can be had on a sandbox Mini: the role installs a harmless stand-in there.
         "cloudflared_binary": "/usr/local/bin/cloudflared",
         "cloudflared_binary_src": str(REPO / "tests/sandbox/cloudflared-standin.py"),
+        # No tailnet in the sandbox (the role is for real Minis).
+        "tailscale_enabled": False,
         # R2: a moto S3 server on the host side of the Mini's veth (the only address the Mini can reach).
         "r2_endpoint_url": s3.endpoint_url,
         "r2_access_key_id": s3.access_key_id,

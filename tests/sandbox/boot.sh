@@ -16,7 +16,7 @@ hostname "$NAME"
 rm -rf "$R/usr/local/libexec/sandbox-macos"
 mkdir -p "$R/usr/local/libexec"
 cp -r "$MACOS" "$R/usr/local/libexec/sandbox-macos"
-for tool in sysadminctl createhomedir dseditgroup; do ln -sf /usr/local/libexec/sandbox-macos/bin/$tool "$R/usr/sbin/$tool"; done
-for tool in dscl dscacheutil sw_vers launchctl; do ln -sf /usr/local/libexec/sandbox-macos/bin/$tool "$R/usr/bin/$tool"; done
+for tool in sysadminctl createhomedir dseditgroup systemsetup scutil; do ln -sf /usr/local/libexec/sandbox-macos/bin/$tool "$R/usr/sbin/$tool"; done
+for tool in dscl dscacheutil sw_vers launchctl pmset fdesetup; do ln -sf /usr/local/libexec/sandbox-macos/bin/$tool "$R/usr/bin/$tool"; done
 chroot "$R" /usr/bin/python3 /usr/local/libexec/sandbox-macos/firstboot.py "$NAME"
 exec chroot "$R" /usr/bin/python3 /usr/local/libexec/sandbox-macos/launchd.py

@@ -37,10 +37,12 @@ with open("/etc/sudoers.d/admin", "w") as handle:
 os.chmod("/etc/sudoers.d/admin", 0o440)
 if not os.path.exists("/etc/ssh/sandbox_host_ed25519_key"):
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", "/etc/ssh/sandbox_host_ed25519_key"], check=True)
+os.makedirs("/etc/ssh/sshd_config.d", exist_ok=True)
 with open("/etc/ssh/sshd_config", "w") as handle:
     handle.write(
-        "# sandbox Mini sshd: key-only, no root login (what mini_base enforces on real Minis)\n"
-        "Port 22\nHostKey /etc/ssh/sandbox_host_ed25519_key\nPermitRootLogin no\n"
-        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
+        "# sandbox Mini sshd, shaped like macOS's: drop-ins first (sshd keeps the first value it reads), then the\n"
+        "# defaults. Password login stays on, as on a fresh Mac; mini_base's drop-in turns it off.\n"
+        "Include /etc/ssh/sshd_config.d/*\n"
+        "Port 22\nHostKey /etc/ssh/sandbox_host_ed25519_key\nUsePAM no\n"
         "AuthorizedKeysFile .ssh/authorized_keys\nSubsystem sftp internal-sftp\nMaxStartups 64\nMaxSessions 64\n"
     )
