@@ -1,0 +1,102 @@
+"""bootstrap.yml end to end: a fresh sandbox Mini, idempotence, check mode, SSH hardening that cannot lock
+the operator out, FileVault, and an OpenClaw upgrade that moves every claw one at a time."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO, Mini, recap
+
+FRESH = "e2e2"
+OLDER_OPENCLAW = "2026.9.5"
+UPGRADE_CLAWS = ["0d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6", "1e2f3a4b-5c6d-4e7f-8a81-92a3b4c5d6e7"]
+
+
+@pytest.fixture(scope="module")
+def fresh_mini(tmp_path_factory, farm, mini):
+    """A second sandbox Mini with nothing of the farm on it (macOS base only)."""
+    inventory = tmp_path_factory.mktemp("fresh") / "hosts.yml"
+    subprocess.run([sys.executable, str(REPO / "tests/sandbox/mini.py"), "down", FRESH, "--purge"], check=True)
+    subprocess.run([sys.executable, str(REPO / "tests/sandbox/mini.py"), "up", FRESH, "--inventory", str(inventory)],
+                   check=True, capture_output=True)
+    node = Mini(FRESH, inventory, mini.farm_vars)
+    yield node
+    subprocess.run([sys.executable, str(REPO / "tests/sandbox/mini.py"), "down", FRESH, "--purge"], check=False)
+
+
+def test_check_mode_on_a_fresh_mini_shows_changes_without_failing(fresh_mini):
+    result = fresh_mini.playbook("bootstrap", "--check", "--diff")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert recap(result.stdout)[FRESH]["changed"] > 0
+    assert fresh_mini.sh("test -e /opt/mirascope", check=False).returncode != 0, "check mode created a directory"
+    assert fresh_mini.sh("test -e /etc/ssh/sshd_config.d/000-mirascope.conf", check=False).returncode != 0
+
+
+def test_filevault_off_is_refused_with_a_clear_message(fresh_mini):
+    fresh_mini.sh("mkdir -p /var/db/sandbox && echo Off > /var/db/sandbox/filevault")
+    try:
+        result = fresh_mini.playbook("bootstrap")
+    finally:
+        fresh_mini.sh("rm -f /var/db/sandbox/filevault")
+    assert result.returncode != 0 and "FileVault is not on" in " ".join(result.stdout.split())
+
+
+def test_bootstrapped_mini_is_hardened_and_idempotent(mini):
+    """The session Mini was bootstrapped from fresh by the fixture; a second run and --check change nothing."""
+    again = mini.playbook("bootstrap", check=True)
+    assert recap(again.stdout)[mini.name]["changed"] == 0, again.stdout[-4000:]
+    checked = mini.playbook("bootstrap", "--check", "--diff", check=True)
+    assert recap(checked.stdout)[mini.name]["changed"] == 0, checked.stdout[-4000:]
+    effective = mini.sh("/usr/sbin/sshd -T").stdout
+    assert "passwordauthentication no" in effective and "permitrootlogin no" in effective
+    assert mini.sh("scutil --get LocalHostName").stdout.strip() == mini.name
+    pmset = mini.sh("pmset -g").stdout
+    assert " sleep                0" in pmset and " autorestart          1" in pmset
+    assert mini.sh("systemsetup -getrestartpowerfailure").stdout.strip() == "Restart After Power Failure: On"
+    assert mini.sh("stat -c '%a %U' /var/db/mirascope/ports").stdout.strip() == "700 root"
+
+
+def test_a_broken_sshd_setting_is_never_installed(mini):
+    before = mini.sh("cat /etc/ssh/sshd_config.d/000-mirascope.conf").stdout
+    result = mini.playbook("bootstrap", "--tags", "ssh", "-e", '{"mini_base_sshd_settings": {"PasswordAuthentication": "maybe"}}')
+    assert result.returncode != 0 and "failed to validate" in result.stdout
+    assert mini.sh("cat /etc/ssh/sshd_config.d/000-mirascope.conf").stdout == before
+    # The operator is not locked out: the next run logs in and changes nothing.
+    assert recap(mini.playbook("bootstrap", "--tags", "ssh", check=True).stdout)[mini.name]["changed"] == 0
+
+
+def plist_prefix(mini, claw_id: str) -> str:
+    plist = mini.sh(f"cat /Library/LaunchDaemons/com.mirascope.claw.{claw_id}.plist").stdout
+    return next(v for v in ("2026.9.5", "2026.9.6") if f"/opt/openclaw/{v}/" in plist)
+
+
+def claw_version(mini, claw_id: str) -> str | None:
+    status = mini.playbook("status", "-e", f"claw_id={claw_id}").stdout
+    return status.split("version: ", 1)[1].split()[0] if "health: ok" in status and "version: " in status else None
+
+
+def test_openclaw_upgrade_moves_every_claw_one_at_a_time(mini):
+    for claw_id in UPGRADE_CLAWS:
+        mini.playbook("provision", "-e", f"claw_id={claw_id}", "-e", f"openclaw_runtime_version={OLDER_OPENCLAW}", check=True)
+        assert claw_version(mini, claw_id) == OLDER_OPENCLAW
+    # The inventory pins 2026.9.6 (role default): bootstrap --tags openclaw moves the claws, one after the other.
+    out = mini.playbook("bootstrap", "--tags", "openclaw", check=True).stdout
+    order = [out.index(f"claw {c} on {mini.name}") for c in UPGRADE_CLAWS]
+    assert order == sorted(order)
+    for claw_id in UPGRADE_CLAWS:
+        assert plist_prefix(mini, claw_id) == "2026.9.6" and claw_version(mini, claw_id) == "2026.9.6"
+
+
+def test_a_bad_version_stops_at_the_first_claw(mini):
+    """OpenClaw refuses to run on a state database a newer build wrote (exit 78): a downgrade is a bad version."""
+    first, second = UPGRADE_CLAWS
+    result = mini.playbook("bootstrap", "--tags", "openclaw", "-e", f"openclaw_runtime_version={OLDER_OPENCLAW}")
+    assert result.returncode != 0 and "config error (exit 78)" in result.stdout
+    assert plist_prefix(mini, first) == OLDER_OPENCLAW
+    assert plist_prefix(mini, second) == "2026.9.6" and claw_version(mini, second) == "2026.9.6", "the second claw was touched"
+    # Back on the pinned version, the first claw is healthy again (its data was never migrated).
+    mini.playbook("bootstrap", "--tags", "openclaw", check=True)
+    assert claw_version(mini, first) == "2026.9.6"
+    for claw_id in UPGRADE_CLAWS:
+        mini.playbook("deprovision", "-e", f"claw_id={claw_id}", "-e", "archive=false", "-e", "claw_purge_home=true", check=True)
