@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source .venv/bin/activate
 echo "==> ruff"
-ruff check plugins tests roles bench
+ruff check plugins tests roles bench api
 echo "==> ansible-lint"
 ansible-lint --offline -q roles playbooks
 echo "==> ansible-doc"

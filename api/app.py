@@ -1,0 +1,372 @@
+"""The HTTP API (FastAPI). Routes under ``/v1``, OpenAPI at ``/openapi.json``; every route but ``/healthz`` needs
+``Authorization: Bearer <token>``. Every state change queues a job that runs the same playbook an operator runs.
+"""
+
+import asyncio
+import hmac
+import json
+import logging
+import re
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, field_validator
+from sqlalchemy import func, select
+
+from .config import Settings, load_settings
+from .db import TERMINAL, Claw, Job, JobEvent, make_sessionmaker
+from .inventory import Inventory, place
+from .jobs import JOB_DURATION, JobEngine, playbook_available
+
+log = logging.getLogger("clawfarm.api")
+
+UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MINI_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+ClawId = Annotated[str, Path(pattern=UUID_PATTERN, description="The claw's UUID (lowercase, with dashes)")]
+MiniName = Annotated[str, Path(pattern=MINI_PATTERN, description="A Mini's inventory name")]
+JobId = Annotated[str, Path(pattern=UUID_PATTERN, description="A job's id")]
+IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", description="Same key, same job (safe retries)")]
+
+
+# ---- request and response models ------------------------------------------------------------------------------
+
+class ProvisionRequest(BaseModel):
+    """Provision a claw. ``env`` holds the claw's secrets and settings (values never stored or shown)."""
+    model_config = ConfigDict(extra="forbid")
+    claw_id: str = Field(pattern=UUID_PATTERN, description="The claw's UUID")
+    mini: str | None = Field(None, pattern=MINI_PATTERN, description="Inventory name; placed on the least-loaded active Mini when absent")
+    gateway_token: SecretStr | None = Field(None, min_length=32, max_length=512, description="Gateway token; generated on the control node when absent")
+    env: dict[str, Annotated[str, Field(max_length=8192)]] = Field(default_factory=dict, description="Environment of the claw (API keys, model ids)")
+    restore: bool = Field(False, description="Restore the newest archive after provisioning (re-subscribe)")
+    callback_url: HttpUrl | None = Field(None, description="Receives the final job state (HMAC-signed)")
+
+    @field_validator("env")
+    @classmethod
+    def env_names(cls, value: dict) -> dict:
+        bad = [k for k in value if not ENV_NAME.match(k)]
+        if bad:
+            raise ValueError(f"env keys must be environment variable names ([A-Za-z_][A-Za-z0-9_]*): {', '.join(map(repr, bad[:5]))}")
+        if len(value) > 100:
+            raise ValueError("env has more than 100 entries")
+        return value
+
+
+class ActionRequest(BaseModel):
+    """Options of a claw action; all optional."""
+    model_config = ConfigDict(extra="forbid")
+    mini: str | None = Field(None, pattern=MINI_PATTERN, description="The claw's Mini, when the service does not know it yet")
+    key: str | None = Field(None, pattern=r"^(backups|archives)/\d{8}T\d{6}Z\.tar\.zst$", description="restore: archive key (default newest)")
+    target: str | None = Field(None, pattern=MINI_PATTERN, description="migrate: the target Mini")
+    callback_url: HttpUrl | None = None
+
+
+class DrainRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    callback_url: HttpUrl | None = None
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str
+    state: str
+    claw_id: str | None = None
+    mini: str | None = None
+    params: dict = {}
+    result: dict | None = None
+    error: str | None = None
+    created_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    webhook_status: str | None = None
+
+
+class ClawOut(BaseModel):
+    claw_id: str
+    present: bool
+    mini: str | None = None
+    record: dict = {}
+    updated_at: str | None = None
+    age_seconds: float | None = None
+    last_job: JobOut | None = None
+
+
+class MiniOut(BaseModel):
+    name: str
+    status: str
+    max_claws: int
+    base_port: int
+    claws: int
+    last_job: JobOut | None = None
+
+
+# ---- the application ---------------------------------------------------------------------------------------------
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; ``settings`` default to :func:`api.config.load_settings` (environment)."""
+    settings = settings or load_settings()
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    Session = make_sessionmaker(settings.database_url)
+    engine = JobEngine(settings, Session)
+    inventory = Inventory(settings.inventory)
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        engine.start()
+        yield
+        await asyncio.to_thread(engine.shutdown)
+
+    app = FastAPI(title="clawfarm API", version="0.2.0", lifespan=lifespan,
+                  description="Runs the clawfarm playbooks as durable jobs for the web backend.")
+    app.state.engine, app.state.settings, app.state.Session = engine, settings, Session
+    bearer = HTTPBearer(auto_error=False)
+
+    def authorize(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+        supplied = credentials.credentials.encode() if credentials else b""
+        ok = False
+        for token in settings.tokens:  # constant time per token; every token is compared
+            ok |= hmac.compare_digest(supplied, token.encode())
+        if not credentials or not ok:
+            raise HTTPException(401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > settings.max_body_bytes:
+            return JSONResponse({"detail": [{"loc": ["body"], "msg": f"body larger than {settings.max_body_bytes} bytes", "type": "too_large"}]},
+                                status_code=422)
+        return await call_next(request)
+
+    auth = [Depends(authorize)]
+
+    def job_out(job: Job) -> dict:
+        return job.to_dict()
+
+    def known_mini(name: str) -> None:
+        minis = inventory.minis()
+        if name not in minis:
+            raise HTTPException(422, [{"loc": ["body", "mini"], "msg": f"unknown Mini {name!r}; known: {', '.join(sorted(minis)) or 'none'}",
+                                       "type": "value_error"}])
+
+    def claw_mini(claw_id: str, given: str | None) -> str:
+        if given:
+            known_mini(given)
+            return given
+        with Session() as s:
+            claw = s.get(Claw, claw_id)
+        if claw and claw.mini:
+            return claw.mini
+        minis = inventory.minis()
+        if len(minis) == 1:
+            return next(iter(minis))
+        raise HTTPException(404, f"claw {claw_id} is not known to the service; pass its mini")
+
+    def accepted(job: Job, created: bool) -> JSONResponse:
+        return JSONResponse(job_out(job), status_code=202 if created else 200)
+
+    def idem(key: str | None) -> str | None:
+        if key is not None and not (1 <= len(key) <= 255):
+            raise HTTPException(422, [{"loc": ["header", "Idempotency-Key"], "msg": "1 to 255 characters", "type": "value_error"}])
+        return key
+
+    @app.get("/healthz", tags=["service"])
+    def healthz() -> dict:
+        """Liveness; no auth."""
+        return {"ok": True}
+
+    @app.post("/v1/claws", status_code=202, response_model=JobOut, dependencies=auth, tags=["claws"])
+    def provision(body: ProvisionRequest, idempotency_key: IdemKey = None):
+        """Provision a claw (``playbooks/provision.yml``); the job's result carries mini, mac_username, local_port,
+        tunnel_hostname and label."""
+        key = idem(idempotency_key)
+        mini = body.mini
+        with engine.lock:  # placement and queueing are one step: two requests never pick the same last slot
+            if mini:
+                known_mini(mini)
+            else:
+                with Session() as s:
+                    load = dict(s.execute(select(Claw.mini, func.count()).where(Claw.present == 1).group_by(Claw.mini)).all())
+                    for job_mini, count in s.execute(select(Job.mini, func.count()).where(Job.kind == "provision",
+                                                     Job.state.in_(("queued", "running"))).group_by(Job.mini)).all():
+                        load[job_mini] = load.get(job_mini, 0) + count
+                mini = place(inventory.minis(), load)
+                if mini is None:
+                    raise HTTPException(409, "no capacity: no active Mini has a free slot")
+        secrets = {"gateway_token": body.gateway_token.get_secret_value() if body.gateway_token else None, "env": body.env}
+        job, created = engine.submit("provision", body.claw_id, mini,
+                                     {"restore": body.restore, "env_keys": sorted(body.env)},
+                                     secrets=secrets if (secrets["gateway_token"] or body.env) else None,
+                                     callback_url=str(body.callback_url) if body.callback_url else None, idempotency_key=key)
+        return accepted(job, created)
+
+    @app.delete("/v1/claws/{claw_id}", status_code=202, response_model=JobOut, dependencies=auth, tags=["claws"])
+    def deprovision(claw_id: ClawId,
+                    archive: Annotated[bool, Query(description="Archive to R2 first (false: tombstone on the Mini)")] = True,
+                    mini: Annotated[str | None, Query(pattern=MINI_PATTERN)] = None,
+                    callback_url: Annotated[HttpUrl | None, Query()] = None,
+                    idempotency_key: IdemKey = None):
+        """Deprovision (``playbooks/deprovision.yml``): archive, verify, then remove."""
+        job, created = engine.submit("deprovision", claw_id, claw_mini(claw_id, mini), {"archive": archive},
+                                     callback_url=str(callback_url) if callback_url else None, idempotency_key=idem(idempotency_key))
+        return accepted(job, created)
+
+    @app.get("/v1/claws/{claw_id}", response_model=ClawOut, dependencies=auth, tags=["claws"])
+    async def claw_status(claw_id: ClawId,
+                          refresh: Annotated[bool, Query(description="Run the status playbook first (waits up to 120 s)")] = False):
+        """What the service knows about a claw, with its age; ``refresh=true`` runs ``playbooks/status.yml`` first."""
+        if refresh:
+            job, _ = engine.submit("status", claw_id, claw_mini(claw_id, None), {})
+            for _ in range(240):
+                with Session() as s:
+                    if s.get(Job, job.id).state in TERMINAL:
+                        break
+                await asyncio.sleep(0.5)
+        with Session() as s:
+            claw = s.get(Claw, claw_id)
+            last = s.scalars(select(Job).where(Job.claw_id == claw_id).order_by(Job.created_at.desc()).limit(1)).first()
+            if claw is None and last is None:
+                raise HTTPException(404, f"claw {claw_id} is not known to the service")
+            updated = claw.updated_at.replace(tzinfo=claw.updated_at.tzinfo or UTC) if claw else None
+            return {"claw_id": claw_id, "present": bool(claw and claw.present), "mini": claw.mini if claw else None,
+                    "record": claw.record if claw else {}, "updated_at": updated.isoformat() if updated else None,
+                    "age_seconds": round((datetime.now(UTC) - updated).total_seconds(), 1) if updated else None,
+                    "last_job": job_out(last) if last else None}
+
+    def action(kind: str):
+        def route(claw_id: ClawId, body: ActionRequest | None = None, idempotency_key: IdemKey = None):
+            body = body or ActionRequest()
+            if not playbook_available(kind):
+                raise HTTPException(409, f"{kind} is not available in this release (playbooks/{kind}.yml is not installed)")
+            if body.target:
+                known_mini(body.target)
+            params = {k: v for k, v in {"key": body.key, "target": body.target}.items() if v is not None}
+            job, created = engine.submit(kind, claw_id, claw_mini(claw_id, body.mini), params,
+                                         callback_url=str(body.callback_url) if body.callback_url else None,
+                                         idempotency_key=idem(idempotency_key))
+            return accepted(job, created)
+        route.__name__ = f"claw_{kind}"
+        route.__doc__ = f"Queue ``playbooks/{kind}.yml`` for the claw."
+        return route
+
+    for kind in ("start", "stop", "restart", "backup", "restore", "migrate"):
+        app.post(f"/v1/claws/{{claw_id}}/{kind}", status_code=202, response_model=JobOut, dependencies=auth, tags=["claws"])(action(kind))
+
+    def mini_out(name: str, info: dict) -> dict:
+        with Session() as s:
+            claws = s.scalar(select(func.count()).select_from(Claw).where(Claw.mini == name, Claw.present == 1))
+            last = s.scalars(select(Job).where(Job.mini == name).order_by(Job.created_at.desc()).limit(1)).first()
+        return {**info, "claws": claws or 0, "last_job": job_out(last) if last else None}
+
+    @app.get("/v1/minis", response_model=list[MiniOut], dependencies=auth, tags=["minis"])
+    def list_minis():
+        """The inventory's Minis with their claws and last job."""
+        return [mini_out(n, info) for n, info in sorted(inventory.minis().items())]
+
+    @app.get("/v1/minis/{name}", response_model=MiniOut, dependencies=auth, tags=["minis"])
+    def get_mini(name: MiniName):
+        minis = inventory.minis()
+        if name not in minis:
+            raise HTTPException(404, f"unknown Mini {name!r}")
+        return mini_out(name, minis[name])
+
+    @app.post("/v1/minis/{name}/drain", status_code=202, response_model=JobOut, dependencies=auth, tags=["minis"])
+    def drain(name: MiniName, body: DrainRequest | None = None, idempotency_key: IdemKey = None):
+        """Queue ``playbooks/drain.yml`` for the Mini."""
+        if name not in inventory.minis():
+            raise HTTPException(404, f"unknown Mini {name!r}")
+        if not playbook_available("drain"):
+            raise HTTPException(409, "drain is not available in this release (playbooks/drain.yml is not installed)")
+        callback = str(body.callback_url) if body and body.callback_url else None
+        job, created = engine.submit("drain", None, name, {}, callback_url=callback, idempotency_key=idem(idempotency_key))
+        return accepted(job, created)
+
+    @app.get("/v1/jobs/{job_id}", response_model=JobOut, dependencies=auth, tags=["jobs"])
+    def get_job(job_id: JobId):
+        with Session() as s:
+            job = s.get(Job, job_id)
+            if job is None:
+                raise HTTPException(404, "no such job")
+            return job_out(job)
+
+    @app.get("/v1/jobs/{job_id}/events", dependencies=auth, tags=["jobs"],
+             responses={200: {"content": {"application/json": {}, "text/event-stream": {}}}})
+    async def job_events(job_id: JobId, request: Request,
+                         after: Annotated[int, Query(ge=0, le=2**31 - 1, description="Only events with a higher counter")] = 0,
+                         limit: Annotated[int, Query(ge=1, le=5000)] = 500):
+        """The playbook's task events (by counter). With ``Accept: text/event-stream`` they stream live until the job ends."""
+        with Session() as s:
+            if s.get(Job, job_id) is None:
+                raise HTTPException(404, "no such job")
+        if "text/event-stream" not in request.headers.get("accept", ""):
+            with Session() as s:
+                rows = s.scalars(select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.counter > after)
+                                 .order_by(JobEvent.counter).limit(limit)).all()
+                return [r.to_dict() for r in rows]
+
+        async def stream():
+            cursor = after
+            while True:
+                with Session() as s:
+                    rows = s.scalars(select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.counter > cursor)
+                                     .order_by(JobEvent.counter).limit(500)).all()
+                    state = s.get(Job, job_id).state
+                for row in rows:
+                    cursor = row.counter
+                    yield f"id: {row.counter}\nevent: {row.event}\ndata: {json.dumps(row.to_dict())}\n\n"
+                if not rows and state in TERMINAL:
+                    yield f"event: end\ndata: {json.dumps({'state': state})}\n\n"
+                    return
+                if await request.is_disconnected():
+                    return
+                await asyncio.sleep(0.3 if not rows else 0)
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    @app.post("/v1/jobs/{job_id}/cancel", response_model=JobOut, status_code=202, dependencies=auth, tags=["jobs"])
+    def cancel_job(job_id: JobId):
+        """Cancel a queued job, or stop a running playbook (202); 409 when the job has already ended."""
+        with Session() as s:
+            job = s.get(Job, job_id)
+            if job is None:
+                raise HTTPException(404, "no such job")
+            if job.state in TERMINAL:
+                raise HTTPException(409, f"job already {job.state}")
+        engine.cancel(job_id)
+        with Session() as s:
+            return JSONResponse(job_out(s.get(Job, job_id)), status_code=202)
+
+    registry = CollectorRegistry()
+    registry.register(JOB_DURATION)
+
+    class FleetCollector:
+        def collect(self):
+            jobs = GaugeMetricFamily("clawfarm_jobs", "Jobs in the store by kind and state", labels=["kind", "state"])
+            queue = GaugeMetricFamily("clawfarm_job_queue_depth", "Jobs waiting to run")
+            claws = GaugeMetricFamily("clawfarm_mini_claws", "Claws the service knows on each Mini", labels=["mini"])
+            with Session() as s:
+                for kind, state, count in s.execute(select(Job.kind, Job.state, func.count()).group_by(Job.kind, Job.state)):
+                    jobs.add_metric([kind, state], count)
+                queue.add_metric([], s.scalar(select(func.count()).select_from(Job).where(Job.state == "queued")) or 0)
+                per_mini = dict(s.execute(select(Claw.mini, func.count()).where(Claw.present == 1).group_by(Claw.mini)).all())
+            try:
+                names = inventory.minis()
+            except RuntimeError:
+                names = {}
+            for name in sorted(set(names) | {m for m in per_mini if m}):
+                claws.add_metric([name], per_mini.get(name, 0))
+            yield from (jobs, queue, claws)
+
+    registry.register(FleetCollector())
+
+    @app.get("/metrics", dependencies=auth, tags=["service"], response_class=PlainTextResponse)
+    def metrics():
+        """Prometheus text format: jobs by kind and state, job durations, queue depth, claws per Mini."""
+        return PlainTextResponse(generate_latest(registry).decode(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,76 @@
+"""Service configuration, read once from the environment (README "API service" lists every variable)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Settings:
+    """Shapes and defaults:
+
+    - ``tokens``: accepted bearer tokens (``CLAWFARM_API_TOKENS``, comma separated, or one per line in the file
+      ``CLAWFARM_API_TOKENS_FILE``). Required: the service refuses to start without one.
+    - ``database_url``: SQLAlchemy URL (``CLAWFARM_API_DATABASE_URL``), default SQLite in the state dir.
+    - ``state_dir``: ``CLAWFARM_API_STATE_DIR`` (default ``<repo>/.cache/api``), holds the SQLite file.
+    - ``run_dir``: parent of the private per-job run directories (0700, deleted when the job ends),
+      ``CLAWFARM_API_RUN_DIR`` (default ``<state_dir>/run``; a tmpfs such as /run/clawfarm-api is better).
+    - ``inventory``: inventory path for the playbooks (``CLAWFARM_API_INVENTORY``, default ``<repo>/inventory``).
+    - ``farm_vars``: an operator-managed vars file (0600 or vaulted) passed to every playbook with ``-e @file``
+      (Cloudflare and R2 credentials); ``CLAWFARM_API_FARM_VARS``.
+    - ``workers``: jobs running at once across Minis (``CLAWFARM_API_WORKERS``, default 4).
+    - ``webhook_url`` / ``webhook_secret``: global callback for final job states, signed with HMAC-SHA256
+      (``CLAWFARM_API_WEBHOOK_URL``, ``CLAWFARM_API_WEBHOOK_SECRET``).
+    - ``max_body_bytes``: larger request bodies get 422 (``CLAWFARM_API_MAX_BODY_BYTES``, default 65536).
+    - ``job_timeout``: seconds before a playbook is killed (``CLAWFARM_API_JOB_TIMEOUT``, default 3600).
+    """
+
+    tokens: list[str]
+    database_url: str
+    state_dir: Path
+    run_dir: Path
+    inventory: Path
+    farm_vars: Path | None = None
+    workers: int = 4
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    max_body_bytes: int = 65536
+    job_timeout: int = 3600
+    webhook_delays: list[float] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
+
+
+def load_settings(environ=None) -> Settings:
+    """Read the settings; the token variables are removed from the process environment afterwards, so they never
+    reach a playbook's environment (ansible-runner copies ``os.environ`` into the child).
+
+    Raises:
+        RuntimeError: no bearer token configured.
+    """
+    env = os.environ if environ is None else environ
+    tokens = [t.strip() for t in env.get("CLAWFARM_API_TOKENS", "").split(",") if t.strip()]
+    token_file = env.get("CLAWFARM_API_TOKENS_FILE")
+    if token_file:
+        tokens += [line.strip() for line in Path(token_file).read_text().splitlines() if line.strip() and not line.startswith("#")]
+    if not tokens:
+        raise RuntimeError("no API token: set CLAWFARM_API_TOKENS or CLAWFARM_API_TOKENS_FILE")
+    for name in ("CLAWFARM_API_TOKENS", "CLAWFARM_API_WEBHOOK_SECRET"):
+        if environ is None:
+            os.environ.pop(name, None)
+    state_dir = Path(env.get("CLAWFARM_API_STATE_DIR", REPO / ".cache" / "api"))
+    farm_vars = env.get("CLAWFARM_API_FARM_VARS")
+    return Settings(
+        tokens=tokens,
+        database_url=env.get("CLAWFARM_API_DATABASE_URL", f"sqlite:///{state_dir / 'clawfarm-api.sqlite'}"),
+        state_dir=state_dir,
+        run_dir=Path(env.get("CLAWFARM_API_RUN_DIR", state_dir / "run")),
+        inventory=Path(env.get("CLAWFARM_API_INVENTORY", REPO / "inventory")),
+        farm_vars=Path(farm_vars) if farm_vars else None,
+        workers=int(env.get("CLAWFARM_API_WORKERS", "4")),
+        webhook_url=env.get("CLAWFARM_API_WEBHOOK_URL") or None,
+        webhook_secret=env.get("CLAWFARM_API_WEBHOOK_SECRET") or None,
+        max_body_bytes=int(env.get("CLAWFARM_API_MAX_BODY_BYTES", "65536")),
+        job_timeout=int(env.get("CLAWFARM_API_JOB_TIMEOUT", "3600")),
+    )

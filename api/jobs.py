@@ -1,0 +1,334 @@
+"""Durable jobs: each one runs one playbook through ansible-runner (https://ansible.readthedocs.io/projects/runner/).
+
+Shape of a job: ``kind`` (provision, deprovision, start, stop, restart, status, backup, restore, migrate, drain),
+``claw_id``/``mini``, non-secret ``params``, ``state`` in queued → running → succeeded | failed | canceled |
+interrupted, ``result`` (the playbook's ``set_stats`` data, e.g. the claw record) and ``error``.
+
+Scheduling: a dispatcher thread starts queued jobs in order, at most ``workers`` at once, and never two jobs for the
+same Mini or the same claw at the same time. Secrets (gateway token, env values) live only in memory and in the
+job's private run directory (0700, a 0600 vars file), which is removed when the job ends; events are redacted
+against them before they are stored. ansible-runner's own secret files are suppressed (``suppress_env_files``),
+its job_events are not written (the handler returns False) and its stdout is not kept (shared/reference/
+ansible-runner-api.md section 2.3).
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from prometheus_client import Histogram
+from sqlalchemy import select
+
+from .config import REPO, Settings
+from .db import Claw, IdempotencyKey, Job, JobEvent, utcnow
+
+log = logging.getLogger("clawfarm.api.jobs")
+
+PLAYBOOKS = {
+    "provision": "provision.yml", "deprovision": "deprovision.yml", "start": "start.yml", "stop": "stop.yml",
+    "restart": "restart.yml", "status": "status.yml", "backup": "backup.yml", "restore": "restore.yml",
+    "migrate": "migrate.yml", "drain": "drain.yml",
+}
+JOB_DURATION = Histogram("clawfarm_job_duration_seconds", "Duration of finished jobs, from start to end", ["kind"],
+                         buckets=(5, 15, 30, 60, 120, 300, 600, 1200, 3600))
+
+
+def playbook_available(kind: str) -> bool:
+    """Whether this release ships the playbook behind a job kind (migrate and drain come with the fleet work)."""
+    return (REPO / "playbooks" / PLAYBOOKS[kind]).exists()
+
+
+def redact(value, secrets: list[str]):
+    """Replace every secret string inside a JSON-able value with ``********``."""
+    if not secrets:
+        return value
+    text = json.dumps(value, default=str)
+    for secret in secrets:
+        text = text.replace(json.dumps(secret)[1:-1], "********")
+    return json.loads(text)
+
+
+def sign(body: bytes, secret: str | None) -> str:
+    """``sha256=<hex HMAC-SHA256 of the body>`` for the ``X-Clawfarm-Signature`` webhook header."""
+    return "sha256=" + hmac.new((secret or "").encode(), body, hashlib.sha256).hexdigest()
+
+
+class JobEngine:
+    """Queue, dispatcher and runner of playbook jobs; see the module docstring."""
+
+    def __init__(self, settings: Settings, sessionmaker):
+        self.settings = settings
+        self.Session = sessionmaker
+        self.lock = threading.RLock()
+        self.wakeup = threading.Event()
+        self.stopping = threading.Event()
+        self.running: dict[str, dict] = {}
+        self.secrets: dict[str, dict] = {}
+        self.threads: list[threading.Thread] = []
+        self.dispatcher = None
+
+    # ---- lifecycle ---------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Recover from the last stop (running → interrupted; queued jobs whose secrets died with the process →
+        interrupted), then start the dispatcher."""
+        self.settings.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.settings.run_dir, 0o700)
+        for leftover in self.settings.run_dir.iterdir():  # run dirs of a killed process: may hold secrets
+            shutil.rmtree(leftover, ignore_errors=True)
+        with self.Session() as s:
+            for job in s.scalars(select(Job).where(Job.state.in_(("running", "queued")))):
+                if job.state == "running" or job.params.get("has_secrets"):
+                    job.state = "interrupted"
+                    job.finished_at = utcnow()
+                    job.error = ("the service stopped while this job was running; the playbooks are idempotent, retry it"
+                                 if job.started_at else "the service stopped before this job ran and its secrets were not kept; retry it")
+            s.commit()
+        self.dispatcher = threading.Thread(target=self._dispatch_loop, name="job-dispatcher", daemon=True)
+        self.dispatcher.start()
+
+    def shutdown(self, timeout: float = 30) -> None:
+        """Stop dispatching, kill running playbooks (their jobs end ``interrupted``) and wait for their threads."""
+        self.stopping.set()
+        self.wakeup.set()
+        deadline = time.monotonic() + timeout
+        for thread in list(self.threads):
+            thread.join(max(0.1, deadline - time.monotonic()))
+
+    # ---- submission --------------------------------------------------------------------------------------------
+
+    def submit(self, kind: str, claw_id: str | None, mini: str | None, params: dict, secrets: dict | None = None,
+               callback_url: str | None = None, idempotency_key: str | None = None) -> tuple[Job, bool]:
+        """Queue a job; returns ``(job, created)``. The same ``idempotency_key`` returns the first job."""
+        with self.lock, self.Session() as s:
+            if idempotency_key:
+                known = s.get(IdempotencyKey, idempotency_key)
+                if known:
+                    return s.get(Job, known.job_id), False
+            job = Job(id=str(uuid.uuid4()), kind=kind, state="queued", claw_id=claw_id, mini=mini,
+                      params={**params, "has_secrets": bool(secrets)}, callback_url=callback_url)
+            s.add(job)
+            s.flush()
+            if idempotency_key:
+                s.add(IdempotencyKey(key=idempotency_key, job_id=job.id))
+            s.commit()
+            if secrets:
+                self.secrets[job.id] = secrets
+        self.wakeup.set()
+        return job, True
+
+    def cancel(self, job_id: str) -> str | None:
+        """Cancel a queued job at once or ask a running one to stop; returns the state after, None if unknown."""
+        with self.lock, self.Session() as s:
+            job = s.get(Job, job_id)
+            if job is None:
+                return None
+            if job.state == "queued":
+                job.state, job.finished_at, job.error = "canceled", utcnow(), "canceled before it started"
+                s.commit()
+                self.secrets.pop(job_id, None)
+                self._finish_side_effects(job)
+            elif job.state == "running":
+                job.cancel_requested = 1
+                s.commit()
+                if job_id in self.running:
+                    self.running[job_id]["cancel"] = True
+            return job.state
+
+    # ---- dispatching -------------------------------------------------------------------------------------------
+
+    def _dispatch_loop(self) -> None:
+        while not self.stopping.is_set():
+            self.wakeup.wait(0.5)
+            self.wakeup.clear()
+            try:
+                self._dispatch_once()
+            except Exception:  # noqa: BLE001 - keep dispatching
+                log.exception("dispatcher error")
+
+    def _dispatch_once(self) -> None:
+        with self.lock, self.Session() as s:
+            busy_minis = {ctx["mini"] for ctx in self.running.values() if ctx["mini"]}
+            busy_claws = {ctx["claw_id"] for ctx in self.running.values() if ctx["claw_id"]}
+            for job in s.scalars(select(Job).where(Job.state == "queued").order_by(Job.created_at)):
+                if len(self.running) >= self.settings.workers or self.stopping.is_set():
+                    break
+                if (job.mini and job.mini in busy_minis) or (job.claw_id and job.claw_id in busy_claws):
+                    continue
+                job.state, job.started_at = "running", utcnow()
+                s.commit()
+                busy_minis.add(job.mini)
+                busy_claws.add(job.claw_id)
+                self.running[job.id] = {"mini": job.mini, "claw_id": job.claw_id, "cancel": False}
+                thread = threading.Thread(target=self._run, args=(job.id,), name=f"job-{job.id[:8]}", daemon=True)
+                self.threads = [t for t in self.threads if t.is_alive()] + [thread]
+                thread.start()
+
+    # ---- running -----------------------------------------------------------------------------------------------
+
+    def _extra_vars(self, job: Job, secrets: dict) -> dict:
+        p = job.params
+        extra = {"claw_id": job.claw_id} if job.claw_id else {}
+        if job.mini:
+            extra["mini"] = job.mini
+        for name in ("restore", "archive", "key", "target"):
+            if p.get(name) is not None:
+                extra[name] = p[name]
+        if secrets.get("gateway_token"):
+            extra["gateway_token"] = secrets["gateway_token"]
+        if secrets.get("env"):
+            extra["claw_env"] = secrets["env"]
+        # Tokens the playbook generates stay on the control node (0600), never in the job.
+        return extra
+
+    def _run(self, job_id: str) -> None:
+        import ansible_runner
+
+        with self.Session() as s:
+            job = s.get(Job, job_id)
+        secrets = self.secrets.get(job_id, {})
+        secret_values = [v for v in [secrets.get("gateway_token"), *(secrets.get("env") or {}).values()] if v and len(str(v)) >= 4]
+        pdd = Path(tempfile.mkdtemp(prefix=f"job-{job_id[:8]}-", dir=self.settings.run_dir))
+        outcome = {"artifact": {}, "stats": None, "error": None, "counter": 0}
+        started = time.monotonic()
+        status, rc = "failed", None
+        try:
+            os.chmod(pdd, 0o700)
+            (pdd / "env").mkdir(mode=0o700)
+            (pdd / "env" / "settings").write_text(json.dumps({"suppress_output_file": True, "suppress_ansible_output": True,
+                                                              "pexpect_timeout": 1, "job_timeout": self.settings.job_timeout}))
+            vars_file = pdd / "job-vars.json"
+            fd = os.open(vars_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                json.dump(self._extra_vars(job, secrets), handle)
+            cmdline = f"-e @{vars_file}"
+            if self.settings.farm_vars:
+                cmdline = f"-e @{self.settings.farm_vars} " + cmdline
+
+            def on_event(event: dict) -> bool:
+                self._store_event(job_id, event, secret_values, outcome)
+                return False  # nothing in artifacts/job_events
+
+            def should_cancel() -> bool:
+                ctx = self.running.get(job_id, {})
+                return bool(ctx.get("cancel")) or self.stopping.is_set()
+
+            runner = ansible_runner.run(
+                private_data_dir=str(pdd), project_dir=str(REPO), playbook=f"playbooks/{PLAYBOOKS[job.kind]}",
+                inventory=str(self.settings.inventory), cmdline=cmdline, ident=job_id, quiet=True, suppress_env_files=True,
+                envvars={"ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
+                         # ansible-playbook of this Python's environment, whatever PATH the service was started with
+                         "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"},
+                event_handler=on_event, cancel_callback=should_cancel, timeout=self.settings.job_timeout,
+            )
+            status, rc = runner.status, runner.rc
+        except Exception as exc:  # noqa: BLE001 - infrastructure failure: the job fails, the service goes on
+            log.exception("job %s could not run", job_id)
+            outcome["error"] = f"could not run the playbook: {type(exc).__name__}: {exc}"
+        finally:
+            shutil.rmtree(pdd, ignore_errors=True)
+            self.secrets.pop(job_id, None)
+        self._finish(job_id, status, rc, outcome, secret_values, time.monotonic() - started)
+
+    def _store_event(self, job_id: str, event: dict, secrets: list, outcome: dict) -> None:
+        data = event.get("event_data") or {}
+        name = event.get("event", "")
+        summary = {"task": data.get("task"), "host": data.get("host"), "play": data.get("play"), "role": data.get("role")}
+        res = data.get("res") if isinstance(data.get("res"), dict) else {}
+        if name.startswith("runner_on_") or name.startswith("runner_item_on_"):
+            summary["changed"] = bool(res.get("changed"))
+        if name in ("runner_on_failed", "runner_on_unreachable", "runner_item_on_failed") and not data.get("ignore_errors"):
+            message = res.get("msg") or res.get("stderr") or "failed"
+            summary["msg"] = str(message)[:2000]
+            outcome["error"] = f"{data.get('task')}: {summary['msg']}"
+        if name == "playbook_on_stats":
+            outcome["artifact"] = data.get("artifact_data") or {}
+            outcome["stats"] = {k: data.get(k) for k in ("ok", "changed", "failures", "dark", "skipped", "rescued")}
+            summary = {"stats": outcome["stats"]}
+        summary = redact({k: v for k, v in summary.items() if v is not None}, secrets)
+        with self.Session() as s:
+            s.add(JobEvent(job_id=job_id, counter=int(event.get("counter") or 0), event=name, created=event.get("created"), data=summary))
+            s.commit()
+
+    def _finish(self, job_id: str, status: str, rc, outcome: dict, secrets: list, seconds: float) -> None:
+        with self.lock, self.Session() as s:
+            job = s.get(Job, job_id)
+            ctx = self.running.pop(job_id, {})
+            if status == "successful":
+                job.state = "succeeded"
+            elif status == "canceled" and self.stopping.is_set() and not ctx.get("cancel"):
+                job.state, outcome["error"] = "interrupted", "the service stopped while this job was running; retry it"
+            elif status == "canceled":
+                job.state, outcome["error"] = "canceled", "canceled on request"
+            else:
+                job.state = "failed"
+                if status == "timeout":
+                    outcome["error"] = f"the playbook ran longer than {self.settings.job_timeout} s and was stopped"
+            artifact = outcome["artifact"]
+            job.result = redact({**({"claw": artifact["claw"]} if "claw" in artifact else {}),
+                                 **{k: v for k, v in artifact.items() if k != "claw"},
+                                 "stats": outcome["stats"], "rc": rc}, secrets)
+            job.error = None if job.state == "succeeded" else redact(outcome["error"] or f"playbook ended {status} (rc {rc})", secrets)
+            job.finished_at = utcnow()
+            self._record_claw(s, job)
+            s.commit()
+            JOB_DURATION.labels(job.kind).observe(seconds)
+            self._finish_side_effects(job)
+        self.wakeup.set()
+
+    def _record_claw(self, s, job: Job) -> None:
+        if job.state != "succeeded" or not job.claw_id:
+            return
+        claw = s.get(Claw, job.claw_id) or Claw(claw_id=job.claw_id, record={})
+        record = dict(claw.record or {})
+        record.update((job.result or {}).get("claw") or {})
+        if job.kind == "deprovision":
+            claw.present = 0
+        elif job.kind in ("provision", "restore", "start", "restart", "status", "backup"):
+            claw.present = 1
+        claw.mini = record.get("mini") or job.mini or claw.mini
+        claw.record = record
+        claw.updated_at = utcnow()
+        s.merge(claw)
+
+    # ---- webhooks ----------------------------------------------------------------------------------------------
+
+    def _finish_side_effects(self, job: Job) -> None:
+        url = job.callback_url or self.settings.webhook_url
+        if url:
+            threading.Thread(target=self._deliver, args=(job.id, url), name=f"webhook-{job.id[:8]}", daemon=True).start()
+
+    def _deliver(self, job_id: str, url: str) -> None:
+        """POST the final job to the webhook, signed, retried with back-off; never blocks a job."""
+        with self.Session() as s:
+            job = s.get(Job, job_id)
+            body = json.dumps({"type": "job.finished", "job": job.to_dict()}, sort_keys=True).encode()
+        headers = {"Content-Type": "application/json", "X-Clawfarm-Signature": sign(body, self.settings.webhook_secret),
+                   "X-Clawfarm-Job": job_id}
+        outcome = "failed"
+        delays = [0, *self.settings.webhook_delays]
+        for attempt, delay in enumerate(delays, start=1):
+            time.sleep(delay)
+            try:
+                response = httpx.post(url, content=body, headers=headers, timeout=10)
+                if response.status_code < 300:
+                    outcome = f"delivered (attempt {attempt})"
+                    break
+            except httpx.HTTPError:
+                pass
+            outcome = f"failed after {attempt} attempts"
+        with self.Session() as s:
+            job = s.get(Job, job_id)
+            job.webhook_status = outcome
+            s.commit()

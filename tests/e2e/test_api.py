@@ -1,0 +1,216 @@
+"""The API service end to end: uvicorn as a separate process on loopback, driven over HTTP with httpx; its jobs run
+the real playbooks through ansible-runner against the sandbox Mini."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from clawfarm_testlib import free_port
+from conftest import REPO, wait_for
+
+TOKEN = "api-test-token-6b1f0e2d9c8a7b6c5d4e"
+CLAW_ID = "a7c3e9f1-2b4d-4e6f-8a0b-1c2d3e4f5a6b"
+RETRY_CLAW = "c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f"
+SECRET_TOKEN = "gw-token-SECRET-7c1e5a9b3d2f4e6a8b0c1d2e3f4a5b6c"
+SECRET_KEY = "sk-ant-SECRET-ffee99887766554433221100"
+
+
+class Service:
+    def __init__(self, workdir: Path, inventory: Path, farm_vars: Path | None):
+        self.workdir, self.port = workdir, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = workdir / "service.log"
+        self.env = dict(os.environ, CLAWFARM_API_TOKENS=TOKEN, CLAWFARM_API_STATE_DIR=str(workdir / "state"),
+                        CLAWFARM_API_INVENTORY=str(inventory), CLAWFARM_API_WORKERS="2")
+        if farm_vars:
+            self.env["CLAWFARM_API_FARM_VARS"] = str(farm_vars)
+        self.proc = None
+        self.answers: list[str] = []
+
+    def start(self) -> None:
+        handle = open(self.log, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "api", "--port", str(self.port)], cwd=REPO, env=self.env,
+                                     stdout=handle, stderr=handle)
+        assert wait_for(lambda: self._up(), 30, 0.2), self.log.read_text()[-3000:]
+
+    def _up(self) -> bool:
+        try:
+            return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self, sig=signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(60)
+
+    def call(self, method: str, path: str, auth: bool = True, **kwargs) -> httpx.Response:
+        headers = kwargs.pop("headers", {})
+        if auth:
+            headers["Authorization"] = f"Bearer {TOKEN}"
+        response = httpx.request(method, self.url + path, headers=headers, timeout=180, **kwargs)
+        self.answers.append(response.text)
+        return response
+
+    def wait_job(self, job_id: str, timeout: float = 600) -> dict:
+        def done():
+            job = self.call("GET", f"/v1/jobs/{job_id}").json()
+            return job if job["state"] in ("succeeded", "failed", "canceled", "interrupted") else None
+        job = wait_for(done, timeout, 1)
+        assert job, f"job {job_id} did not finish"
+        return job
+
+
+@pytest.fixture(scope="module")
+def service(mini, tmp_path_factory):
+    svc = Service(tmp_path_factory.mktemp("api"), mini.inventory, mini.farm_vars)
+    svc.start()
+    yield svc
+    svc.stop()
+
+
+def test_healthz_needs_no_token_and_everything_else_does(service):
+    assert service.call("GET", "/healthz", auth=False).status_code == 200
+    paths = service.call("GET", "/openapi.json").json()["paths"]
+    checked = 0
+    for path, methods in paths.items():
+        if path == "/healthz":
+            continue
+        concrete = path.replace("{claw_id}", CLAW_ID).replace("{job_id}", CLAW_ID).replace("{name}", "e2e1")
+        for method in methods:
+            for headers in ({}, {"Authorization": "Bearer wrong-token"}):
+                response = service.call(method.upper(), concrete, auth=False, headers=headers)
+                assert response.status_code == 401, (method, path, response.status_code)
+                checked += 1
+    assert checked >= 30
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"claw_id": "not-a-uuid"}, "claw_id"),
+    ({"claw_id": CLAW_ID, "mini": "no-such-mini"}, "mini"),
+    ({"claw_id": CLAW_ID, "env": {"BAD-KEY": "x"}}, "env"),
+    ({"claw_id": CLAW_ID, "gateway_token": "short"}, "gateway_token"),
+    ({"claw_id": CLAW_ID, "env": {"A": "x" * 70000}}, "body"),
+])
+def test_bad_input_is_422_naming_the_field_and_starts_no_job(service, body, field):
+    before = service.call("GET", "/metrics").text
+    response = service.call("POST", "/v1/claws", json=body)
+    assert response.status_code == 422, response.text
+    assert field in response.text
+    assert service.call("GET", "/metrics").text.count('state="queued"') == before.count('state="queued"')
+
+
+def test_provision_status_deprovision_with_live_events(service, mini):
+    body = {"claw_id": CLAW_ID, "gateway_token": SECRET_TOKEN, "env": {"ANTHROPIC_API_KEY": SECRET_KEY, "PRIMARY_MODEL_ID": "claude-x"}}
+    first = service.call("POST", "/v1/claws", json=body, headers={"Idempotency-Key": "prov-1"})
+    assert first.status_code == 202, first.text
+    job = first.json()
+    again = service.call("POST", "/v1/claws", json=body, headers={"Idempotency-Key": "prov-1"})
+    assert again.json()["id"] == job["id"], "the same Idempotency-Key must give the same job"
+
+    streamed, stamps = [], []
+
+    def read_stream():
+        with httpx.stream("GET", f"{service.url}/v1/jobs/{job['id']}/events", timeout=600,
+                          headers={"Authorization": f"Bearer {TOKEN}", "Accept": "text/event-stream"}) as response:
+            for line in response.iter_lines():
+                service.answers.append(line)
+                if line.startswith("event: "):
+                    streamed.append(line[7:])
+                    stamps.append(time.monotonic())
+
+    reader = threading.Thread(target=read_stream)
+    reader.start()
+    finished = service.wait_job(job["id"])
+    finished_at = time.monotonic()
+    reader.join(60)
+    assert finished["state"] == "succeeded", finished["error"]
+    claw = finished["result"]["claw"]
+    assert claw["mini"] == mini.name and claw["mac_username"] == "claw-a7c3e9f1" and claw["local_port"] == 8100
+    assert claw["label"] == f"com.mirascope.claw.{CLAW_ID}" and claw["tunnel_hostname"].startswith(f"claw-{CLAW_ID}.")
+    assert "playbook_on_task_start" in streamed and streamed[-1] == "end"
+    assert stamps[0] < finished_at - 5, "events must arrive while the playbook runs, not after it"
+
+    status = service.call("GET", f"/v1/claws/{CLAW_ID}", params={"refresh": "true"}).json()
+    assert status["present"] and status["record"]["health"] == "ok" and status["age_seconds"] < 60
+
+    events = service.call("GET", f"/v1/jobs/{job['id']}/events").json()
+    assert any(e.get("task") == "Wait until the gateway answers its health call with the claw's token" for e in events)
+
+    gone = service.call("DELETE", f"/v1/claws/{CLAW_ID}", headers={"Idempotency-Key": "deprov-1"})
+    assert gone.status_code == 202
+    assert service.wait_job(gone.json()["id"])["state"] == "succeeded"
+    assert mini.sh("dscl . -read /Users/claw-a7c3e9f1", check=False).returncode == 56
+    assert service.call("GET", f"/v1/claws/{CLAW_ID}").json()["present"] is False
+    metrics = service.call("GET", "/metrics").text
+    assert 'clawfarm_jobs{kind="provision",state="succeeded"}' in metrics and "clawfarm_job_duration_seconds_bucket" in metrics
+
+
+def test_secrets_are_nowhere(service):
+    """Search the database file, the run directories, the service log and every API answer for the secrets."""
+    places = []
+    state = service.workdir / "state"
+    for path in state.rglob("*"):
+        if path.is_file():
+            places.append((str(path), path.read_bytes()))
+    places.append((str(service.log), service.log.read_bytes()))
+    places += [(f"answer {i}", text.encode()) for i, text in enumerate(service.answers)]
+    run_dir = state / "run"
+    assert not run_dir.exists() or not any(run_dir.iterdir()), "run directories must be gone when jobs end"
+    for secret in (SECRET_TOKEN, SECRET_KEY, TOKEN):
+        hits = [name for name, data in places if secret.encode() in data and not (secret == TOKEN and name.startswith("answer"))]
+        assert hits == [], f"{secret[:12]}... found in {hits}"
+
+
+def test_a_job_running_when_the_service_stops_is_interrupted_and_can_be_retried(service, mini):
+    job = service.call("POST", "/v1/claws", json={"claw_id": RETRY_CLAW, "gateway_token": SECRET_TOKEN}).json()
+    assert wait_for(lambda: service.call("GET", f"/v1/jobs/{job['id']}").json()["state"] == "running", 60, 0.5)
+    assert wait_for(lambda: len(service.call("GET", f"/v1/jobs/{job['id']}/events").json()) > 5, 120, 0.5)
+    service.stop(signal.SIGTERM)
+    service.start()
+    after = service.call("GET", f"/v1/jobs/{job['id']}").json()
+    assert after["state"] == "interrupted" and "retry" in after["error"]
+    retry = service.call("POST", "/v1/claws", json={"claw_id": RETRY_CLAW, "gateway_token": SECRET_TOKEN}).json()
+    assert service.wait_job(retry["id"])["state"] == "succeeded"
+    cleanup = service.call("DELETE", f"/v1/claws/{RETRY_CLAW}", params={"archive": "false"}).json()
+    assert service.wait_job(cleanup["id"])["state"] == "succeeded"
+
+
+def test_webhook_is_signed_and_cancel_of_an_ended_job_is_409(service, mini):
+    import hashlib
+    import hmac
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    received = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.headers["X-Clawfarm-Signature"], body))
+            self.send_response(500 if len(received) == 1 else 204)  # the first delivery fails: it is retried
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/hook"
+        job = service.call("POST", f"/v1/claws/{CLAW_ID}/stop", json={"mini": mini.name, "callback_url": url}).json()
+        finished = service.wait_job(job["id"])
+        assert wait_for(lambda: len(received) >= 2, 30, 0.5), received
+        signature, body = received[-1]
+        assert signature == "sha256=" + hmac.new(b"", body, hashlib.sha256).hexdigest()
+        assert json.loads(body)["job"]["id"] == job["id"] and json.loads(body)["job"]["state"] == finished["state"]
+        assert service.call("POST", f"/v1/jobs/{job['id']}/cancel").status_code == 409
+    finally:
+        server.shutdown()
