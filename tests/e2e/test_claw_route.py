@@ -60,6 +60,14 @@ def test_reprovision_changes_nothing_and_keeps_the_connector_running(mini, farm)
     assert len(cname(farm)) == 1
 
 
+def test_health_playbook_samples_the_mini_and_the_claw(mini):
+    result = mini.playbook("health", check=True)
+    out = " ".join(result.stdout.split())
+    assert f"{mini.name}: cpu " in out and "1 claws" in out
+    assert f"{CLAW_ID} port 81" in out and "health ok (" in out and " runs " in out
+    assert recap(result.stdout)[mini.name]["changed"] == 0
+
+
 def test_status_reports_the_route(mini):
     result = mini.playbook("status", "-e", f"claw_id={CLAW_ID}", check=True)
     assert "route: present" in result.stdout and HOSTNAME in result.stdout

@@ -1,0 +1,167 @@
+#!/usr/bin/python
+# Copyright (c) 2026 Mirascope
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: mini_health
+short_description: Sample a Mini's health and every claw's on it (CPU, memory, disks, processes, launchd, gateway handshake)
+version_added: 0.2.0
+description:
+  - Host (psutil) - CPU percent over O(cpu_interval) seconds, load averages, memory used/total, disk used/total per
+    mounted volume, uptime.
+  - Claws are found from the Mini's port claims (C(<claim_dir>/<port>) holding the claw id). Per claw -
+    C(launchctl print system/<label>) (state, pid, C(runs) = how often launchd started it, which reveals restart
+    loops, last exit code), the process tree's RSS and CPU percent and its uptime (psutil), whether the port is
+    listening, and the gateway's token-checked WebSocket C(connect) + C(health) handshake with its latency.
+  - Read only; runs C(launchctl print) once per claw. Needs psutil (the farm venv from the C(mini_python) role).
+  - The result follows the design's health JSON - C(mini) for the host, C(claws) one record per claw.
+author:
+  - Mirascope platform team
+requirements:
+  - psutil on the host running the module.
+extends_documentation_fragment:
+  - mirascope.clawfarm._attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+options:
+  claim_dir:
+    description: Root-owned directory of the port claim files.
+    type: path
+    default: /var/db/mirascope/ports
+  label_prefix:
+    description: launchd label prefix of the claws.
+    type: str
+    default: com.mirascope.claw
+  users_dir:
+    description: Where claw homes live.
+    type: path
+    default: /Users
+  cpu_interval:
+    description: Seconds over which the host's CPU percent is measured.
+    type: float
+    default: 1.0
+  handshake_timeout:
+    description: Seconds allowed for each gateway handshake.
+    type: float
+    default: 5.0
+seealso:
+  - module: mirascope.clawfarm.claw_status
+"""
+
+EXAMPLES = r"""
+- name: Sample the Mini
+  mirascope.clawfarm.mini_health:
+  vars:
+    ansible_python_interpreter: /opt/mirascope/python/bin/python3
+  register: sample
+"""
+
+RETURN = r"""
+sampled_at:
+  description: UNIX time of the sample (seconds).
+  returned: always
+  type: float
+mini:
+  description:
+    - Host metrics - cpu_percent, load_avg (1, 5, 15 min), memory (used_bytes, total_bytes, percent),
+      disks (mount, used_bytes, total_bytes, percent), uptime_s.
+  returned: always
+  type: dict
+claws:
+  description:
+    - One record per claw - claw_id, label, port, pid, launchd_state, runs, last_exit_code, rss_bytes, cpu_percent,
+      uptime_s, listening, health (ok, auth failed, starting, failed, not running, config error (exit 78)),
+      handshake_ms, version.
+  returned: always
+  type: list
+  elements: dict
+"""
+
+import os
+import socket
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ..module_utils import _claw
+from ..module_utils import _gateway_probe as probe
+from ..module_utils import _health as health
+from ..module_utils import _launchd as ld
+from ..module_utils._command import CommandRunner
+
+
+def read_claims(claim_dir: str) -> dict:
+    claims = {}
+    if os.path.isdir(claim_dir):
+        for name in os.listdir(claim_dir):
+            if name.isdigit():
+                with open(os.path.join(claim_dir, name)) as handle:
+                    claims[name] = handle.read().strip()
+    return claims
+
+
+def claw_record(runner, psutil, port: int, claw_id: str, p: dict) -> dict:
+    ident = _claw.claw_identity(claw_id, p["label_prefix"], p["users_dir"])
+    result = runner.run(ld.cmd_print(ld.service_target("system", ident["label"])))
+    info = ld.parse_print(result.stdout) if result.rc == 0 else {}
+    record = {"claw_id": claw_id, "label": ident["label"], "user": ident["user"], "port": port, "pid": info.get("pid"),
+              "launchd_state": info.get("state") or "not loaded", "runs": info.get("runs"), "last_exit_code": info.get("last_exit_code")}
+    record.update(health.process_sample(psutil, info.get("pid")))
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            record["listening"] = True
+    except OSError:
+        record["listening"] = False
+    record.update(health="not running", handshake_ms=None, version=None)
+    if record["listening"]:
+        env_file = os.path.join(ident["state_dir"], ".env")
+        try:
+            with open(env_file) as handle:
+                token = _claw.parse_dotenv(handle.read()).get(_claw.TOKEN_VAR)
+        except OSError:
+            token = None
+        if token:
+            started = time.monotonic()
+            outcome = probe.probe_gateway(port, token, timeout=p["handshake_timeout"])
+            record["handshake_ms"] = round((time.monotonic() - started) * 1000, 1)
+            record["health"] = {probe.HEALTHY: "ok", probe.AUTH_FAILED: "auth failed", probe.STARTING: "starting"}.get(outcome["result"], "failed")
+            record["version"] = outcome["version"]
+        else:
+            record["health"] = "failed"
+    elif record["last_exit_code"] == ld.EXIT_CONFIG:
+        record["health"] = "config error (exit 78)"
+    return record
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            claim_dir=dict(type="path", default="/var/db/mirascope/ports"),
+            label_prefix=dict(type="str", default="com.mirascope.claw"),
+            users_dir=dict(type="path", default="/Users"),
+            cpu_interval=dict(type="float", default=1.0),
+            handshake_timeout=dict(type="float", default=5.0),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        import psutil
+    except ImportError:
+        module.fail_json(msg="mini_health needs psutil: run bootstrap.yml --tags python and run this module with the farm venv's Python")
+    p = module.params
+    runner = CommandRunner(module)
+    sampled_at = time.time()
+    mini = health.mini_sample(psutil, p["cpu_interval"])
+    claws = [claw_record(runner, psutil, port, claw_id, p) for port, claw_id in health.claws_from_claims(read_claims(p["claim_dir"]))]
+    module.exit_json(changed=False, sampled_at=sampled_at, mini=mini, claws=claws)
+
+
+if __name__ == "__main__":
+    main()
