@@ -171,3 +171,28 @@ def gateway_config(port: int, state_dir: str, control_ui: bool = False) -> dict:
         "discovery": {"mdns": {"mode": "off"}},
         "agents": {"defaults": {"workspace": f"{state_dir}/workspace", "heartbeat": {"every": "0m"}}},
     }
+
+
+def read_port_claims(claim_dir: str) -> dict:
+    """The Mini's port claim files as ``{port: claw_id}`` (``{}`` when the directory does not exist).
+
+    Each file ``<claim_dir>/<port>`` holds the id of the claw that owns that port (see module ``claw_port``).
+    """
+    import os
+
+    claims = {}
+    if os.path.isdir(claim_dir):
+        for entry in os.listdir(claim_dir):
+            if entry.isdigit():
+                with open(os.path.join(claim_dir, entry)) as handle:
+                    claims[int(entry)] = handle.read().strip()
+    return claims
+
+
+def read_token(env_file: str):
+    """The gateway token from a claw's ``.env`` (``None`` when the file or the variable is missing)."""
+    try:
+        with open(env_file) as handle:
+            return parse_dotenv(handle.read()).get(TOKEN_VAR)
+    except OSError:
+        return None

@@ -82,16 +82,6 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.mirascope.clawfarm.plugins.module_utils import _claw
 
 
-def read_claims(claim_dir: str) -> dict:
-    claims = {}
-    if os.path.isdir(claim_dir):
-        for entry in os.listdir(claim_dir):
-            if entry.isdigit():
-                with open(os.path.join(claim_dir, entry)) as handle:
-                    claims[int(entry)] = handle.read().strip()
-    return claims
-
-
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -112,7 +102,7 @@ def main():
         module.fail_json(msg=str(exc))
     claim_dir = p["claim_dir"]
     ports = range(p["base_port"], p["base_port"] + p["max_claws"])
-    claims = read_claims(claim_dir)
+    claims = _claw.read_port_claims(claim_dir)
     mine = sorted(port for port, owner in claims.items() if owner == claw_id)
     changed = False
     port = None
@@ -152,7 +142,7 @@ def main():
             module.fail_json(msg=f"no capacity: all {p['max_claws']} claw ports ({p['base_port']}-{p['base_port'] + p['max_claws'] - 1}) "
                                  "on this Mini are claimed; pick another Mini")
         changed = True
-    claims = read_claims(claim_dir) if not module.check_mode else claims
+    claims = _claw.read_port_claims(claim_dir) if not module.check_mode else claims
     module.exit_json(changed=changed, port=port, used_ports={str(k): v for k, v in sorted(claims.items())},
                      free_slots=len([x for x in ports if x not in claims]))
 

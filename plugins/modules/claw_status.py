@@ -135,14 +135,6 @@ from ansible_collections.mirascope.clawfarm.plugins.module_utils import _launchd
 from ansible_collections.mirascope.clawfarm.plugins.module_utils._command import CommandRunner
 
 
-def read_token(path: str):
-    try:
-        with open(path) as handle:
-            return _claw.parse_dotenv(handle.read()).get(_claw.TOKEN_VAR)
-    except OSError:
-        return None
-
-
 def snapshot(runner: CommandRunner, p: dict) -> dict:
     try:
         uid = pwd.getpwnam(p["user"]).pw_uid
@@ -162,7 +154,7 @@ def snapshot(runner: CommandRunner, p: dict) -> dict:
         "listening": listening, "health": "not running", "health_error": None, "version": None,
     }
     if listening:
-        token = read_token(p["env_file"])
+        token = _claw.read_token(p["env_file"])
         if token is None:
             status.update(health="failed", health_error=f"no {_claw.TOKEN_VAR} in {p['env_file']}")
         else:

@@ -97,16 +97,6 @@ from ..module_utils import _launchd as ld
 from ..module_utils._command import CommandRunner
 
 
-def read_claims(claim_dir: str) -> dict:
-    claims = {}
-    if os.path.isdir(claim_dir):
-        for name in os.listdir(claim_dir):
-            if name.isdigit():
-                with open(os.path.join(claim_dir, name)) as handle:
-                    claims[name] = handle.read().strip()
-    return claims
-
-
 def claw_record(runner, psutil, port: int, claw_id: str, p: dict) -> dict:
     ident = _claw.claw_identity(claw_id, p["label_prefix"], p["users_dir"])
     result = runner.run(ld.cmd_print(ld.service_target("system", ident["label"])))
@@ -121,12 +111,7 @@ def claw_record(runner, psutil, port: int, claw_id: str, p: dict) -> dict:
         record["listening"] = False
     record.update(health="not running", handshake_ms=None, version=None)
     if record["listening"]:
-        env_file = os.path.join(ident["state_dir"], ".env")
-        try:
-            with open(env_file) as handle:
-                token = _claw.parse_dotenv(handle.read()).get(_claw.TOKEN_VAR)
-        except OSError:
-            token = None
+        token = _claw.read_token(os.path.join(ident["state_dir"], ".env"))
         if token:
             started = time.monotonic()
             outcome = probe.probe_gateway(port, token, timeout=p["handshake_timeout"])
@@ -159,7 +144,7 @@ def main():
     runner = CommandRunner(module)
     sampled_at = time.time()
     mini = health.mini_sample(psutil, p["cpu_interval"])
-    claws = [claw_record(runner, psutil, port, claw_id, p) for port, claw_id in health.claws_from_claims(read_claims(p["claim_dir"]))]
+    claws = [claw_record(runner, psutil, port, claw_id, p) for port, claw_id in health.claws_from_claims(_claw.read_port_claims(p["claim_dir"]))]
     module.exit_json(changed=False, sampled_at=sampled_at, mini=mini, claws=claws)
 
 
