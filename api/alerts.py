@@ -1,0 +1,176 @@
+"""Alert rules on health samples, with durations and three severities, and Discord notifications.
+
+The design's monitoring table as rules (thresholds configurable):
+
+| rule | scope | condition | for | severity |
+|---|---|---|---|---|
+| heartbeat_missing | mini | newest sample older than 180 s | 0 | critical |
+| gateway_down | claw | no gateway pid | 0 | critical |
+| handshake_failed | claw | pid present but the token-checked handshake fails | 0 | critical |
+| cpu_high | mini | CPU > 80 % | 300 s | warning |
+| memory_high | mini | memory > 90 % | 0 | warning |
+| disk_high | mini | a volume > 85 % full | 0 | warning |
+| tunnel_disconnected | mini | the cloudflared job is not running | 0 | critical |
+| backup_failed | claw | no successful backup for > 24 h | 0 | warning |
+
+An alert fires once when its condition has held for the rule's duration and resolves once when it stops holding;
+nothing is sent for the samples in between, nor for a condition that clears before its duration (a flap).
+Info events (claw provisioned, migration complete, backup success) are sent as they come from job results.
+Delivery runs on a background thread with retries and never blocks the caller.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+import httpx
+
+log = logging.getLogger("clawfarm.api.alerts")
+
+SEVERITY_COLORS = {"critical": 0xE01E5A, "warning": 0xECB22E, "info": 0x2EB67D, "resolved": 0x4A90D9}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One alert rule: ``check(subject) -> (active: bool, value)`` over a Mini or claw record."""
+    id: str
+    scope: str  # "mini" or "claw"
+    severity: str
+    summary: str
+    for_seconds: float
+    check: object
+
+
+def default_rules(cpu_percent: float = 80, memory_percent: float = 90, disk_percent: float = 85, heartbeat_seconds: float = 180,
+                  cpu_for_seconds: float = 300, backup_max_age_seconds: float = 24 * 3600) -> list[Rule]:
+    """The design's monitoring table (see the module docstring); every threshold is a parameter."""
+    def disk(m):
+        worst = max((d.get("percent") or 0 for d in m.get("disks") or []), default=0)
+        return worst > disk_percent, worst
+
+    return [
+        Rule("heartbeat_missing", "mini", "critical", "heartbeat missing", 0, lambda m: (m["age_s"] > heartbeat_seconds, round(m["age_s"]))),
+        Rule("cpu_high", "mini", "warning", "CPU high", cpu_for_seconds, lambda m: (m["cpu_percent"] > cpu_percent, m["cpu_percent"])),
+        Rule("memory_high", "mini", "warning", "memory high", 0,
+             lambda m: (m["memory"]["percent"] > memory_percent, m["memory"]["percent"])),
+        Rule("disk_high", "mini", "warning", "disk almost full", 0, disk),
+        Rule("tunnel_disconnected", "mini", "critical", "tunnel disconnected", 0,
+             lambda m: (m.get("connector") is not None and m["connector"].get("state") != "running", (m.get("connector") or {}).get("state"))),
+        Rule("gateway_down", "claw", "critical", "gateway down (no pid)", 0, lambda c: (not c.get("pid"), c.get("launchd_state"))),
+        Rule("handshake_failed", "claw", "critical", "gateway handshake fails", 0,
+             lambda c: (bool(c.get("pid")) and c.get("health") not in ("ok", "starting"), c.get("health"))),
+        Rule("backup_failed", "claw", "warning", "no successful backup for over 24 h", 0,
+             lambda c: (c.get("last_backup_age_s") is not None and c["last_backup_age_s"] > backup_max_age_seconds,
+                        c.get("last_backup_age_s"))),
+    ]
+
+
+class AlertEngine:
+    """Evaluates rules on each sample and emits firing/resolved transitions exactly once."""
+
+    def __init__(self, rules: list[Rule], notify):
+        self.rules = rules
+        self.notify = notify  # callable(message: dict)
+        self.pending: dict[tuple, float] = {}  # (rule, key) -> when the condition started holding
+        self.firing: dict[tuple, dict] = {}
+        self.lock = threading.Lock()
+
+    def evaluate(self, mini: str, sample: dict, now: float | None = None) -> list[dict]:
+        """Evaluate one Mini's sample: ``{"age_s", "cpu_percent", "memory", "disks", "connector", "claws": [...]}``.
+
+        Returns the messages sent (each ``{"state": "firing"|"resolved", "rule", "severity", "mini", "claw_id", "value",
+        "summary"}``).
+        """
+        now = time.time() if now is None else now
+        subjects = [("mini", mini, None, sample)]
+        subjects += [("claw", mini, c.get("claw_id"), c) for c in sample.get("claws") or []]
+        sent = []
+        with self.lock:
+            seen = set()
+            for scope, mini_name, claw_id, subject in subjects:
+                for rule in self.rules:
+                    if rule.scope != scope:
+                        continue
+                    key = (rule.id, mini_name, claw_id)
+                    seen.add(key)
+                    try:
+                        active, value = rule.check(subject)
+                    except (KeyError, TypeError):
+                        continue  # the sample lacks what the rule reads
+                    sent += self._step(rule, key, active, value, now)
+            # A claw that disappeared from the sample (deprovisioned) resolves its alerts.
+            for key in [k for k in self.firing if k[1] == mini and k not in seen]:
+                rule = next(r for r in self.rules if r.id == key[0])
+                sent += self._step(rule, key, False, None, now)
+        for message in sent:
+            self.notify(message)
+        return sent
+
+    def _step(self, rule: Rule, key: tuple, active: bool, value, now: float) -> list[dict]:
+        base = {"rule": rule.id, "severity": rule.severity, "mini": key[1], "claw_id": key[2], "value": value, "summary": rule.summary}
+        if active:
+            started = self.pending.setdefault(key, now)
+            if key not in self.firing and now - started >= rule.for_seconds:
+                self.firing[key] = base
+                return [{**base, "state": "firing"}]
+            return []
+        self.pending.pop(key, None)
+        if key in self.firing:
+            self.firing.pop(key)
+            return [{**base, "state": "resolved"}]
+        return []
+
+
+def discord_payload(message: dict) -> dict:
+    """A Discord incoming-webhook body (https://discord.com/developers/docs/resources/webhook#execute-webhook)."""
+    state = message.get("state", "info")
+    severity = message.get("severity", "info")
+    title = {"firing": f"[{severity.upper()}] {message.get('summary')}", "resolved": f"[RESOLVED] {message.get('summary')}"}.get(
+        state, f"[INFO] {message.get('summary')}")
+    fields = [{"name": "Mini", "value": str(message.get("mini") or "-"), "inline": True}]
+    if message.get("claw_id"):
+        fields.append({"name": "Claw", "value": str(message["claw_id"]), "inline": True})
+    if message.get("value") is not None:
+        fields.append({"name": "Value", "value": str(message["value"]), "inline": True})
+    color = SEVERITY_COLORS["resolved"] if state == "resolved" else SEVERITY_COLORS.get(severity, SEVERITY_COLORS["info"])
+    return {"username": "clawfarm", "content": title, "embeds": [{"title": title, "color": color, "fields": fields}],
+            "allowed_mentions": {"parse": []}}
+
+
+class DiscordNotifier:
+    """Sends messages to a Discord webhook from a background thread, in order, retrying with back-off.
+
+    ``url`` is a secret (it authorises posting): it is never logged. ``delays`` are the waits between attempts (s).
+    """
+
+    def __init__(self, url: str, delays=(1, 2, 4, 8, 16)):
+        self.url, self.delays = url, list(delays)
+        self.queue: queue.Queue = queue.Queue()
+        self.delivered: list[dict] = []
+        self.thread = threading.Thread(target=self._loop, name="discord-notifier", daemon=True)
+        self.thread.start()
+
+    def __call__(self, message: dict) -> None:
+        self.queue.put(message)
+
+    def _loop(self) -> None:
+        while True:
+            message = self.queue.get()
+            body = discord_payload(message)
+            for attempt, delay in enumerate([0, *self.delays], start=1):
+                time.sleep(delay)
+                try:
+                    response = httpx.post(self.url, json=body, timeout=10)
+                    if response.status_code == 429:
+                        time.sleep(float(response.headers.get("retry-after", "1")))
+                        continue
+                    if response.status_code < 300:
+                        self.delivered.append(message)
+                        break
+                except httpx.HTTPError:
+                    pass
+                log.warning("Discord delivery of %s/%s failed (attempt %d)", message.get("rule"), message.get("state"), attempt)
+            self.queue.task_done()
