@@ -86,6 +86,7 @@ class AlertEngine:
         """
         now = time.time() if now is None else now
         subjects = [("mini", mini, None, sample)]
+        claws_known = sample.get("claws") is not None  # None: the Mini is silent, its claws are not judged
         subjects += [("claw", mini, c.get("claw_id"), c) for c in sample.get("claws") or []]
         sent = []
         with self.lock:
@@ -102,7 +103,7 @@ class AlertEngine:
                         continue  # the sample lacks what the rule reads
                     sent += self._step(rule, key, active, value, now)
             # A claw that disappeared from the sample (deprovisioned) resolves its alerts.
-            for key in [k for k in self.firing if k[1] == mini and k not in seen]:
+            for key in [k for k in self.firing if k[1] == mini and k not in seen and claws_known]:
                 rule = next(r for r in self.rules if r.id == key[0])
                 sent += self._step(rule, key, False, None, now)
         for message in sent:

@@ -19,10 +19,12 @@ from prometheus_client.core import GaugeMetricFamily
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, field_validator
 from sqlalchemy import func, select
 
+from .alerts import DiscordNotifier, default_rules
 from .config import Settings, load_settings
 from .db import TERMINAL, Claw, Job, JobEvent, make_sessionmaker
 from .inventory import Inventory, place
 from .jobs import JOB_DURATION, JobEngine, playbook_available
+from .monitor import Monitor
 
 log = logging.getLogger("clawfarm.api")
 
@@ -95,6 +97,7 @@ class ClawOut(BaseModel):
     updated_at: str | None = None
     age_seconds: float | None = None
     last_job: JobOut | None = None
+    health: dict | None = None
 
 
 class MiniOut(BaseModel):
@@ -102,8 +105,10 @@ class MiniOut(BaseModel):
     status: str
     max_claws: int
     base_port: int
+    timezone: str = "UTC"
     claws: int
     last_job: JobOut | None = None
+    health: dict | None = None
 
 
 # ---- the application ---------------------------------------------------------------------------------------------
@@ -115,11 +120,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     Session = make_sessionmaker(settings.database_url)
     engine = JobEngine(settings, Session)
     inventory = Inventory(settings.inventory)
+    notifier = DiscordNotifier(settings.discord_webhook_url) if settings.discord_webhook_url else None
+    monitor = Monitor(engine, Session, inventory, notifier, settings.health_interval, settings.backup_schedule,
+                      default_rules(**settings.alert_thresholds))
 
     @asynccontextmanager
     async def lifespan(_app):
         engine.start()
+        monitor.start()
         yield
+        monitor.shutdown()
         await asyncio.to_thread(engine.shutdown)
 
     app = FastAPI(title="clawfarm API", version="0.2.0", lifespan=lifespan,
@@ -236,7 +246,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return {"claw_id": claw_id, "present": bool(claw and claw.present), "mini": claw.mini if claw else None,
                     "record": claw.record if claw else {}, "updated_at": updated.isoformat() if updated else None,
                     "age_seconds": round((datetime.now(UTC) - updated).total_seconds(), 1) if updated else None,
-                    "last_job": job_out(last) if last else None}
+                    "last_job": job_out(last) if last else None,
+                    "health": monitor.claw_health(claw.mini if claw else None, claw_id) if claw and claw.present else None}
 
     def action(kind: str):
         def route(claw_id: ClawId, body: ActionRequest | None = None, idempotency_key: IdemKey = None):
@@ -261,7 +272,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         with Session() as s:
             claws = s.scalar(select(func.count()).select_from(Claw).where(Claw.mini == name, Claw.present == 1))
             last = s.scalars(select(Job).where(Job.mini == name).order_by(Job.created_at.desc()).limit(1)).first()
-        return {**info, "claws": claws or 0, "last_job": job_out(last) if last else None}
+        return {**info, "claws": claws or 0, "last_job": job_out(last) if last else None, "health": monitor.mini_health(name)}
 
     @app.get("/v1/minis", response_model=list[MiniOut], dependencies=auth, tags=["minis"])
     def list_minis():
@@ -361,6 +372,46 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for name in sorted(set(names) | {m for m in per_mini if m}):
                 claws.add_metric([name], per_mini.get(name, 0))
             yield from (jobs, queue, claws)
+            yield from fleet_gauges()
+
+    def fleet_gauges():
+        """Per Mini and per claw gauges from the newest samples (Prometheus naming: base units, ratios 0-1)."""
+        cpu = GaugeMetricFamily("clawfarm_mini_cpu_usage_ratio", "Host CPU in use (0-1) at the last sample", labels=["mini"])
+        mem_used = GaugeMetricFamily("clawfarm_mini_memory_used_bytes", "Host memory in use", labels=["mini"])
+        mem_total = GaugeMetricFamily("clawfarm_mini_memory_total_bytes", "Host memory", labels=["mini"])
+        disk_used = GaugeMetricFamily("clawfarm_mini_disk_used_bytes", "Used bytes per volume", labels=["mini", "mount"])
+        disk_total = GaugeMetricFamily("clawfarm_mini_disk_total_bytes", "Size of each volume", labels=["mini", "mount"])
+        sample_ts = GaugeMetricFamily("clawfarm_mini_last_sample_timestamp_seconds", "UNIX time of the last health sample", labels=["mini"])
+        up = GaugeMetricFamily("clawfarm_claw_up", "1 when the claw's gateway answered its health handshake", labels=["mini", "claw_id"])
+        rss = GaugeMetricFamily("clawfarm_claw_resident_memory_bytes", "RSS of the gateway's process tree", labels=["mini", "claw_id"])
+        runs = GaugeMetricFamily("clawfarm_claw_launchd_runs", "How often launchd started the gateway (restarts + 1)", labels=["mini", "claw_id"])
+        backup = GaugeMetricFamily("clawfarm_claw_last_backup_timestamp_seconds", "UNIX time of the last successful backup",
+                                   labels=["mini", "claw_id"])
+        with Session() as s:
+            records = {c.claw_id: c for c in s.scalars(select(Claw).where(Claw.present == 1))}
+        for row in monitor.samples():
+            if not row.claw_id:
+                host = row.data.get("mini") or {}
+                sample_ts.add_metric([row.mini], row.sampled_at)
+                if host.get("cpu_percent") is not None:
+                    cpu.add_metric([row.mini], host["cpu_percent"] / 100.0)
+                if host.get("memory"):
+                    mem_used.add_metric([row.mini], host["memory"]["used_bytes"])
+                    mem_total.add_metric([row.mini], host["memory"]["total_bytes"])
+                for d in host.get("disks") or []:
+                    disk_used.add_metric([row.mini, d["mount"]], d["used_bytes"])
+                    disk_total.add_metric([row.mini, d["mount"]], d["total_bytes"])
+            elif row.claw_id in records:
+                labels = [row.mini, row.claw_id]
+                up.add_metric(labels, 1.0 if row.data.get("health") == "ok" else 0.0)
+                if row.data.get("rss_bytes") is not None:
+                    rss.add_metric(labels, row.data["rss_bytes"])
+                if row.data.get("runs") is not None:
+                    runs.add_metric(labels, row.data["runs"])
+                stamp = ((records[row.claw_id].record or {}).get("last_backup") or {}).get("finished_at")
+                if stamp:
+                    backup.add_metric(labels, datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp())
+        return (cpu, mem_used, mem_total, disk_used, disk_total, sample_ts, up, rss, runs, backup)
 
     registry.register(FleetCollector())
 

@@ -26,6 +26,11 @@ class Settings:
       (``CLAWFARM_API_WEBHOOK_URL``, ``CLAWFARM_API_WEBHOOK_SECRET``).
     - ``max_body_bytes``: larger request bodies get 422 (``CLAWFARM_API_MAX_BODY_BYTES``, default 65536).
     - ``job_timeout``: seconds before a playbook is killed (``CLAWFARM_API_JOB_TIMEOUT``, default 3600).
+    - ``health_interval``: seconds between fleet health samples (``CLAWFARM_API_HEALTH_INTERVAL``, default 60; 0 = off).
+    - ``backup_schedule``: ``HH:MM`` Mini-local, ``every:<seconds>`` or ``off`` (``CLAWFARM_API_BACKUP_SCHEDULE``, default 02:00).
+    - ``discord_webhook_url``: alerts go there (``CLAWFARM_API_DISCORD_WEBHOOK_URL``; a secret, never logged).
+    - ``alert_thresholds``: ``CLAWFARM_API_ALERT_CPU_PERCENT`` (80), ``_CPU_FOR_SECONDS`` (300), ``_MEMORY_PERCENT`` (90),
+      ``_DISK_PERCENT`` (85), ``_HEARTBEAT_SECONDS`` (180), ``_BACKUP_MAX_AGE_SECONDS`` (86400).
     """
 
     tokens: list[str]
@@ -39,6 +44,10 @@ class Settings:
     webhook_secret: str | None = None
     max_body_bytes: int = 65536
     job_timeout: int = 3600
+    health_interval: float = 60
+    backup_schedule: str = "02:00"
+    discord_webhook_url: str | None = None
+    alert_thresholds: dict = field(default_factory=dict)
     webhook_delays: list[float] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
 
 
@@ -56,7 +65,14 @@ def load_settings(environ=None) -> Settings:
         tokens += [line.strip() for line in Path(token_file).read_text().splitlines() if line.strip() and not line.startswith("#")]
     if not tokens:
         raise RuntimeError("no API token: set CLAWFARM_API_TOKENS or CLAWFARM_API_TOKENS_FILE")
-    for name in ("CLAWFARM_API_TOKENS", "CLAWFARM_API_WEBHOOK_SECRET"):
+    discord = env.get("CLAWFARM_API_DISCORD_WEBHOOK_URL") or None
+    thresholds = {}
+    for name, key in (("CPU_PERCENT", "cpu_percent"), ("CPU_FOR_SECONDS", "cpu_for_seconds"), ("MEMORY_PERCENT", "memory_percent"),
+                      ("DISK_PERCENT", "disk_percent"), ("HEARTBEAT_SECONDS", "heartbeat_seconds"),
+                      ("BACKUP_MAX_AGE_SECONDS", "backup_max_age_seconds")):
+        if env.get(f"CLAWFARM_API_ALERT_{name}"):
+            thresholds[key] = float(env[f"CLAWFARM_API_ALERT_{name}"])
+    for name in ("CLAWFARM_API_TOKENS", "CLAWFARM_API_WEBHOOK_SECRET", "CLAWFARM_API_DISCORD_WEBHOOK_URL"):
         if environ is None:
             os.environ.pop(name, None)
     state_dir = Path(env.get("CLAWFARM_API_STATE_DIR", REPO / ".cache" / "api"))
@@ -73,4 +89,8 @@ def load_settings(environ=None) -> Settings:
         webhook_secret=env.get("CLAWFARM_API_WEBHOOK_SECRET") or None,
         max_body_bytes=int(env.get("CLAWFARM_API_MAX_BODY_BYTES", "65536")),
         job_timeout=int(env.get("CLAWFARM_API_JOB_TIMEOUT", "3600")),
+        health_interval=float(env.get("CLAWFARM_API_HEALTH_INTERVAL", "60")),
+        backup_schedule=env.get("CLAWFARM_API_BACKUP_SCHEDULE", "02:00"),
+        discord_webhook_url=discord,
+        alert_thresholds=thresholds,
     )

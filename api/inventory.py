@@ -1,7 +1,8 @@
 """The Minis the service knows: group ``minis`` of the Ansible inventory, read with ``ansible-inventory --list``.
 
 Per Mini only these host vars are used and shown: ``mini_status`` (active | draining | offline | maintenance,
-default active), ``claw_max_per_mini`` (default 12), ``claw_base_port`` (default 8100).
+default active), ``claw_max_per_mini`` (default 12), ``claw_base_port`` (default 8100), ``mini_timezone``
+(IANA name for the nightly backup time, default UTC).
 """
 from __future__ import annotations
 
@@ -52,7 +53,8 @@ class Inventory:
             hv = hostvars.get(name, {})
             status = hv.get("mini_status", "active")
             minis[name] = {"name": name, "status": status if status in STATUSES else "active",
-                           "max_claws": int(hv.get("claw_max_per_mini", 12)), "base_port": int(hv.get("claw_base_port", 8100))}
+                           "max_claws": int(hv.get("claw_max_per_mini", 12)), "base_port": int(hv.get("claw_base_port", 8100)),
+                           "timezone": str(hv.get("mini_timezone", "UTC"))}
         return minis
 
 

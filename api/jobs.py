@@ -38,7 +38,7 @@ log = logging.getLogger("clawfarm.api.jobs")
 PLAYBOOKS = {
     "provision": "provision.yml", "deprovision": "deprovision.yml", "start": "start.yml", "stop": "stop.yml",
     "restart": "restart.yml", "status": "status.yml", "backup": "backup.yml", "restore": "restore.yml",
-    "migrate": "migrate.yml", "drain": "drain.yml",
+    "migrate": "migrate.yml", "drain": "drain.yml", "health": "health.yml",
 }
 JOB_DURATION = Histogram("clawfarm_job_duration_seconds", "Duration of finished jobs, from start to end", ["kind"],
                          buckets=(5, 15, 30, 60, 120, 300, 600, 1200, 3600))
@@ -77,6 +77,8 @@ class JobEngine:
         self.secrets: dict[str, dict] = {}
         self.threads: list[threading.Thread] = []
         self.dispatcher = None
+        # Called with each finished job (outside the engine's lock), e.g. by the monitor.
+        self.finished_hooks: list = []
 
     # ---- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -285,6 +287,11 @@ class JobEngine:
             s.commit()
             JOB_DURATION.labels(job.kind).observe(seconds)
             self._finish_side_effects(job)
+        for hook in self.finished_hooks:
+            try:
+                hook(job)
+            except Exception:  # noqa: BLE001 - a hook never breaks job bookkeeping
+                log.exception("finished-job hook failed for %s", job_id)
         self.wakeup.set()
 
     def _record_claw(self, s, job: Job) -> None:

@@ -92,7 +92,8 @@ def main() -> None:
         inventory.write_text("minis:\n  hosts:\n    bench:\n      ansible_host: 127.0.0.1\n      ansible_port: 9\n"
                              "      ansible_ssh_common_args: -o ConnectTimeout=2\n      claw_max_per_mini: 1000\n")
     port = free_port()
-    env = dict(os.environ, CLAWFARM_API_TOKENS=TOKEN, CLAWFARM_API_STATE_DIR=str(work / "state"), CLAWFARM_API_INVENTORY=str(inventory))
+    env = dict(os.environ, CLAWFARM_API_TOKENS=TOKEN, CLAWFARM_API_STATE_DIR=str(work / "state"), CLAWFARM_API_INVENTORY=str(inventory),
+               CLAWFARM_API_HEALTH_INTERVAL="0", CLAWFARM_API_BACKUP_SCHEDULE="off")
     if args.farm_vars:
         env["CLAWFARM_API_FARM_VARS"] = args.farm_vars
     log = open(work / "service.log", "wb")

@@ -11,13 +11,15 @@ cd "$(dirname "$0")/.."
 need=()
 # python3-venv: sandbox Minis share this machine's /usr/bin/python3, and bootstrap's mini_python role makes a venv with it.
 /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+# promtool (Debian's prometheus package) checks the API's /metrics and docs/prometheus-alerts.yml in the tests.
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 for cmd in sshd:openssh-server ssh:openssh-client ip:iproute2 sudo:sudo unshare:util-linux nsenter:util-linux ssh-keygen:openssh-client; do
   command -v "${cmd%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${cmd%%:*}" ] || need+=("${cmd#*:}")
 done
 if [ "${#need[@]}" -gt 0 ]; then
   echo "==> installing Debian packages: ${need[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
 PY="${PYTHON:-python3}"

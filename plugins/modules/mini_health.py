@@ -51,6 +51,10 @@ options:
     description: Seconds allowed for each gateway handshake.
     type: float
     default: 5.0
+  connector_label:
+    description: launchd label of the Mini's tunnel connector, reported as RV(connector). Empty - not checked.
+    type: str
+    default: com.cloudflare.cloudflared
 seealso:
   - module: mirascope.clawfarm.claw_status
 """
@@ -72,6 +76,10 @@ mini:
   description:
     - Host metrics - cpu_percent, load_avg (1, 5, 15 min), memory (used_bytes, total_bytes, percent),
       disks (mount, used_bytes, total_bytes, percent), uptime_s.
+  returned: always
+  type: dict
+connector:
+  description: The tunnel connector's launchd job - label, state (V(running), V(not loaded), ...), pid, runs. Null when not checked.
   returned: always
   type: dict
 claws:
@@ -133,6 +141,7 @@ def main():
             users_dir=dict(type="path", default="/Users"),
             cpu_interval=dict(type="float", default=1.0),
             handshake_timeout=dict(type="float", default=5.0),
+            connector_label=dict(type="str", default="com.cloudflare.cloudflared"),
         ),
         supports_check_mode=True,
     )
@@ -145,7 +154,12 @@ def main():
     sampled_at = time.time()
     mini = health.mini_sample(psutil, p["cpu_interval"])
     claws = [claw_record(runner, psutil, port, claw_id, p) for port, claw_id in health.claws_from_claims(_claw.read_port_claims(p["claim_dir"]))]
-    module.exit_json(changed=False, sampled_at=sampled_at, mini=mini, claws=claws)
+    connector = None
+    if p["connector_label"]:
+        result = runner.run(ld.cmd_print(ld.service_target("system", p["connector_label"])))
+        info = ld.parse_print(result.stdout) if result.rc == 0 else {}
+        connector = {"label": p["connector_label"], "state": info.get("state") or "not loaded", "pid": info.get("pid"), "runs": info.get("runs")}
+    module.exit_json(changed=False, sampled_at=sampled_at, mini=mini, connector=connector, claws=claws)
 
 
 if __name__ == "__main__":

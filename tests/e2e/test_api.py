@@ -29,7 +29,8 @@ class Service:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / "service.log"
         self.env = dict(os.environ, CLAWFARM_API_TOKENS=TOKEN, CLAWFARM_API_STATE_DIR=str(workdir / "state"),
-                        CLAWFARM_API_INVENTORY=str(inventory), CLAWFARM_API_WORKERS="2")
+                        CLAWFARM_API_INVENTORY=str(inventory), CLAWFARM_API_WORKERS="2",
+                        CLAWFARM_API_HEALTH_INTERVAL="0", CLAWFARM_API_BACKUP_SCHEDULE="off")
         if farm_vars:
             self.env["CLAWFARM_API_FARM_VARS"] = str(farm_vars)
         self.proc = None

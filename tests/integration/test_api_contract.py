@@ -25,7 +25,7 @@ def contract_service(tmp_path_factory):
                          "      ansible_connection: ssh\n      ansible_ssh_common_args: -o ConnectTimeout=2\n")
     port = free_port()
     env = dict(os.environ, CLAWFARM_API_TOKENS=TOKEN, CLAWFARM_API_STATE_DIR=str(work / "state"), CLAWFARM_API_INVENTORY=str(inventory),
-               CLAWFARM_API_WORKERS="1")
+               CLAWFARM_API_WORKERS="1", CLAWFARM_API_HEALTH_INTERVAL="0", CLAWFARM_API_BACKUP_SCHEDULE="off")
     log = open(work / "service.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "api", "--port", str(port), "--log-level", "warning"], cwd=REPO, env=env,
                             stdout=log, stderr=log)

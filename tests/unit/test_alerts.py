@@ -70,3 +70,23 @@ def test_discord_payload():
     assert body["content"] == "[CRITICAL] gateway down (no pid)"
     assert {f["name"]: f["value"] for f in body["embeds"][0]["fields"]} == {"Mini": "m", "Claw": CLAW, "Value": "not running"}
     assert body["allowed_mentions"] == {"parse": []}
+
+
+def test_backup_schedule():
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from api.monitor import backup_due
+
+    def at(text, tz="UTC"):
+        return datetime.strptime(text, "%Y-%m-%d %H:%M").replace(tzinfo=ZoneInfo(tz)).timestamp()
+
+    assert not backup_due("02:00", at("2026-11-22 01:59"), None)
+    assert backup_due("02:00", at("2026-11-22 02:00"), None)
+    assert not backup_due("02:00", at("2026-11-22 02:30"), at("2026-11-22 02:00"))
+    assert backup_due("02:00", at("2026-11-23 02:01"), at("2026-11-22 02:00"))
+    # Mini-local time: 02:00 in Los Angeles is 10:00 UTC.
+    assert not backup_due("02:00", at("2026-11-22 09:59"), at("2026-11-21 10:00"), "America/Los_Angeles")
+    assert backup_due("02:00", at("2026-11-22 10:00"), at("2026-11-21 10:00"), "America/Los_Angeles")
+    assert backup_due("every:60", 1000.0, 930.0) and not backup_due("every:60", 1000.0, 950.0)
+    assert not backup_due("off", 1000.0, None)
