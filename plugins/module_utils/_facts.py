@@ -1,0 +1,103 @@
+# Copyright (c) 2026 Mirascope
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Claw discovery on a Mini and the "unique tuple" contract (PRIVATE to the collection).
+
+Each claw owns a label, a port, a state dir and a token, each unique on the Mini (shared/reference/
+openclaw-gateway.md). :func:`find_anomalies` compares what is really there - LaunchDaemon plists, users matching the
+managed pattern, port claims, the gateway configs - and names every break of that contract. Tokens are compared by
+a short sha256 prefix; a token itself is never returned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from ._claw import CLAW_ID
+
+
+def token_fingerprint(token: str | None) -> str | None:
+    """First 12 hex of sha256(token), to compare tokens without revealing them."""
+    return hashlib.sha256(token.encode()).hexdigest()[:12] if token else None
+
+
+def claw_from_plist(label_prefix: str, label: str, plist: dict) -> dict:
+    """What a claw's LaunchDaemon plist says: ``{"label", "claw_id", "user", "state_dir", "program"}``."""
+    claw_id = label[len(label_prefix) + 1:] if label.startswith(label_prefix + ".") else None
+    env = plist.get("EnvironmentVariables") or {}
+    return {"label": label, "claw_id": claw_id if claw_id and CLAW_ID.match(claw_id) else None, "user": plist.get("UserName"),
+            "state_dir": env.get("OPENCLAW_STATE_DIR"), "program": (plist.get("ProgramArguments") or [None])[0]}
+
+
+def find_anomalies(claws: list, users: dict, claims: dict, managed_pattern: str = r"^claw-[0-9a-f]{8}$",
+                   expected=None) -> list:
+    """Every break of the unique-tuple contract, as ``[{"kind", "detail", "claw_id"|None, ...}]``.
+
+    Args:
+        claws: one dict per claw plist: ``label, claw_id, user, state_dir, port`` (from its gateway config),
+            ``token_fingerprint``.
+        users: ``{name: uid}`` of every local user (``dscl . -list /Users UniqueID``).
+        claims: ``{port: claw_id}`` port claim files.
+        expected: ``claw_id -> {"user", "state_dir"}`` (the names derived from the id), to catch a plist whose user or
+            state dir disagrees with its claw id.
+
+    Kinds: ``user_without_job``, ``job_without_user``, ``bad_label``, ``plist_mismatch``, ``port_conflict``,
+    ``port_mismatch``, ``claim_without_job``, ``job_without_claim``, ``shared_state_dir``, ``shared_token``.
+    """
+    found = []
+    pattern = re.compile(managed_pattern)
+    job_users = {c.get("user") for c in claws}
+    for name in sorted(users):
+        if pattern.match(name) and name not in job_users:
+            found.append({"kind": "user_without_job", "claw_id": None, "detail": f"user {name} has no claw LaunchDaemon"})
+    for claw in claws:
+        if claw.get("claw_id") is None:
+            found.append({"kind": "bad_label", "claw_id": None, "detail": f"plist {claw['label']} has no claw id in its label"})
+            continue
+        if claw.get("user") not in users:
+            found.append({"kind": "job_without_user", "claw_id": claw["claw_id"], "detail": f"{claw['label']} runs as missing user {claw.get('user')}"})
+        want = (expected or {}).get(claw["claw_id"])
+        if want and (claw.get("user") != want["user"] or (claw.get("state_dir") and claw["state_dir"] != want["state_dir"])):
+            found.append({"kind": "plist_mismatch", "claw_id": claw["claw_id"],
+                          "detail": f"{claw['label']} runs as {claw.get('user')} in {claw.get('state_dir')}, "
+                                    f"expected {want['user']} in {want['state_dir']}"})
+    by_port, by_dir, by_token = {}, {}, {}
+    for claw in claws:
+        if claw.get("port") is not None:
+            by_port.setdefault(claw["port"], []).append(claw)
+        if claw.get("state_dir"):
+            by_dir.setdefault(claw["state_dir"], []).append(claw)
+        if claw.get("token_fingerprint"):
+            by_token.setdefault(claw["token_fingerprint"], []).append(claw)
+    for port, group in sorted(by_port.items()):
+        if len(group) > 1:
+            found.append({"kind": "port_conflict", "claw_id": None, "port": port,
+                          "detail": f"port {port} is used by {', '.join(sorted(str(c['claw_id']) for c in group))}"})
+    for path, group in sorted(by_dir.items()):
+        if len(group) > 1:
+            found.append({"kind": "shared_state_dir", "claw_id": None, "detail": f"state dir {path} is shared by "
+                          + ", ".join(sorted(str(c['claw_id']) for c in group))})
+    for fingerprint, group in sorted(by_token.items()):
+        if len(group) > 1:
+            found.append({"kind": "shared_token", "claw_id": None, "detail": f"one gateway token (sha256 {fingerprint}...) is shared by "
+                          + ", ".join(sorted(str(c['claw_id']) for c in group))})
+    claimed = {claw_id: int(port) for port, claw_id in claims.items()}
+    ids = {c.get("claw_id") for c in claws}
+    for port, claw_id in sorted(claims.items()):
+        if claw_id not in ids:
+            found.append({"kind": "claim_without_job", "claw_id": claw_id, "port": int(port),
+                          "detail": f"port {port} is claimed by {claw_id}, which has no job"})
+    for claw in claws:
+        if claw.get("claw_id") and claw["claw_id"] not in claimed:
+            found.append({"kind": "job_without_claim", "claw_id": claw["claw_id"], "detail": f"{claw['label']} has no port claim"})
+        elif claw.get("claw_id") and claw.get("port") is not None and claimed[claw["claw_id"]] != claw["port"]:
+            found.append({"kind": "port_mismatch", "claw_id": claw["claw_id"],
+                          "detail": f"{claw['label']} listens on {claw['port']} but its claim is {claimed[claw['claw_id']]}"})
+    return found
+
+
+def capacity(claims: dict, base_port: int, max_claws: int) -> dict:
+    """``{"used", "free_slots", "free_ports"}`` of a Mini's port range."""
+    ports = range(base_port, base_port + max_claws)
+    used = sorted(int(p) for p in claims if int(p) in ports)
+    return {"used": len(used), "free_slots": max_claws - len(used), "free_ports": [p for p in ports if p not in used]}

@@ -1,0 +1,56 @@
+"""Anomaly detection on crafted fact sets (the unique-tuple contract) and capacity."""
+from __future__ import annotations
+
+from ansible_collections.mirascope.clawfarm.plugins.module_utils import _facts
+
+A = "1a2b3c4d-0000-4000-8000-000000000001"
+B = "2b3c4d5e-0000-4000-8000-000000000002"
+
+
+def claw(claw_id, port, token="t1", user=None, state_dir=None):
+    user = user or f"claw-{claw_id[:8]}"
+    return {"label": f"com.mirascope.claw.{claw_id}", "claw_id": claw_id, "user": user, "port": port,
+            "state_dir": state_dir or f"/Users/{user}/.openclaw", "token_fingerprint": _facts.token_fingerprint(token)}
+
+
+def expected(*ids):
+    return {i: {"user": f"claw-{i[:8]}", "state_dir": f"/Users/claw-{i[:8]}/.openclaw"} for i in ids}
+
+
+def kinds(found):
+    return sorted(f["kind"] for f in found)
+
+
+def test_a_clean_mini_has_no_anomaly():
+    claws = [claw(A, 8100, "ta"), claw(B, 8101, "tb")]
+    users = {"admin": 501, "claw-1a2b3c4d": 600, "claw-2b3c4d5e": 601}
+    assert _facts.find_anomalies(claws, users, {8100: A, 8101: B}, expected=expected(A, B)) == []
+
+
+def test_orphan_user_stray_plist_duplicated_port_shared_token_and_dir():
+    claws = [claw(A, 8100, "same"), claw(B, 8100, "same", state_dir="/Users/claw-1a2b3c4d/.openclaw")]
+    users = {"claw-1a2b3c4d": 600, "claw-99999999": 650}
+    found = _facts.find_anomalies(claws, users, {8100: A}, expected=expected(A, B))
+    assert kinds(found) == ["job_without_claim", "job_without_user", "plist_mismatch", "port_conflict", "shared_state_dir",
+                            "shared_token", "user_without_job"]
+    assert any("claw-99999999" in f["detail"] for f in found)
+    assert all("same" not in f["detail"] for f in found), "a token never appears, only its fingerprint"
+
+
+def test_claims_that_disagree():
+    found = _facts.find_anomalies([claw(A, 8102)], {"claw-1a2b3c4d": 600}, {8100: A, 8105: B}, expected=expected(A))
+    assert kinds(found) == ["claim_without_job", "port_mismatch"]
+
+
+def test_plist_parsing_and_bad_labels():
+    plist = {"UserName": "claw-1a2b3c4d", "ProgramArguments": ["/opt/openclaw/2026.9.6/bin/node", "x"],
+             "EnvironmentVariables": {"OPENCLAW_STATE_DIR": "/Users/claw-1a2b3c4d/.openclaw"}}
+    parsed = _facts.claw_from_plist("com.mirascope.claw", f"com.mirascope.claw.{A}", plist)
+    assert parsed["claw_id"] == A and parsed["user"] == "claw-1a2b3c4d" and parsed["state_dir"].endswith(".openclaw")
+    stray = _facts.claw_from_plist("com.mirascope.claw", "com.mirascope.claw.not-a-uuid", {})
+    assert stray["claw_id"] is None
+    assert kinds(_facts.find_anomalies([{**stray, "port": None}], {}, {})) == ["bad_label"]
+
+
+def test_capacity():
+    assert _facts.capacity({8100: A, 8103: B}, 8100, 4) == {"used": 2, "free_slots": 2, "free_ports": [8101, 8102]}
