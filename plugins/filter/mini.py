@@ -4,15 +4,32 @@
 
 from __future__ import annotations
 
-from ansible_collections.mirascope.clawfarm.plugins.module_utils import _macos_settings
+from ansible_collections.mirascope.clawfarm.plugins.module_utils import _macos_settings, _placement
+
+
+def placement_view(names, hostvars) -> dict:
+    """What rank_minis needs, from each Mini's host vars after _place_claw.yml read them:
+    ``{name: {"status", "used", "free_slots", "memfree_mb", "claw_ids", "reachable"}}`` (``place_claims`` is the
+    registered claw_port query, ``ansible_memfree_mb`` the setup fact)."""
+    view = {}
+    for name in names:
+        hv = hostvars[name]
+        claims = hv.get("place_claims") or {}
+        used = claims.get("used_ports") or {}
+        view[name] = {"status": hv.get("mini_status", "active"), "used": len(used), "free_slots": claims.get("free_slots") or 0,
+                      "memfree_mb": hv.get("ansible_memfree_mb"), "claw_ids": list(used.values()),
+                      "reachable": "free_slots" in claims and not claims.get("unreachable")}
+    return view
 
 
 class FilterModule:
-    """``pmset_settings``, ``pmset_changes``, ``restart_after_power_failure``."""
+    """``pmset_settings``, ``pmset_changes``, ``restart_after_power_failure``, ``rank_minis``, ``placement_view``."""
 
     def filters(self):
         return {
             "pmset_settings": _macos_settings.parse_pmset,
             "pmset_changes": _macos_settings.pmset_changes,
             "restart_after_power_failure": _macos_settings.restart_after_power_failure,
+            "rank_minis": _placement.rank_minis,
+            "placement_view": placement_view,
         }
