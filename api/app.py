@@ -98,6 +98,7 @@ class ClawOut(BaseModel):
     age_seconds: float | None = None
     last_job: JobOut | None = None
     health: dict | None = None
+    refresh_job: str | None = None
 
 
 class MiniOut(BaseModel):
@@ -228,13 +229,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/v1/claws/{claw_id}", response_model=ClawOut, dependencies=auth, tags=["claws"])
     async def claw_status(claw_id: ClawId,
-                          refresh: Annotated[bool, Query(description="Run the status playbook first (waits up to 120 s)")] = False):
+                          refresh: Annotated[bool, Query(description="Run the status playbook first (waits up to 20 s; "
+                                                                     "then answers with the cached record and refresh_job)")] = False):
         """What the service knows about a claw, with its age; ``refresh=true`` runs ``playbooks/status.yml`` first."""
+        refresh_job = None
         if refresh:
             job, _ = engine.submit("status", claw_id, claw_mini(claw_id, None), {})
-            for _ in range(240):
+            refresh_job = job.id
+            for _ in range(40):
                 with Session() as s:
                     if s.get(Job, job.id).state in TERMINAL:
+                        refresh_job = None
                         break
                 await asyncio.sleep(0.5)
         with Session() as s:
@@ -247,7 +252,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "record": claw.record if claw else {}, "updated_at": updated.isoformat() if updated else None,
                     "age_seconds": round((datetime.now(UTC) - updated).total_seconds(), 1) if updated else None,
                     "last_job": job_out(last) if last else None,
-                    "health": monitor.claw_health(claw.mini if claw else None, claw_id) if claw and claw.present else None}
+                    "health": monitor.claw_health(claw.mini if claw else None, claw_id) if claw and claw.present else None,
+                    "refresh_job": refresh_job}
 
     def action(kind: str):
         def route(claw_id: ClawId, body: ActionRequest | None = None, idempotency_key: IdemKey = None):

@@ -46,7 +46,7 @@ def test_schemathesis_finds_no_server_error(contract_service):
     result = subprocess.run(
         [str(REPO / ".venv/bin/schemathesis") if (REPO / ".venv/bin/schemathesis").exists() else "schemathesis", "run",
          f"{url}/openapi.json", "-H", f"Authorization: Bearer {TOKEN}", "--checks", "not_a_server_error",
-         "--max-examples", "25", "--request-timeout", "30", "--generation-deterministic"],
+         "--max-examples", "25", "--request-timeout", "90", "--generation-deterministic"],
         capture_output=True, text=True, timeout=900, cwd=work)
     print(result.stdout[-2500:])
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
