@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import random
 import time
 from contextlib import contextmanager
 
@@ -155,12 +156,18 @@ def tunnel_lock(lock_dir: str, tunnel_id: str, timeout: float = 300.0):
 
 
 def update_tunnel_ingress(client, account_id: str, tunnel_id: str, transform, check_mode: bool = False,
-                          attempts: int = 5, sleep=time.sleep) -> dict:
+                          attempts: int = 10, settle: float = 0.5, sleep=time.sleep) -> dict:
     """Read-modify-write-verify the ingress of a remotely managed tunnel.
+
+    The PUT replaces the whole configuration, so a writer that read before our PUT and writes after it
+    drops our rule. Writers on this control node are serialised by :func:`tunnel_lock`; writers elsewhere
+    are healed here: after the PUT the configuration is read back at once and again ``settle`` seconds
+    later, and the cycle repeats (with jittered back-off) until both reads carry our change.
 
     Args:
         transform: ``rules -> rules``; must be idempotent (``transform(transform(x)) == transform(x)``).
         attempts: full GET/PUT/GET cycles before giving up when the read-back lacks our change.
+        settle: seconds between the immediate read-back and the second one (0 disables the second read).
 
     Returns:
         ``{"changed", "before", "after", "version_before", "version_after", "attempts", "warnings"}``;
@@ -198,9 +205,14 @@ def update_tunnel_ingress(client, account_id: str, tunnel_id: str, transform, ch
                 "another writer changed it at the same time (its change may have been overwritten; this run re-checked its own rule)"
             )
         if rules_equal(transform(check_rules), check_rules):
-            return {"changed": True, "before": first_before, "after": check_rules, "version_before": version_before,
-                    "version_after": check_version, "attempts": attempt, "warnings": warnings}
-        sleep(min(0.2 * attempt, 1.0))
+            if settle > 0:
+                sleep(settle)
+                check_version, check_config = get_tunnel_config(client, account_id, tunnel_id)
+                check_rules = _clean_rules(check_config.get("ingress"))
+            if rules_equal(transform(check_rules), check_rules):
+                return {"changed": True, "before": first_before, "after": check_rules, "version_before": version_before,
+                        "version_after": check_version, "attempts": attempt, "warnings": warnings}
+        sleep(random.uniform(0.05, min(0.2 * 2 ** attempt, 3.0)))  # full jitter: racing writers drift apart
     raise CloudflareError(f"tunnel {tunnel_id}: the ingress change did not stick after {attempts} write attempts (concurrent writers?)")
 
 
