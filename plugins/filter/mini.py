@@ -22,8 +22,15 @@ def placement_view(names, hostvars) -> dict:
     return view
 
 
+def reachable_status_minis(names, hostvars) -> list:
+    """The Minis a fleet play may touch: every name whose ``mini_status`` (default ``active``) is neither
+    ``offline`` nor ``maintenance``, in inventory order."""
+    return [name for name in names if hostvars[name].get("mini_status", "active") not in ("offline", "maintenance")]
+
+
 class FilterModule:
-    """``pmset_settings``, ``pmset_changes``, ``restart_after_power_failure``, ``rank_minis``, ``placement_view``."""
+    """``pmset_settings``, ``pmset_changes``, ``restart_after_power_failure``, ``rank_minis``, ``locate_claw``,
+    ``migration_targets``, ``placement_view``, ``reachable_status_minis``."""
 
     def filters(self):
         return {
@@ -31,5 +38,8 @@ class FilterModule:
             "pmset_changes": _macos_settings.pmset_changes,
             "restart_after_power_failure": _macos_settings.restart_after_power_failure,
             "rank_minis": _placement.rank_minis,
+            "locate_claw": _placement.locate_claw,
+            "migration_targets": _placement.migration_targets,
             "placement_view": placement_view,
+            "reachable_status_minis": reachable_status_minis,
         }

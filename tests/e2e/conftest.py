@@ -132,3 +132,70 @@ def mini(tmp_path_factory, farm):
     yield node
     s3.stop()
     subprocess.run([sys.executable, str(REPO / "tests/sandbox/mini.py"), "down", MINI, "--purge"], check=False)
+
+
+FLEET = ("fl1", "fl2", "fl3")
+
+
+class Fleet:
+    """Three sandbox Minis booted at once, each with its own tunnel, sharing one R2 (moto) and one Cloudflare account.
+
+    Farm settings are group vars of the inventory (not extra vars), so per-Mini ones (tunnel id, mini_status) win.
+    Each test writes its own inventory file in its own directory, so host_vars that drain.yml writes stay there.
+    """
+
+    def __init__(self, names, hosts: dict, group_vars: dict, workdir: Path, s3):
+        self.names, self.hosts, self.group_vars, self.workdir, self.s3 = names, hosts, group_vars, workdir, s3
+        self.env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
+                        PATH=f"{BIN}:{os.environ['PATH']}")
+
+    def inventory(self, label: str, names=None, host_vars: dict | None = None, **group_vars) -> Path:
+        """A fresh inventory ``<workdir>/<label>/hosts.yml`` with ``names`` (default all) in group minis."""
+        directory = self.workdir / label
+        directory.mkdir(exist_ok=True)
+        hosts = {n: dict(self.hosts[n], **(host_vars or {}).get(n, {})) for n in (names or self.names)}
+        path = directory / "hosts.yml"
+        path.write_text(json.dumps({"all": {"children": {"minis": {"hosts": hosts, "vars": dict(self.group_vars, **group_vars)}}}}))
+        return path
+
+    def command(self, inventory: Path, name: str, *args: str) -> list:
+        return [str(BIN / "ansible-playbook"), "-i", str(inventory), f"playbooks/{name}.yml", *args]
+
+    def playbook(self, inventory: Path, name: str, *args: str, check: bool = False) -> subprocess.CompletedProcess:
+        result = subprocess.run(self.command(inventory, name, *args), cwd=REPO, env=self.env, text=True, capture_output=True)
+        Path(f"/tmp/clawfarm-e2e-fleet-{name}.log").write_text(result.stdout + result.stderr)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{name} failed ({result.returncode}):\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
+        return result
+
+    def sh(self, name: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
+        """Run a shell command inside Mini ``name`` as root."""
+        return subprocess.run([sys.executable, str(REPO / "tests/sandbox/mini.py"), "exec", name, "--", "sh", "-c", command],
+                              text=True, capture_output=True, check=check)
+
+
+@pytest.fixture(scope="session")
+def fleet(tmp_path_factory, farm):
+    """The sandbox fleet (tests/sandbox/mini.py up fl1 fl2 fl3), bootstrapped once for the session."""
+    if os.geteuid() != 0:
+        pytest.skip("sandbox Minis need root")
+    work = tmp_path_factory.mktemp("fleet")
+    mini_py = [sys.executable, str(REPO / "tests/sandbox/mini.py")]
+    subprocess.run([*mini_py, "down", *FLEET, "--purge"], check=True)
+    out = subprocess.run([*mini_py, "up", *FLEET], check=True, capture_output=True, text=True).stdout
+    import yaml
+    hosts = yaml.safe_load(out)["minis"]["hosts"]
+    # moto on fl1's host side; the other Minis reach it through the host like they reach each other.
+    s3 = S3StandIn(hosts[FLEET[0]]["ansible_host"].rsplit(".", 1)[0] + ".1", work)
+    s3.start()
+    base = farm_vars(farm["cf"], "", farm["zone_id"], s3)
+    group_vars = {k: v for k, v in base.items() if k not in ("cf_tunnel_id", "cloudflared_credentials")}
+    for name in FLEET:
+        tunnel_id = str(uuid.uuid4())
+        hosts[name]["cf_tunnel_id"] = tunnel_id
+        hosts[name]["cloudflared_credentials"] = dict(base["cloudflared_credentials"], TunnelID=tunnel_id)
+    fleet = Fleet(FLEET, hosts, group_vars, work, s3)
+    fleet.playbook(fleet.inventory("bootstrap"), "bootstrap", check=True)
+    yield fleet
+    s3.stop()
+    subprocess.run([*mini_py, "down", *FLEET, "--purge"], check=False)

@@ -1,0 +1,160 @@
+# Copyright (c) 2026 Mirascope
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Moving a claw's home from one Mini to another with rsync over SSH (PRIVATE to the collection).
+
+The source Mini pushes to the target with a key made for this one migration: the target's admin account accepts
+it only from the source's address and without a shell's extras (no pty, no forwarding), the source trusts only the
+target's real host key (read over Ansible's own connection, never learnt on first use), and both are removed when
+the migration ends. rsync's receiving side runs as root through ``sudo -n`` so owners map by name (the claw's user
+has the same name, not necessarily the same UID, on the target).
+
+Works with the rsync that macOS ships (openrsync since macOS 15.4, rsync 2.6.9 before) and with rsync 3.x:
+only options all three accept are used (``-a``, ``-H``, ``--delete``, ``--exclude``, ``-e``, ``--rsync-path``,
+``--stats``, ``--timeout``). See openrsync(1) and rsync(1).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+MIGRATION_KEY_COMMENT = "clawfarm-migrate"
+_SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/@+-]+$")
+_SAFE_USER = re.compile(r"^[a-z_][a-z0-9._-]{0,31}$")
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_PUBLIC_KEY = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|ssh-rsa) [A-Za-z0-9+/=]+$")
+
+
+class MigrationError(ValueError):
+    """Bad migration input (address, path, key); raised before any command runs."""
+
+
+def peer_address(value: str) -> str:
+    """Check the address one Mini uses to reach another (an IP literal or a DNS name).
+
+    Raises:
+        MigrationError: anything else (spaces, shell characters, a user@ prefix...).
+    """
+    text = str(value or "").strip()
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    if not _HOSTNAME.match(text):
+        raise MigrationError(f"peer address {text!r} is neither an IP address nor a DNS name")
+    return text.lower()
+
+
+def _safe_path(value: str, what: str) -> str:
+    if not _SAFE_PATH.match(str(value)) or ".." in str(value).split("/"):
+        raise MigrationError(f"{what} {value!r} must be an absolute path without spaces or '..'")
+    return str(value)
+
+
+def ssh_command(key_path: str, known_hosts: str, port: int = 22, connect_timeout: int = 10) -> str:
+    """The remote shell rsync runs (``-e``): key-only, batch mode, the pinned known_hosts file, keep-alives.
+
+    Returns one string (rsync splits it on spaces, so the paths are checked to hold none).
+
+    Raises:
+        MigrationError: a path with spaces or ``..``, a port outside 1-65535.
+    """
+    if not 0 < int(port) < 65536:
+        raise MigrationError(f"SSH port {port} is outside 1-65535")
+    return (f"ssh -i {_safe_path(key_path, 'key path')} -o IdentitiesOnly=yes -o BatchMode=yes "
+            f"-o StrictHostKeyChecking=yes -o UserKnownHostsFile={_safe_path(known_hosts, 'known_hosts path')} "
+            f"-o ConnectTimeout={int(connect_timeout)} -o ServerAliveInterval=15 -o ServerAliveCountMax=4 -p {int(port)}")
+
+
+def remote_spec(user: str, address: str, path: str) -> str:
+    """``user@host:path`` for rsync; IPv6 literals in brackets.
+
+    Raises:
+        MigrationError: bad user name, address or path.
+    """
+    if not _SAFE_USER.match(str(user)):
+        raise MigrationError(f"SSH user {user!r} is not a valid account name")
+    host = peer_address(address)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{user}@{host}:{_safe_path(path, 'destination')}"
+
+
+def rsync_argv(src_dir: str, dest: str, ssh: str, excludes=(), timeout: int = 600, rsync_path: str = "sudo -n rsync") -> list:
+    """The rsync command line that mirrors ``src_dir``'s contents into ``dest`` (``user@host:dir``).
+
+    ``-aH --delete``: permissions, times, owners (by name), groups, symlinks, hard links; files gone from the
+    source are deleted on the target so a second pass is an exact delta. ``--stats`` feeds :func:`parse_rsync_stats`.
+
+    Returns:
+        argv list for ``ansible.builtin.command`` (no shell).
+    """
+    src = _safe_path(src_dir.rstrip("/"), "source directory") + "/"
+    argv = ["rsync", "-aH", "--delete", "--stats", f"--timeout={int(timeout)}", "-e", ssh, f"--rsync-path={rsync_path}"]
+    for pattern in excludes or ():
+        argv.append(f"--exclude={pattern}")
+    argv += [src, dest.rstrip("/") + "/"]
+    return argv
+
+
+def _number(text: str) -> int:
+    return int(re.sub(r"[,.' ]", "", text))
+
+
+def parse_rsync_stats(output: str) -> dict:
+    """Read ``--stats`` output of rsync 3.x, rsync 2.6.9 or openrsync.
+
+    Returns:
+        ``{"bytes_sent": int, "bytes_received": int, "transferred_file_bytes": int|None, "files": int|None}``:
+        bytes on the wire each way, the size of the files that changed, the number of files considered.
+        Missing numbers are 0 (wire) or None.
+    """
+    def find(*patterns):
+        for pattern in patterns:
+            match = re.search(pattern, output, re.IGNORECASE | re.MULTILINE)
+            if match:
+                return _number(match.group(1))
+        return None
+    num = r"([\d][\d,.' ]*\d|\d)"
+    return {
+        "bytes_sent": find(rf"^Total bytes sent:\s*{num}", rf"\bsent\s+{num}\s+(?:bytes|B)\b") or 0,
+        "bytes_received": find(rf"^Total bytes received:\s*{num}", rf"\breceived\s+{num}\s+(?:bytes|B)\b") or 0,
+        "transferred_file_bytes": find(rf"^Total transferred file size:\s*{num}"),
+        "files": find(rf"^Number of files:\s*{num}"),
+    }
+
+
+def authorized_key_line(public_key: str, from_address: str, claw_id: str) -> str:
+    """The target's authorized_keys line for one migration's key.
+
+    Restricted to the source's address when it is an IP literal (``from=`` matches names only with sshd's UseDNS,
+    which is off by default), and without pty, agent, port or X11 forwarding.
+
+    Raises:
+        MigrationError: not a single OpenSSH public key, or a bad address.
+    """
+    parts = str(public_key).split()
+    if len(parts) < 2 or not _PUBLIC_KEY.match(" ".join(parts[:2])):
+        raise MigrationError("the migration key is not an OpenSSH public key")
+    options = ["no-pty", "no-agent-forwarding", "no-port-forwarding", "no-X11-forwarding"]
+    address = peer_address(from_address)
+    try:
+        ipaddress.ip_address(address)
+        options.insert(0, f'from="{address}"')
+    except ValueError:
+        pass
+    return f"{','.join(options)} {parts[0]} {parts[1]} {MIGRATION_KEY_COMMENT}-{claw_id}"
+
+
+def known_hosts_line(address: str, port: int, host_public_key: str) -> str:
+    """A known_hosts line that pins the target's host key (``[host]:port`` when the port is not 22).
+
+    Raises:
+        MigrationError: bad address or not an OpenSSH public key.
+    """
+    parts = str(host_public_key).split()
+    if len(parts) < 2 or not _PUBLIC_KEY.match(" ".join(parts[:2])):
+        raise MigrationError("the target's host key is not an OpenSSH public key")
+    host = peer_address(address)
+    name = host if int(port) == 22 else f"[{host}]:{int(port)}"
+    return f"{name} {parts[0]} {parts[1]}"
