@@ -10,6 +10,10 @@ English texts the parsers match are what the tools print.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import time
 from dataclasses import dataclass, field
 
 
@@ -68,3 +72,30 @@ class CommandRunner:
         if check and rc != 0:
             raise CommandError(result, hint)
         return result
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str, timeout: float = 120.0, what: str = "this change"):
+    """Hold ``fcntl.flock(LOCK_EX)`` on ``path`` (created 0600) for the ``with`` block.
+
+    Serialises read-then-write sequences of concurrent module runs on one host (two provision runs picking
+    the same free UID). The lock goes with the process, so a killed run never leaves it held.
+
+    Raises:
+        CommandError: the lock was not obtained within ``timeout`` seconds.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise CommandError(CommandResult(["flock", path], 1, "", f"another run has held the lock for {timeout:.0f} s"),
+                                       hint=f"{what} waits for it; is a run stuck?")
+                time.sleep(0.1)
+        yield
+    finally:
+        os.close(fd)

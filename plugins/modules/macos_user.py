@@ -89,6 +89,13 @@ options:
     description: Python regular expression every managed name must match.
     type: str
     default: "^claw-[0-9a-f]{8}$"
+  lock_path:
+    description:
+      - File locked (C(flock), exclusive) while the module reads the directory and changes it, so that two runs on
+        one Mini at the same time cannot pick the same free UID. Created 0600 when missing. Not taken in check mode.
+      - A run that cannot get the lock within 120 seconds fails and changes nothing.
+    type: path
+    default: /var/run/mirascope.macos_user.lock
 notes:
   - Deleting users over SSH needs "Allow full disk access for remote users" (Remote Login settings) on
     macOS 13 and later, otherwise C(dscl) answers C(eDSPermissionError) (-14120).
@@ -152,13 +159,14 @@ commands:
   elements: list
 """
 
+import contextlib
 import os
 import secrets
 import shutil
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.mirascope.clawfarm.plugins.module_utils import _macos_user as mu
-from ansible_collections.mirascope.clawfarm.plugins.module_utils._command import CommandError, CommandRunner
+from ansible_collections.mirascope.clawfarm.plugins.module_utils._command import CommandError, CommandRunner, exclusive_lock
 
 
 class MacosUser:
@@ -338,6 +346,7 @@ def main():
             hidden=dict(type="bool", default=True),
             remove_home=dict(type="bool", default=False),
             managed_pattern=dict(type="str", default=mu.DEFAULT_MANAGED_PATTERN),
+            lock_path=dict(type="path", default="/var/run/mirascope.macos_user.lock"),
         ),
         supports_check_mode=True,
     )
@@ -352,8 +361,13 @@ def main():
         except ValueError:
             raise mu.UserSafetyError(f"home_mode {p['home_mode']!r} is not an octal mode such as '0700'")
         user = MacosUser(module, runner)
-        record = user.read()
-        result = user.present(record) if p["state"] == "present" else user.absent(record)
+        # Concurrent runs on one Mini (two provisions) must not both pick the same free UID: read and write under
+        # one host-wide lock. Check mode changes nothing and takes no lock.
+        lock = (contextlib.nullcontext() if module.check_mode
+                else exclusive_lock(p["lock_path"], what=f"creating or deleting user {p['name']}"))
+        with lock:
+            record = user.read()
+            result = user.present(record) if p["state"] == "present" else user.absent(record)
     except (mu.UserSafetyError, CommandError, ValueError) as exc:
         module.fail_json(msg=str(exc), name=p["name"], commands=runner.history)
     if not module._diff:

@@ -1,51 +1,43 @@
 """Race-free placement on two sandbox Minis: concurrent provision runs without -e mini= fill both Minis exactly,
 never share a port, never overfill; the next one fails with "no capacity" and changes nothing.
 
-Scaled down for CI time (2 Minis x 2 slots, 4 runs at once); the issue's 2 x 4 / 8 runs is the same code path.
+Full size: 2 Minis x 4 slots, 8 runs started at once, then a 9th.
 """
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import uuid
 
 import pytest
-from conftest import BIN, REPO, recap
+from conftest import REPO, recap
 
-MINIS = ("pl1", "pl2")
-SLOTS = 2
+MINIS = ("fl1", "fl2")
+SLOTS = 4
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory, mini):
-    work = tmp_path_factory.mktemp("fleet")
-    hosts = {}
-    for name in MINIS:
-        subprocess.run([sys.executable, str(REPO / "tests/sandbox/mini.py"), "down", name, "--purge"], check=True)
-        out = subprocess.run([sys.executable, str(REPO / "tests/sandbox/mini.py"), "up", name], check=True, capture_output=True, text=True).stdout
-        hosts.update(__import__("yaml").safe_load(out)["minis"]["hosts"])
-    inventory = work / "hosts.yml"
-    inventory.write_text(json.dumps({"minis": {"hosts": hosts, "vars": {"claw_max_per_mini": SLOTS}}}))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), PATH=f"{BIN}:{os.environ['PATH']}", ANSIBLE_NOCOLOR="1")
+def placement(fleet):
+    """Two Minis of the sandbox fleet with 4 slots each (fl3 is not in this inventory)."""
+    inventory = fleet.inventory("placement", names=MINIS, claw_max_per_mini=SLOTS)
 
     def playbook(name, *args):
-        return subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inventory), f"playbooks/{name}.yml", "-e", f"@{mini.farm_vars}", *args],
-                              cwd=REPO, env=env, text=True, capture_output=True)
-
-    boot = playbook("bootstrap")
-    assert boot.returncode == 0, boot.stdout[-3000:]
-    yield playbook, inventory, env
+        return fleet.playbook(inventory, name, *args)
+    yield playbook, inventory, fleet
     for name in MINIS:
-        subprocess.run([sys.executable, str(REPO / "tests/sandbox/mini.py"), "down", name, "--purge"], check=False)
+        claims = fleet.sh(name, "cat /var/db/mirascope/ports/* 2>/dev/null", check=False).stdout.split()
+        runs = [subprocess.Popen(fleet.command(inventory, "deprovision", "-e", f"claw_id={c}", "-e", f"mini={name}", "-e", "archive=false",
+                                               "-e", "claw_purge_home=true"), cwd=REPO, env=fleet.env, stdout=subprocess.DEVNULL)
+                for c in claims]
+        for run in runs:
+            run.wait(600)
 
 
-def test_concurrent_provisions_fill_both_minis_exactly(fleet, mini):
-    playbook, inventory, env = fleet
+def test_concurrent_provisions_fill_both_minis_exactly(placement):
+    playbook, inventory, fleet = placement
     claws = [str(uuid.uuid4()) for _ in range(len(MINIS) * SLOTS)]
-    runs = [subprocess.Popen([str(BIN / "ansible-playbook"), "-i", str(inventory), "playbooks/provision.yml", "-e", f"@{mini.farm_vars}",
-                              "-e", f"claw_id={c}"], cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    runs = [subprocess.Popen(fleet.command(inventory, "provision", "-e", f"claw_id={c}"), cwd=REPO, env=fleet.env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             for c in claws]
     outputs = [r.communicate(timeout=1200)[0] for r in runs]
     assert all(r.returncode == 0 for r in runs), "\n\n".join(o[-2000:] for r, o in zip(runs, outputs, strict=True) if r.returncode)

@@ -1,0 +1,48 @@
+"""Drain end to end on the sandbox fleet: a Mini with 3 claws ends with 0, all 3 healthy elsewhere, marked draining."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import yaml
+from conftest import REPO
+
+CLAWS = ["d0000001-aaaa-4bbb-8ccc-000000000001", "d0000002-aaaa-4bbb-8ccc-000000000002", "d0000003-aaaa-4bbb-8ccc-000000000003"]
+
+
+def test_drain_moves_every_claw_off_the_mini(fleet):
+    inventory = fleet.inventory("drain")
+    runs = [subprocess.Popen(fleet.command(inventory, "provision", "-e", f"claw_id={c}", "-e", "mini=fl3"), cwd=REPO, env=fleet.env,
+                             text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for c in CLAWS]
+    outputs = [r.communicate(timeout=900)[0] for r in runs]
+    assert all(r.returncode == 0 for r in runs), "\n\n".join(o[-2000:] for r, o in zip(runs, outputs, strict=True) if r.returncode)
+    for claw in CLAWS:
+        user = f"claw-{claw[:8]}"
+        fleet.sh("fl3", f"echo {claw} > /Users/{user}/.openclaw/workspace/marker.txt && chown {user} /Users/{user}/.openclaw/workspace/marker.txt")
+
+    drain = fleet.playbook(inventory, "drain", "-e", "mini=fl3", check=True)
+    out = " ".join(drain.stdout.split())
+    assert "fl3: moving 3 claws one at a time" in out and "fl3 is drained: 0 claws left" in out
+    assert out.count("by rsync: downtime") == 3
+    assert yaml.safe_load((inventory.parent / "host_vars/fl3/mini_status.yml").read_text()) == {"mini_status": "draining"}
+
+    audit = fleet.playbook(inventory, "audit")
+    assert audit.returncode == 0, audit.stdout[-3000:]
+    report = json.loads(sorted((REPO / "reports").glob("audit-*.json"))[-1].read_text())["minis"]
+    assert report["fl3"]["claws"] == []
+    moved = {c["claw_id"]: (name, c) for name in ("fl1", "fl2") for c in report[name]["claws"]}
+    assert sorted(moved) == sorted(CLAWS)
+    for claw, (name, record) in moved.items():
+        assert record["listening"], record
+        assert fleet.sh(name, f"cat /Users/claw-{claw[:8]}/.openclaw/workspace/marker.txt").stdout.strip() == claw
+
+    # A draining Mini takes no new claw: provision without -e mini= goes elsewhere.
+    extra = "d0000004-aaaa-4bbb-8ccc-000000000004"
+    placed = fleet.playbook(inventory, "provision", "-e", f"claw_id={extra}", check=True)
+    assert "claw d0000004-aaaa-4bbb-8ccc-000000000004 on fl3" not in " ".join(placed.stdout.split())
+    moved[extra] = (next(n for n in ("fl1", "fl2") if extra in fleet.sh(n, "cat /var/db/mirascope/ports/*").stdout), None)
+
+    cleanup = [subprocess.Popen(fleet.command(inventory, "deprovision", "-e", f"claw_id={c}", "-e", f"mini={name}", "-e", "archive=false",
+                                              "-e", "claw_purge_home=true"), cwd=REPO, env=fleet.env, stdout=subprocess.DEVNULL)
+               for c, (name, _) in moved.items()]
+    assert all(r.wait(600) == 0 for r in cleanup)
