@@ -295,14 +295,22 @@ class JobEngine:
         self.wakeup.set()
 
     def _record_claw(self, s, job: Job) -> None:
-        if job.state != "succeeded" or not job.claw_id:
+        if job.state != "succeeded":
+            return
+        # migrate and drain report every claw they moved (its new Mini, port...): drain has no claw_id of its own.
+        for claw_id, moved in ((job.result or {}).get("migrated_claws") or {}).items():
+            claw = s.get(Claw, claw_id) or Claw(claw_id=claw_id, record={})
+            claw.record = {**(claw.record or {}), **{k: v for k, v in moved.items() if k != "migration"}}
+            claw.mini, claw.present, claw.updated_at = moved.get("mini") or claw.mini, 1, utcnow()
+            s.merge(claw)
+        if not job.claw_id:
             return
         claw = s.get(Claw, job.claw_id) or Claw(claw_id=job.claw_id, record={})
         record = dict(claw.record or {})
         record.update((job.result or {}).get("claw") or {})
         if job.kind == "deprovision":
             claw.present = 0
-        elif job.kind in ("provision", "restore", "start", "restart", "status", "backup"):
+        elif job.kind in ("provision", "restore", "start", "restart", "status", "backup", "migrate"):
             claw.present = 1
         claw.mini = record.get("mini") or job.mini or claw.mini
         claw.record = record

@@ -27,3 +27,18 @@ def test_no_capacity_is_empty():
 
 def test_reprovision_stays_where_the_claw_is():
     assert rank_minis({"a": mini(1, 11), "b": mini(5, 0, claws=[C])}, C) == ["b"]
+
+
+def test_locate_claw_finds_every_holder():
+    from ansible_collections.mirascope.clawfarm.plugins.module_utils._placement import locate_claw
+    assert locate_claw({"a": mini(1, 11), "b": mini(2, 10, claws=[C])}, C) == ["b"]
+    assert locate_claw({"a": mini(1, 11)}, C) == []
+    assert locate_claw({"b": mini(1, 11, claws=[C]), "a": mini(1, 11, claws=[C])}, C) == ["a", "b"]
+
+
+def test_migration_targets_leave_out_the_source_and_rank_the_rest():
+    from ansible_collections.mirascope.clawfarm.plugins.module_utils._placement import migration_targets
+    minis = {"src": mini(1, 11, claws=[C], mem=99999), "x": mini(5, 7), "y": mini(2, 10), "d": mini(0, 12, status="draining"),
+             "full": mini(12, 0)}
+    assert migration_targets(minis, C, "src") == ["y", "x"]
+    assert migration_targets({"src": mini(1, 11, claws=[C]), "full": mini(12, 0)}, C, "src") == []
