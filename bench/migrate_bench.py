@@ -46,7 +46,8 @@ def playbook(inventory: Path, name: str, *args: str) -> str:
     started = time.monotonic()
     result = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), f"playbooks/{name}.yml", *args],
                             cwd=REPO, env=env, text=True, capture_output=True)
-    print(f"  {name} {' '.join(a for a in args if not a.startswith('claw_id'))}: {time.monotonic() - started:.1f} s", flush=True)
+    shown = " ".join(a for a in args if a != "-e" and not a.startswith("claw_id"))
+    print(f"  {name} {shown}: {time.monotonic() - started:.1f} s", flush=True)
     if result.returncode != 0:
         sys.exit(f"{name} failed:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}")
     return result.stdout

@@ -10,7 +10,7 @@ import re
 
 import pytest
 import yaml
-from conftest import CLAWS_DOMAIN, REPO
+from conftest import CLAWS_DOMAIN, REPO, recap
 
 CLAW = "a1b2c3d4-0f1e-4d2c-9b8a-7766554433e1"
 USER = "claw-a1b2c3d4"
@@ -62,6 +62,10 @@ def test_precopy_migration_keeps_data_token_and_hostname(fleet, inventory, farm)
     token = (REPO / "secrets" / f"{CLAW}.token").read_text().strip()
     assert cname(fleet, farm) == fleet.hosts["fl1"]["cf_tunnel_id"]
 
+    dry = fleet.playbook(inventory, "migrate", "-e", f"claw_id={CLAW}", "--check", "--diff", check=True)
+    assert "would move claw" in dry.stdout and all(r["changed"] == 0 for r in recap(dry.stdout).values())
+    assert holder(fleet) == ["fl1"]
+
     moved = fleet.playbook(inventory, "migrate", "-e", f"claw_id={CLAW}", check=True)
     match = report(moved.stdout)
     source, target, method = match.group(1), match.group(3), match.group(5)
@@ -70,6 +74,8 @@ def test_precopy_migration_keeps_data_token_and_hostname(fleet, inventory, farm)
     assert re.search(r"bytes moved: precopy \d+, delta \d+", " ".join(moved.stdout.split()))
 
     assert holder(fleet) == [target]
+    again = fleet.playbook(inventory, "migrate", "-e", f"claw_id={CLAW}", "-e", f"target={target}", check=True)
+    assert f"already on {target}: nothing to move" in again.stdout and all(r["changed"] == 0 for r in recap(again.stdout).values())
     assert fleet.sh(target, f"cat {MARKER}").stdout.strip() == f"marker-{CLAW}"
     env = fleet.sh(target, f"stat -c '%a %U' {HOME}/.openclaw/.env; grep -c '^CLAW_GATEWAY_TOKEN={token}$' {HOME}/.openclaw/.env").stdout.split("\n")
     assert env[0] == f"600 {USER}" and env[1] == "1"
