@@ -63,8 +63,10 @@ def test_precopy_migration_keeps_data_token_and_hostname(fleet, inventory, farm)
     assert cname(fleet, farm) == fleet.hosts["fl1"]["cf_tunnel_id"]
 
     dry = fleet.playbook(inventory, "migrate", "-e", f"claw_id={CLAW}", "--check", "--diff", check=True)
-    assert "would move claw" in dry.stdout and all(r["changed"] == 0 for r in recap(dry.stdout).values())
+    # Check mode reports the port claim it would make on the target (changed) but writes nothing anywhere.
+    assert "would move claw" in dry.stdout and all(r["failed"] == 0 for r in recap(dry.stdout).values())
     assert holder(fleet) == ["fl1"]
+    assert all(fleet.sh(n, f"test -e {HOME}", check=False).returncode != 0 for n in ("fl2", "fl3"))
 
     moved = fleet.playbook(inventory, "migrate", "-e", f"claw_id={CLAW}", check=True)
     match = report(moved.stdout)
