@@ -59,6 +59,15 @@ def redact(value, secrets: list[str]):
     return json.loads(text)
 
 
+def job_minis(job) -> set[str]:
+    """The Minis a job touches: its ``mini`` and, for a migration, its ``target`` (``params["target"]``).
+
+    Two jobs that share a Mini never run at once, so a migration and a provision on its target cannot race for
+    the target's last slot. Shape: a set of inventory host names, empty for fleet-wide jobs without a Mini.
+    """
+    return {name for name in (job.mini, (job.params or {}).get("target")) if name}
+
+
 def sign(body: bytes, secret: str | None) -> str:
     """``sha256=<hex HMAC-SHA256 of the body>`` for the ``X-Clawfarm-Signature`` webhook header."""
     return "sha256=" + hmac.new((secret or "").encode(), body, hashlib.sha256).hexdigest()
@@ -161,18 +170,19 @@ class JobEngine:
 
     def _dispatch_once(self) -> None:
         with self.lock, self.Session() as s:
-            busy_minis = {ctx["mini"] for ctx in self.running.values() if ctx["mini"]}
+            busy_minis = {name for ctx in self.running.values() for name in ctx["minis"]}
             busy_claws = {ctx["claw_id"] for ctx in self.running.values() if ctx["claw_id"]}
             for job in s.scalars(select(Job).where(Job.state == "queued").order_by(Job.created_at)):
                 if len(self.running) >= self.settings.workers or self.stopping.is_set():
                     break
-                if (job.mini and job.mini in busy_minis) or (job.claw_id and job.claw_id in busy_claws):
+                minis = job_minis(job)
+                if minis & busy_minis or (job.claw_id and job.claw_id in busy_claws):
                     continue
                 job.state, job.started_at = "running", utcnow()
                 s.commit()
-                busy_minis.add(job.mini)
+                busy_minis |= minis
                 busy_claws.add(job.claw_id)
-                self.running[job.id] = {"mini": job.mini, "claw_id": job.claw_id, "cancel": False}
+                self.running[job.id] = {"mini": job.mini, "minis": minis, "claw_id": job.claw_id, "cancel": False}
                 thread = threading.Thread(target=self._run, args=(job.id,), name=f"job-{job.id[:8]}", daemon=True)
                 self.threads = [t for t in self.threads if t.is_alive()] + [thread]
                 thread.start()

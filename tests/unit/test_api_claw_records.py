@@ -1,6 +1,7 @@
-"""The API's claw records follow migrate and drain results (the claws' new Minis and ports)."""
+"""The API's claw records follow migrate and drain results; a migration holds its source and target Minis."""
 from __future__ import annotations
 
+import threading
 from types import SimpleNamespace
 
 from api.db import Base, Claw, Job, make_sessionmaker
@@ -42,3 +43,24 @@ def test_failed_migration_changes_no_record():
         s.commit()
         jobs._record_claw(s, Job(id="j", kind="migrate", state="failed", claw_id=A, mini="mini-03", result={}))
         assert s.get(Claw, A).mini == "mini-03"
+
+
+def test_a_migration_holds_its_target_mini_too():
+    from api.jobs import job_minis
+
+    assert job_minis(SimpleNamespace(mini="mini-01", params={"target": "mini-02"})) == {"mini-01", "mini-02"}
+    assert job_minis(SimpleNamespace(mini="mini-01", params={})) == {"mini-01"}
+    assert job_minis(SimpleNamespace(mini=None, params=None)) == set()
+
+
+def test_a_provision_on_a_migration_target_waits_for_the_migration():
+    jobs, Session = engine()
+    jobs.Session, jobs.lock, jobs.stopping = Session, threading.RLock(), threading.Event()
+    jobs.settings = SimpleNamespace(workers=4)
+    jobs.running = {"m": {"mini": "mini-01", "minis": {"mini-01", "mini-02"}, "claw_id": A, "cancel": False}}
+    with Session() as s:
+        s.add(Job(id="p", kind="provision", state="queued", claw_id=B, mini="mini-02", params={}))
+        s.commit()
+    jobs._dispatch_once()
+    with Session() as s:
+        assert s.get(Job, "p").state == "queued"
