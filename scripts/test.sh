@@ -21,6 +21,6 @@ done
 echo "==> collection build"
 ansible-galaxy collection build --force --output-path .cache/build >/dev/null
 echo "==> pytest"
-python -m pytest tests -q -p no:cacheprovider "$@"
+python -m pytest tests -q -p no:cacheprovider --durations=25 "$@"
 echo "==> benchmark smoke run (archive, 32 MiB; prints ratios, asserts nothing)"
 python bench/archive_bench.py --size-mib 32 --workdir .cache/bench

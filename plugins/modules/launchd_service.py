@@ -115,9 +115,12 @@ options:
       - V(running) writes the plist, loads the job and waits until it runs.
       - V(stopped) writes the plist and boots the job out (the plist stays).
       - V(restarted) is V(running) plus C(kickstart -k) when nothing else restarted it.
+      - V(loaded) writes the plist and loads the job (C(bootstrap)) without waiting for it or starting it again:
+        for one-shot jobs (O(run_at_load=true), no O(keep_alive)) that run at load and at every boot and then exit.
+        A loaded job that has exited is left as it is.
       - V(absent) boots the job out and deletes the plist.
     type: str
-    choices: [running, stopped, restarted, absent]
+    choices: [running, stopped, restarted, loaded, absent]
     default: running
   enabled:
     description: Whether the job is enabled in launchd's override database. V(false) keeps it from loading at boot.
@@ -155,6 +158,16 @@ EXAMPLES = r"""
     standard_error_path: /Users/claw-1a2b3c4d/.openclaw/logs/launchd.err.log
     umask: "0077"
     wait_timeout: 60
+  become: true
+
+- name: A one-shot job that runs now and at every boot (loaded once; a second run changes nothing)
+  mirascope.clawfarm.launchd_service:
+    label: com.mirascope.openclaw-tmp
+    program_arguments: [/opt/mirascope/bin/openclaw-tmp-dirs]
+    run_at_load: true
+    standard_out_path: /var/log/mirascope/com.mirascope.openclaw-tmp.log
+    standard_error_path: /var/log/mirascope/com.mirascope.openclaw-tmp.log
+    state: loaded
   become: true
 
 - name: Stop it and keep it stopped across reboots
@@ -367,6 +380,8 @@ class LaunchdService:
         changed = plist_changed or (disabled == want_enabled)
         if state in ("running", "restarted"):
             changed = changed or info is None or not ld.is_running(info) or state == "restarted"
+        elif state == "loaded":
+            changed = changed or info is None or loaded_elsewhere
         else:  # stopped
             changed = changed or info is not None
         if check or not changed:
@@ -397,7 +412,7 @@ class LaunchdService:
             self.launchctl("kickstart", ld.cmd_kickstart(self.target))
         if not want_enabled and not disabled:
             self.launchctl("disable", ld.cmd_disable(self.target))
-        info = self.wait_running()
+        info = info if state == "loaded" else self.wait_running()
         return self.result(True, plist_changed, before, desired, info)
 
     def result(self, changed, plist_changed, before, after, info) -> dict:
@@ -443,7 +458,7 @@ def main():
             abandon_process_group=dict(type="bool"),
             domain=dict(type="str", default="system"),
             plist_path=dict(type="path"),
-            state=dict(type="str", default="running", choices=["running", "stopped", "restarted", "absent"]),
+            state=dict(type="str", default="running", choices=["running", "stopped", "restarted", "loaded", "absent"]),
             enabled=dict(type="bool", default=True),
             wait_timeout=dict(type="int", default=30),
         ),

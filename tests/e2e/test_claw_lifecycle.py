@@ -168,6 +168,36 @@ def test_stop_and_start(mini):
 def test_reboot_brings_the_claw_back(mini):
     mini.reboot()
     assert wait_for(lambda: gateway_pid(mini), timeout=120)
+    # /tmp is empty after a boot: the boot job (bootstrap.yml) recreated OpenClaw's shared temp root, owned by root,
+    # and the claw's lock directory, owned by the claw.
+    uid = mini.sh(f"id -u {USER}").stdout.strip()
+
+    def tmp_dirs():
+        return mini.sh(f"stat -c '%U %a' /tmp/openclaw /tmp/openclaw-state-locks-{uid}", check=False).stdout.split()
+
+    assert wait_for(lambda: tmp_dirs() == ["root", "755", USER, "700"], timeout=30), tmp_dirs()
+    assert wait_for(lambda: f"ready /tmp/openclaw-state-locks-{uid} for {USER}" in
+                    mini.sh("cat /var/log/mirascope/com.mirascope.openclaw-tmp.log", check=False).stdout, timeout=30)
+
+
+def test_boot_job_moves_aside_what_another_user_put_in_openclaws_place(mini):
+    uid = mini.sh(f"id -u {USER}").stdout.strip()
+    other, other_uid = "claw-0badc0de", "7301"
+    mini.sh(f"dscl . -create /Users/{other} && dscl . -create /Users/{other} UniqueID {other_uid} && "
+            f"dscl . -create /Users/{other} PrimaryGroupID 20")
+    try:
+        # The claw squats the other user's lock directory and owns the shared temp root (as if it started first).
+        mini.sh(f"mkdir /tmp/openclaw-state-locks-{other_uid} && chown {USER} /tmp/openclaw-state-locks-{other_uid} && "
+                f"mv /tmp/openclaw /tmp/openclaw.before-test && mkdir /tmp/openclaw && chown {USER} /tmp/openclaw")
+        mini.sh("sh /opt/mirascope/bin/openclaw-tmp-dirs")
+        owners = mini.sh(f"stat -c '%U %a' /tmp/openclaw /tmp/openclaw-state-locks-{other_uid} /tmp/openclaw-state-locks-{uid}").stdout.split()
+        assert owners == ["root", "755", other, "700", USER, "700"]
+        moved = mini.sh("ls -d /tmp/openclaw.moved-* /tmp/openclaw-state-locks-*.moved-*").stdout.split()
+        assert len(moved) == 2 and all(mini.sh(f"stat -c %U {m}").stdout.strip() == USER for m in moved)
+        assert gateway_pid(mini)
+    finally:
+        mini.sh(f"dscl . -delete /Users/{other}; rm -rf /tmp/openclaw-state-locks-{other_uid}* /tmp/openclaw.moved-* "
+                "/tmp/openclaw.before-test", check=False)
 
 
 def test_a_config_the_gateway_rejects_is_reported_as_exit_78(mini, claw_vars):

@@ -18,19 +18,29 @@ SLOTS = 4
 
 @pytest.fixture(scope="module")
 def placement(fleet):
-    """Two Minis of the sandbox fleet with 4 slots each (fl3 is not in this inventory)."""
-    inventory = fleet.inventory("placement", names=MINIS, claw_max_per_mini=SLOTS)
+    """Two Minis of the sandbox fleet with 4 slots each (fl3 is not in this inventory).
+
+    Eight gateways cold-starting at once share the test machine's 2 cores (about 10 s each alone, reference 4), so
+    each run may wait longer for health than the production default of 180 s.
+    """
+    inventory = fleet.inventory("placement", names=MINIS, claw_max_per_mini=SLOTS, claw_health_timeout=480)
 
     def playbook(name, *args):
         return fleet.playbook(inventory, name, *args)
     yield playbook, inventory, fleet
-    for name in MINIS:
-        claims = fleet.sh(name, "cat /var/db/mirascope/ports/* 2>/dev/null", check=False).stdout.split()
-        runs = [subprocess.Popen(fleet.command(inventory, "deprovision", "-e", f"claw_id={c}", "-e", f"mini={name}", "-e", "archive=false",
-                                               "-e", "claw_purge_home=true"), cwd=REPO, env=fleet.env, stdout=subprocess.DEVNULL)
-                for c in claims]
-        for run in runs:
-            run.wait(600)
+    claims = {name: fleet.sh(name, "cat /var/db/mirascope/ports/* 2>/dev/null", check=False).stdout.split() for name in MINIS}
+    runs = [subprocess.Popen(fleet.command(inventory, "deprovision", "-e", f"claw_id={c}", "-e", f"mini={name}", "-e", "archive=false",
+                                           "-e", "claw_purge_home=true"), cwd=REPO, env=fleet.env, stdout=subprocess.DEVNULL)
+            for name, claws in claims.items() for c in claws]
+    for run in runs:
+        run.wait(600)
+
+
+def gateway_logs(fleet, claw_id: str) -> str:
+    """The end of a claw's gateway logs on whichever Mini has them, to read after a failed run."""
+    logs = f"/Users/claw-{claw_id[:8]}/.openclaw/logs"
+    return "".join(f"\n--- {name}:{logs}\n" + fleet.sh(name, f"tail -n 40 {logs}/*.log 2>&1", check=False).stdout[-3000:]
+                   for name in MINIS)
 
 
 def test_concurrent_provisions_fill_both_minis_exactly(placement):
@@ -39,8 +49,9 @@ def test_concurrent_provisions_fill_both_minis_exactly(placement):
     runs = [subprocess.Popen(fleet.command(inventory, "provision", "-e", f"claw_id={c}"), cwd=REPO, env=fleet.env, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             for c in claws]
-    outputs = [r.communicate(timeout=1200)[0] for r in runs]
-    assert all(r.returncode == 0 for r in runs), "\n\n".join(o[-2000:] for r, o in zip(runs, outputs, strict=True) if r.returncode)
+    outputs = [r.communicate(timeout=1500)[0] for r in runs]
+    failed = [(c, o) for c, r, o in zip(claws, runs, outputs, strict=True) if r.returncode]
+    assert not failed, "\n\n".join(o[-2000:] + gateway_logs(fleet, c) for c, o in failed)
     audit = playbook("audit")
     assert audit.returncode == 0, audit.stdout[-3000:]
     report = json.loads(sorted((REPO / "reports").glob("audit-*.json"))[-1].read_text())["minis"]

@@ -204,3 +204,41 @@ def test_absent_boots_out_and_deletes(tmp_path):
     result = service(module).run()
     assert result["changed"] and not path.exists()
     assert ["/bin/launchctl", "bootout", TARGET] in module.calls
+
+
+PRINT_EXITED = PRINT_RUNNING.replace("\tstate = running", "\tstate = not running").replace("\tpid = 51234\n", "") \
+    .replace("78: EX_CONFIG", "0").replace("keepalive | runatload", "runatload")
+
+
+def test_loaded_one_shot_job_is_bootstrapped_once_and_not_waited_for(tmp_path, monkeypatch):
+    monkeypatch.setattr("os.chown", lambda *a: None)
+    p = params(tmp_path, state="loaded", keep_alive=None, user_name=None, environment=None, umask=None)
+    module = FakeModule(p, {
+        ("/bin/launchctl", "print", TARGET): [PRINT_NOT_FOUND, (0, PRINT_EXITED, "")],
+        ("/bin/launchctl", "print-disabled", "system"): (0, PRINT_DISABLED_NEW, ""),
+    })
+    result = service(module).run()
+    assert module.calls == [
+        ["/bin/launchctl", "print", TARGET],
+        ["/bin/launchctl", "print-disabled", "system"],
+        ["/bin/launchctl", "bootstrap", "system", p["plist_path"]],
+        ["/bin/launchctl", "print", TARGET],
+    ]
+    assert result["changed"] and result["state"] == "not running" and result["pid"] is None
+
+
+def test_loaded_job_that_has_exited_is_left_alone(tmp_path):
+    import os
+    if os.geteuid() != 0:
+        pytest.skip("needs root to own the plist as root")
+    p = params(tmp_path, state="loaded", keep_alive=None, user_name=None, environment=None, umask=None)
+    path = tmp_path / f"{LABEL}.plist"
+    path.write_bytes(ld.dump_plist(ld.build_plist(p)))
+    os.chown(path, 0, 0)
+    path.chmod(0o644)
+    module = FakeModule(p, {
+        ("/bin/launchctl", "print", TARGET): (0, PRINT_EXITED.replace(f"/Library/LaunchDaemons/{LABEL}.plist", p["plist_path"]), ""),
+        ("/bin/launchctl", "print-disabled", "system"): (0, PRINT_DISABLED_NEW, ""),
+    })
+    result = service(module).run()
+    assert result["changed"] is False and [c[1] for c in module.calls] == ["print", "print-disabled"]

@@ -418,7 +418,6 @@ def main() -> None:
     os.makedirs("/var/run", exist_ok=True)
     ds.seed_from_unix()
     ds.sync_unix()
-    # /tmp/openclaw is pre-created root-owned at boot, so no tenant can own OpenClaw's shared temp root.
     launchd = Launchd()
     try:
         os.unlink(SOCKET_PATH)
