@@ -115,7 +115,7 @@ options:
       - V(running) writes the plist, loads the job and waits until it runs.
       - V(stopped) writes the plist and boots the job out (the plist stays).
       - V(restarted) is V(running) plus C(kickstart -k) when nothing else restarted it.
-      - V(loaded) writes the plist and loads the job (C(bootstrap)) without waiting for it or starting it again:
+      - V(loaded) writes the plist and loads the job (C(bootstrap)) without waiting for it or starting it again,
         for one-shot jobs (O(run_at_load=true), no O(keep_alive)) that run at load and at every boot and then exit.
         A loaded job that has exited is left as it is.
       - V(absent) boots the job out and deletes the plist.
