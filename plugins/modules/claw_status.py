@@ -15,9 +15,10 @@ description:
     (shared/reference/openclaw-gateway.md 3.3). C(/healthz) is not used, because it answers without auth.
   - The token is read on the Mini from the claw's dotenv file (O(env_file)); it is never a module
     option, never on a command line, never returned.
-  - With O(wait_timeout) > 0 it polls until the gateway is healthy, and fails at once with
-    C(config error (exit 78)) when launchd reports the job's last exit code as 78 (EX_CONFIG), instead
-    of waiting for launchd's restart loop to time out.
+  - With O(wait_timeout) > 0 it polls until the gateway is healthy, and fails early with
+    C(config error (exit 78)) when launchd reports that two runs in a row exited 78 (EX_CONFIG), instead
+    of waiting for launchd's restart loop to time out. One exit 78 is not enough, because OpenClaw also exits 78
+    when a startup step times out on a starved host, and the next run starts normally.
   - Never changes anything.
 author:
   - Mirascope platform team
@@ -102,6 +103,10 @@ last_exit_code:
   description: The job's last exit code (null if it never exited).
   returned: always
   type: int
+runs:
+  description: How many times launchd has spawned the job since it was loaded (null when not loaded).
+  returned: always
+  type: int
 listening:
   description: Whether 127.0.0.1:<port> accepts connections.
   returned: always
@@ -150,7 +155,7 @@ def snapshot(runner: CommandRunner, p: dict) -> dict:
     status = {
         "user": p["user"], "uid": uid, "port": p["port"], "label": p["label"],
         "loaded": result.rc == 0, "launchd_state": info.get("state") or "not loaded",
-        "pid": info.get("pid"), "last_exit_code": info.get("last_exit_code"),
+        "pid": info.get("pid"), "last_exit_code": info.get("last_exit_code"), "runs": info.get("runs"),
         "listening": listening, "health": "not running", "health_error": None, "version": None,
     }
     if listening:
@@ -188,9 +193,18 @@ def main():
     runner = CommandRunner(module)
     started = time.monotonic()
     status = snapshot(runner, p)
+    first_config_error_runs = None
     while status["health"] != "ok" and time.monotonic() - started < p["wait_timeout"]:
         if status["health"] == "config error (exit 78)":
-            break
+            if first_config_error_runs is None:
+                first_config_error_runs = status["runs"]
+            # The run seen first and the next one both exited 78 (launchd has spawned a third): a real config error.
+            if status["runs"] is None or first_config_error_runs is None or status["runs"] - first_config_error_runs >= 2:
+                break
+        else:
+            first_config_error_runs = None
+        time.sleep(1)
+        status = snapshot(runner, p)
         time.sleep(1)
         status = snapshot(runner, p)
     status["waited"] = round(time.monotonic() - started, 1)
