@@ -182,7 +182,7 @@ class JobEngine:
                 s.commit()
                 busy_minis |= minis
                 busy_claws.add(job.claw_id)
-                self.running[job.id] = {"mini": job.mini, "minis": minis, "claw_id": job.claw_id, "cancel": False}
+                self.running[job.id] = {"minis": minis, "claw_id": job.claw_id, "cancel": False}
                 thread = threading.Thread(target=self._run, args=(job.id,), name=f"job-{job.id[:8]}", daemon=True)
                 self.threads = [t for t in self.threads if t.is_alive()] + [thread]
                 thread.start()

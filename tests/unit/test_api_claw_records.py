@@ -57,7 +57,7 @@ def test_a_provision_on_a_migration_target_waits_for_the_migration():
     jobs, Session = engine()
     jobs.Session, jobs.lock, jobs.stopping = Session, threading.RLock(), threading.Event()
     jobs.settings = SimpleNamespace(workers=4)
-    jobs.running = {"m": {"mini": "mini-01", "minis": {"mini-01", "mini-02"}, "claw_id": A, "cancel": False}}
+    jobs.running = {"m": {"minis": {"mini-01", "mini-02"}, "claw_id": A, "cancel": False}}
     with Session() as s:
         s.add(Job(id="p", kind="provision", state="queued", claw_id=B, mini="mini-02", params={}))
         s.commit()
