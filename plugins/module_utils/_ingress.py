@@ -264,7 +264,7 @@ def _ensure_catch_all(rules: list) -> list:
 
 def rules_equal(a: list, b: list) -> bool:
     """Compare two rule lists after dropping empty keys (``originRequest: {}`` equals no key)."""
-    return len(a or []) == len(b or []) and all(_equivalent(x, y) for x, y in zip(a or [], b or [], strict=False))
+    return len(a or []) == len(b or []) and all(_equivalent(x, y) for x, y in zip(a or [], b or []))
 
 
 def describe_rule(rule: dict) -> str:

@@ -31,7 +31,9 @@ import stat
 import tarfile
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import datetime, timezone
+
+UTC = timezone.utc
 
 MIB = 1024 * 1024
 MIN_PART_SIZE = 5 * MIB

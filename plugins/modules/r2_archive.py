@@ -226,7 +226,9 @@ deleted:
 
 import grp
 import pwd
-from datetime import UTC, datetime
+from datetime import datetime, timezone
+
+UTC = timezone.utc
 
 from ansible.module_utils.basic import AnsibleModule
 
