@@ -4,6 +4,8 @@
 # and a small run of the archive benchmark.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+started=$SECONDS
+trap 'echo "==> total: $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s"' EXIT
 bash scripts/setup.sh
 source .venv/bin/activate
 echo "==> ruff"
