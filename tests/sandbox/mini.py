@@ -14,12 +14,20 @@ launchd stand-in, which also runs sshd.  Needs root.
 
 Minis reach each other (rsync over SSH when a claw migrates): each Mini routes 10.77.0.0/16 through its
 host side and the host forwards between the veths.  Nothing else is routed: no default route, no NAT.
+
+A Mini's ``/usr/bin/python3`` is a CPython 3.9, as a Mac's is (the Command Line Tools' Python): the highest
+``$(pyenv root)/versions/3.9.*`` on this machine (or the prefix in ``CLAWFARM_MINI_PYTHON``), copied once to
+``run/python3.9`` (made relocatable: its ``RUNPATH`` becomes ``$ORIGIN/../lib``, so claw users never need the
+host's ``/root``) and mounted read-only at the Command Line Tools' framework path in every Mini.
 """
 from __future__ import annotations
 
 import argparse
+import fcntl
+import glob
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -29,6 +37,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUN = os.environ.get("CLAWFARM_SANDBOX_RUN", os.path.join(HERE, "run"))
 SUBNET = "10.77"
+MINI_PYTHON = "3.9"  # the Command Line Tools' CPython on every macOS the farm supports
 
 
 def sh(*argv, check=True, **kw):
@@ -78,6 +87,72 @@ def is_up(name: str) -> bool:
     return pid is not None and os.path.exists(f"/proc/{pid}")
 
 
+def find_mini_python() -> str:
+    """Prefix of the CPython 3.9 a Mini runs as /usr/bin/python3; exits with the fix when there is none."""
+    explicit = os.environ.get("CLAWFARM_MINI_PYTHON")
+    if explicit:
+        candidates = [explicit]
+    else:
+        root = os.environ.get("PYENV_ROOT")
+        if not root and shutil.which("pyenv"):
+            root = sh("pyenv", "root", check=False).stdout.strip()
+        root = root or os.path.expanduser("~/.pyenv")
+
+        def version(prefix):
+            parts = os.path.basename(prefix).split(".")
+            return tuple(int(x) for x in parts) if all(x.isdigit() for x in parts) else ()
+        candidates = sorted((c for c in glob.glob(os.path.join(root, "versions", MINI_PYTHON + ".*")) if version(c)),
+                            key=version, reverse=True)
+    for prefix in candidates:
+        exe = os.path.join(prefix, "bin", "python" + MINI_PYTHON)
+        if os.access(exe, os.X_OK) and sh(exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])",
+                                          check=False).stdout.strip() == MINI_PYTHON:
+            return os.path.realpath(prefix)
+    sys.exit(f"no CPython {MINI_PYTHON} for the sandbox Minis' /usr/bin/python3 (a Mac's Command Line Tools Python is "
+             f"{MINI_PYTHON}): looked at {candidates or 'pyenv versions ' + MINI_PYTHON + '.*'}. Install one with "
+             f"`pyenv install {MINI_PYTHON}` or point CLAWFARM_MINI_PYTHON at a {MINI_PYTHON} prefix "
+             "(scripts/setup.sh checks this).")
+
+
+def mini_python() -> str:
+    """The shared read-only copy of the Mini's CPython 3.9 (run/python3.9), made on first use; returns its path."""
+    source = find_mini_python()
+    dest = os.path.join(RUN, "python" + MINI_PYTHON)
+    marker = os.path.join(dest, ".clawfarm-source")
+    os.makedirs(RUN, exist_ok=True)
+    with open(os.path.join(RUN, ".python.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # several Minis boot at once
+        if os.path.exists(marker) and open(marker).read() == source:
+            return dest
+        if not shutil.which("patchelf"):
+            sys.exit("patchelf is missing (it makes the Mini's Python relocatable): run scripts/setup.sh")
+        stdlib = os.path.join(source, "lib", "python" + MINI_PYTHON)
+
+        def ignore(directory, names):
+            # No test suite (68 MB), no .pth start-up hooks of this machine: the Command Line Tools have neither.
+            if os.path.realpath(directory) == stdlib:
+                return {"test"}
+            if os.path.realpath(directory) == os.path.join(stdlib, "site-packages"):
+                return {n for n in names if n.endswith(".pth")}
+            return set()
+        tmp = f"{dest}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(source, tmp, symlinks=True, ignore=ignore)
+        # Built --enable-shared with RUNPATH=<pyenv prefix>/lib: claw users cannot read /root, so load libpython
+        # from the copy itself.
+        sh("patchelf", "--set-rpath", "$ORIGIN/../lib", os.path.join(tmp, "bin", "python" + MINI_PYTHON))
+        sh("chmod", "-R", "a+rX,go-w", tmp)
+        check = sh(os.path.join(tmp, "bin", "python" + MINI_PYTHON), "-c", "import sys; print(sys.prefix)", check=False)
+        if check.returncode != 0 or os.path.realpath(check.stdout.strip()) != os.path.realpath(tmp):
+            sys.exit(f"the copy of {source} in {tmp} does not run on its own: {check.stdout}{check.stderr}")
+        with open(os.path.join(tmp, ".clawfarm-source"), "w") as handle:
+            handle.write(source)
+        if os.path.exists(dest):
+            shutil.rmtree(dest)
+        os.rename(tmp, dest)
+        return dest
+
+
 def network_up(name: str) -> None:
     ns, veth, idx = f"cf-{name}", f"cfh-{name}", index_of(name)
     if ns not in sh("ip", "netns", "list").stdout.split():
@@ -111,12 +186,13 @@ def up(name: str) -> None:
     os.makedirs(os.path.join(p["upper"], "etc", "sandbox"), exist_ok=True)
     with open(p["key"] + ".pub") as src, open(os.path.join(p["upper"], "etc", "sandbox", "admin_ed25519.pub"), "w") as dst:
         dst.write(src.read())
+    python = mini_python()
     network_up(name)
     console = open(p["console"], "a")
     env = {k: v for k, v in os.environ.items() if k not in ("INVOCATION_ID", "JOURNAL_STREAM", "SYSTEMD_EXEC_PID")}
     proc = subprocess.Popen(
         ["ip", "netns", "exec", f"cf-{name}", "unshare", "--mount", "--pid", "--uts", "--fork",
-         "/bin/sh", os.path.join(HERE, "boot.sh"), name, p["base"], os.path.join(HERE, "macos")],
+         "/bin/sh", os.path.join(HERE, "boot.sh"), name, p["base"], os.path.join(HERE, "macos"), python],
         stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     with open(p["pid"], "w") as handle:
         handle.write(str(proc.pid))
