@@ -5,17 +5,18 @@
 Everything here is a plain function over strings and dicts: the command lines the
 module runs, the parsers for what ``dscl`` and ``sysadminctl`` print, and the
 safety rules.  Facts follow shared/reference/macos-admin.md section 2.1-2.3 and
-dscl(1), sysadminctl(8) (usage text), createhomedir(8).
+dscl(1), sysadminctl(8) (usage text); the choices about homes are in docs/macos-tcc.md.
 """
 
 from __future__ import annotations
 
+import os
 import plistlib
 import re
+import stat
 
 DSCL = "/usr/bin/dscl"
 SYSADMINCTL = "/usr/sbin/sysadminctl"
-CREATEHOMEDIR = "/usr/sbin/createhomedir"
 DSEDITGROUP = "/usr/sbin/dseditgroup"
 DSCACHEUTIL = "/usr/bin/dscacheutil"
 
@@ -260,13 +261,11 @@ def passwd_script(name: str, password: str) -> str:
     return f"-passwd /Users/{name} {password}\n-quit\n"
 
 
-def cmd_createhomedir(name: str) -> list:
-    """Create the user's home from the system template (run from ``/``, see reference 2.2)."""
-    return [CREATEHOMEDIR, "-c", "-u", name]
-
-
 def cmd_delete_user(name: str) -> list:
-    """``sysadminctl -deleteUser`` keeping the home: the module handles the home itself afterwards."""
+    """``sysadminctl -deleteUser`` keeping the home: the module handles the home itself afterwards.
+
+    macOS may move a kept home aside to ``/Users/NAME (Deleted)``; :func:`find_moved_home` finds it again.
+    """
     return [SYSADMINCTL, "-deleteUser", name, "-keepHome"]
 
 
@@ -278,3 +277,44 @@ def cmd_delete_record(name: str) -> list:
 def cmd_flush_cache() -> list:
     """Flush the directory cache so getpwnam/id see the change."""
     return [DSCACHEUTIL, "-flushcache"]
+
+
+# ---------------------------------------------------------------------------
+# Homes (docs/macos-tcc.md)
+# ---------------------------------------------------------------------------
+
+def directory_identity(path: str):
+    """``(st_dev, st_ino)`` of ``path`` when it is a real directory (links are not followed), else None."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISDIR(st.st_mode):
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def deleted_home_name(home: str) -> str:
+    """Where ``sysadminctl -deleteUser -keepHome`` may move a home: ``/Users/NAME (Deleted)``."""
+    return f"{home.rstrip('/')} (Deleted)"
+
+
+def find_moved_home(home: str, identity) -> str | None:
+    """Path of the directory ``identity`` (from :func:`directory_identity`) beside ``home``, or None.
+
+    A rename within one file system keeps the inode, so the home is found again wherever ``sysadminctl``
+    renamed it inside the home's parent directory (``/Users``), whatever the suffix.  ``/Users NAME (Deleted)``
+    is looked at first; entries are read with ``lstat`` (a link never matches).
+    """
+    if identity is None:
+        return None
+    parent = os.path.dirname(home.rstrip("/")) or "/"
+    candidates = [deleted_home_name(home)]
+    try:
+        candidates += sorted(os.path.join(parent, entry) for entry in os.listdir(parent))
+    except FileNotFoundError:
+        return None
+    for candidate in candidates:
+        if directory_identity(candidate) == identity:
+            return candidate
+    return None

@@ -12,18 +12,26 @@ description:
   - Creates, updates or deletes one local macOS account in the local directory node, the way a
     multi-tenant Mac Mini needs it, one account per claw.
   - Creation uses C(dscl . -create) one attribute at a time, C(UniqueID) right after the record,
-    then sets a random password through C(dscl -q .) on standard input (never on a command line),
-    and creates the home with C(createhomedir -c -u NAME) before fixing its owner and mode.
+    then sets a random password through C(dscl -q .) on standard input (never on a command line).
+  - The module creates the home itself, an empty directory with O(home_mode) owned by the account
+    (links are refused), instead of C(createhomedir), whose user template adds Desktop, Documents and
+    Downloads. macOS protects those folders with TCC (privacy consent), so root over SSH could not
+    back them up, move or delete them without Full Disk Access; a claw keeps everything in its state
+    directory and workspace and never needs them.
   - Deletion uses C(sysadminctl -deleteUser NAME -keepHome).  C(sysadminctl) logs to standard error
     and can exit 0 when it failed, so every change is verified with C(dscl -plist . -read) afterwards;
     if the record survived, C(dscl . -delete) is tried once before the module fails.
+  - C(sysadminctl -deleteUser -keepHome) may move the kept home aside to C(/Users/NAME (Deleted)).
+    The module finds it again by its inode and renames it back, so the home is always at its
+    original path afterwards (RV(home)); RV(home_moved_from) says where it had been moved. If the
+    home cannot be found, or something else took its place, the module fails and says where to look.
   - Safety first. The module refuses to modify or delete an account whose UID is below 500, who is a
     member of C(admin), or whose name does not match O(managed_pattern). A typo can never delete a
     person's account.
   - When O(real_name) records the claw id, an existing user with the same name but another real name
     (a second claw whose id shares the first 8 hex characters) is refused instead of shared.
-  - Follows dscl(1), sysadminctl(8) usage, createhomedir(8), dseditgroup(8) and
-    shared/reference/macos-admin.md sections 2.1-2.3.
+  - Follows dscl(1), sysadminctl(8) usage, dseditgroup(8), shared/reference/macos-admin.md sections
+    2.1-2.3 and the collection's docs/macos-tcc.md.
 author:
   - Mirascope platform team
 extends_documentation_fragment:
@@ -82,7 +90,9 @@ options:
     type: bool
     default: true
   remove_home:
-    description: With O(state=absent), also delete the home directory after the account is gone.
+    description:
+      - With O(state=absent), also delete the home directory after the account is gone.
+      - When false the home stays at its original path, owned by the deleted account's UID.
     type: bool
     default: false
   managed_pattern:
@@ -142,10 +152,19 @@ gid:
   type: int
   sample: 20
 home:
-  description: Home directory of the account (null when absent and never created).
+  description:
+    - Home directory of the account (null when absent and never created).
+    - After a deletion without O(remove_home), the home is at this path (never at a C(… (Deleted)) name).
   returned: always
   type: str
   sample: /Users/claw-1a2b3c4d
+home_moved_from:
+  description:
+    - After a deletion, where C(sysadminctl) had moved the home before the module renamed it back to RV(home);
+      null when the home stayed where it was (or there was none).
+  returned: always
+  type: str
+  sample: /Users/claw-1a2b3c4d (Deleted)
 changed_attributes:
   description: dscl attributes written on an existing account.
   returned: always
@@ -163,6 +182,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import stat
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.mirascope.clawfarm.plugins.module_utils import _macos_user as mu
@@ -245,6 +265,7 @@ class MacosUser:
             "uid": after["uid"],
             "gid": after["gid"],
             "home": self.home,
+            "home_moved_from": None,
             "changed_attributes": sorted(changes),
             "diff": {"before": before, "after": after},
         }
@@ -288,30 +309,46 @@ class MacosUser:
 
     def home_needs_change(self, uid, gid) -> bool:
         try:
-            st = os.stat(self.home)
+            st = os.lstat(self.home)
         except FileNotFoundError:
             return True
-        return (st.st_uid, st.st_gid, st.st_mode & 0o7777) != (uid, gid, int(self.p["home_mode"], 8))
+        return (stat.S_ISDIR(st.st_mode), st.st_uid, st.st_gid, st.st_mode & 0o7777) != (
+            True, uid, gid, int(self.p["home_mode"], 8))
 
     def ensure_home(self, uid: int, gid: int) -> None:
-        if not os.path.isdir(self.home):
-            if self.home == f"/Users/{self.name}":
-                self.runner.run(mu.cmd_createhomedir(self.name), check=True,
-                                hint="createhomedir could not create the home; check that /Users is writable")
-            if not os.path.isdir(self.home):
-                os.makedirs(self.home, mode=0o700)
-        os.chown(self.home, uid, gid)
-        os.chmod(self.home, int(self.p["home_mode"], 8))
+        """An empty home made here, not by createhomedir: its template's Desktop/Documents/Downloads are TCC-protected.
+
+        The home is opened with O_NOFOLLOW and changed through the descriptor, so a link is never followed.
+        """
+        if not os.path.lexists(self.home):
+            parent = os.path.dirname(self.home.rstrip("/"))
+            if parent and not os.path.isdir(parent):
+                os.makedirs(parent, mode=0o755)
+            os.mkdir(self.home, 0o700)
+        try:
+            fd = os.open(self.home, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError as exc:
+            raise mu.UserSafetyError(
+                f"home {self.home!r} is not a directory (a link or a file: {exc.strerror}); "
+                "move it away and run the task again") from None
+        try:
+            os.fchown(fd, uid, gid)
+            os.fchmod(fd, int(self.p["home_mode"], 8))
+        finally:
+            os.close(fd)
 
     # -- absent -------------------------------------------------------------
     def absent(self, record) -> dict:
         if record is None:
-            return {"changed": False, "uid": None, "gid": None, "home": None, "changed_attributes": [],
-                    "diff": {"before": {}, "after": {}}}
+            return {"changed": False, "uid": None, "gid": None, "home": None, "home_moved_from": None,
+                    "changed_attributes": [], "diff": {"before": {}, "after": {}}}
         self.check_owner(record)
         before = mu.current_view(record)
         home = before["home"] or self.home
+        moved_from = None
         if not self.module.check_mode:
+            # The home's inode, so it is found again wherever sysadminctl -keepHome renames it ("NAME (Deleted)").
+            home_identity = mu.directory_identity(home) if home else None
             result = self.runner.run(mu.cmd_delete_user(self.name))
             if self.read() is not None:
                 self.runner.run(mu.cmd_delete_record(self.name), check=True,
@@ -323,12 +360,36 @@ class MacosUser:
                         f"({errors}); enable 'Allow full disk access for remote users' and retry"
                     )
             self.runner.run(mu.cmd_flush_cache())
-            if self.p["remove_home"] and home and os.path.isdir(home):
+            moved_from = self.put_home_back(home, home_identity)
+            if self.p["remove_home"] and home and os.path.isdir(home) and not os.path.islink(home):
                 if os.path.realpath(home) in ("/", "/Users", "/var", "/private"):
                     raise mu.UserSafetyError(f"refusing to remove home {home!r}")
                 shutil.rmtree(home)
         return {"changed": True, "uid": before["uid"], "gid": before["gid"], "home": home,
-                "changed_attributes": [], "diff": {"before": before, "after": {}}}
+                "home_moved_from": moved_from, "changed_attributes": [], "diff": {"before": before, "after": {}}}
+
+    def put_home_back(self, home: str, identity):
+        """Bring a home that sysadminctl moved aside back to ``home``; return where it was (None: it stayed).
+
+        The home is recognised by its inode (a rename keeps it), never by name alone, so nothing else that
+        happens to be called ``NAME (Deleted)`` is ever taken for it. ``rename(2)`` within the root-owned parent
+        does not follow links.
+        """
+        if identity is None or mu.directory_identity(home) == identity:
+            return None
+        found = mu.find_moved_home(home, identity)
+        if found is None:
+            raise mu.UserSafetyError(
+                f"user {self.name!r} was deleted but its home {home!r} is gone: sysadminctl moved or removed it and "
+                f"it is not in {os.path.dirname(home) or '/'} any more; look for {mu.deleted_home_name(home)!r} "
+                "or a disk image in '/Users/Deleted Users', and move it back to its path by hand")
+        if os.path.lexists(home):
+            raise mu.UserSafetyError(
+                f"user {self.name!r} was deleted and sysadminctl moved its home to {found!r}, but {home!r} exists "
+                "again and is not that home; nothing was moved: compare both and move the right one to "
+                f"{home!r} by hand")
+        os.rename(found, home)
+        return found
 
 
 def main():

@@ -103,6 +103,10 @@ def test_create_runs_exactly_these_commands(tmp_path):
     assert password_input.startswith(f"-passwd /Users/{NAME} ") and password_input.endswith("\n-quit\n")
     assert not any(password_input.split()[2] in " ".join(c) for c in module.calls)
     assert oct((tmp_path / NAME).stat().st_mode & 0o777) == "0o700"
+    # The module makes the home itself: no createhomedir, so none of the template's TCC-protected folders
+    # (Desktop, Documents, Downloads) that root over SSH could not back up or move without Full Disk Access.
+    assert not any("createhomedir" in c[0] for c in module.calls)
+    assert list((tmp_path / NAME).iterdir()) == []
 
 
 def test_check_mode_creates_nothing():
@@ -176,3 +180,124 @@ def test_absent_user_is_ok():
     module = FakeModule(params(state="absent"), {tuple(mu.cmd_read(NAME)): DSCL_NOT_FOUND})
     user = MacosUser(module, CommandRunner(module))
     assert user.absent(user.read())["changed"] is False
+
+
+def test_a_link_in_place_of_the_home_is_refused_and_not_followed(tmp_path):
+    target = tmp_path / "elsewhere"
+    target.mkdir(mode=0o755)
+    (tmp_path / NAME).symlink_to(target)
+    module = FakeModule(params(home=str(tmp_path / NAME)), {})
+    user = MacosUser(module, CommandRunner(module))
+    with pytest.raises(mu.UserSafetyError, match="not a directory"):
+        user.ensure_home(601, 20)
+    assert oct(target.stat().st_mode & 0o777) == "0o755" and target.stat().st_uid == 0
+
+
+def deletion(tmp_path, on_delete=None, **overrides):
+    """A user whose home is ``tmp_path/NAME``; ``on_delete`` runs when sysadminctl -deleteUser is called."""
+    home = tmp_path / NAME
+    home.mkdir(mode=0o700)
+    (home / ".openclaw").mkdir()
+
+    def sysadminctl():
+        if on_delete:
+            on_delete(home)
+        return (0, "", SYSADMINCTL_DELETE)
+
+    module = FakeModule(params(state="absent", home=str(home), **overrides), {
+        tuple(mu.cmd_read(NAME)): [(0, record_plist(home=str(home)), ""), DSCL_NOT_FOUND],
+        tuple(mu.cmd_checkmember(NAME)): (67, "no", ""),
+        tuple(mu.cmd_delete_user(NAME)): sysadminctl,
+    })
+    user = MacosUser(module, CommandRunner(module))
+    return home, module, user
+
+
+def move_aside(home):
+    home.rename(f"{home} (Deleted)")
+
+
+def test_delete_runs_exactly_these_commands_and_keeps_the_home_in_place(tmp_path):
+    home, module, user = deletion(tmp_path)
+    result = user.absent(user.read())
+    assert module.calls == [
+        ["/usr/bin/dscl", "-plist", ".", "-read", f"/Users/{NAME}"],
+        ["/usr/sbin/dseditgroup", "-o", "checkmember", "-m", NAME, "admin"],
+        ["/usr/sbin/sysadminctl", "-deleteUser", NAME, "-keepHome"],
+        ["/usr/bin/dscl", "-plist", ".", "-read", f"/Users/{NAME}"],
+        ["/usr/bin/dscacheutil", "-flushcache"],
+    ]
+    assert result["home"] == str(home) and result["home_moved_from"] is None
+    assert (home / ".openclaw").is_dir()
+
+
+def test_a_home_that_sysadminctl_moved_to_deleted_is_put_back(tmp_path):
+    """macOS may rename a kept home to '/Users/NAME (Deleted)'; absent.yml then finds it at its own path."""
+    home, module, user = deletion(tmp_path, on_delete=move_aside)
+    result = user.absent(user.read())
+    assert result["home"] == str(home) and result["home_moved_from"] == f"{home} (Deleted)"
+    assert (home / ".openclaw").is_dir() and not (tmp_path / f"{NAME} (Deleted)").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [NAME]
+
+
+def test_the_home_is_found_by_inode_whatever_name_it_was_given(tmp_path):
+    home, module, user = deletion(tmp_path, on_delete=lambda h: h.rename(tmp_path / f"{NAME} (Deleted) 2"))
+    # An older, unrelated "(Deleted)" folder is never taken for the home.
+    (tmp_path / f"{NAME} (Deleted)").mkdir()
+    (tmp_path / f"{NAME} (Deleted)" / "old").write_text("someone else")
+    result = user.absent(user.read())
+    assert result["home_moved_from"] == str(tmp_path / f"{NAME} (Deleted) 2")
+    assert (home / ".openclaw").is_dir()
+    assert (tmp_path / f"{NAME} (Deleted)" / "old").read_text() == "someone else"
+
+
+def test_an_unrelated_deleted_folder_is_left_alone_when_the_home_stayed(tmp_path):
+    home, module, user = deletion(tmp_path)
+    (tmp_path / f"{NAME} (Deleted)").mkdir()
+    result = user.absent(user.read())
+    assert result["home_moved_from"] is None and (home / ".openclaw").is_dir()
+    assert (tmp_path / f"{NAME} (Deleted)").is_dir()
+
+
+def test_a_home_that_disappeared_fails_with_where_to_look(tmp_path):
+    import shutil
+    home, module, user = deletion(tmp_path, on_delete=shutil.rmtree)
+    with pytest.raises(mu.UserSafetyError, match=r"is gone.*\(Deleted\)"):
+        user.absent(user.read())
+
+
+def test_a_new_directory_in_place_of_the_moved_home_is_never_overwritten(tmp_path):
+    def move_and_replace(h):
+        move_aside(h)
+        h.mkdir()
+        (h / "new").write_text("x")
+
+    home, module, user = deletion(tmp_path, on_delete=move_and_replace)
+    with pytest.raises(mu.UserSafetyError, match="exists again"):
+        user.absent(user.read())
+    assert (home / "new").exists() and (tmp_path / f"{NAME} (Deleted)" / ".openclaw").is_dir()
+
+
+def test_check_mode_deletes_nothing(tmp_path):
+    home, module, user = deletion(tmp_path, on_delete=move_aside)
+    module.check_mode = True
+    result = user.absent(user.read())
+    assert result["changed"] and result["home_moved_from"] is None
+    assert not any(c[0].endswith("sysadminctl") for c in module.calls) and (home / ".openclaw").is_dir()
+
+
+def test_remove_home_deletes_the_home_even_after_it_was_moved(tmp_path):
+    home, module, user = deletion(tmp_path, on_delete=move_aside, remove_home=True)
+    result = user.absent(user.read())
+    assert result["home_moved_from"] == f"{home} (Deleted)"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_find_moved_home_ignores_links(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    identity = mu.directory_identity(str(real))
+    (tmp_path / "claw (Deleted)").symlink_to(real)
+    assert mu.directory_identity(str(tmp_path / "claw (Deleted)")) is None
+    assert mu.find_moved_home(str(tmp_path / "claw"), identity) == str(real)
+    assert mu.deleted_home_name("/Users/claw-1a2b3c4d") == "/Users/claw-1a2b3c4d (Deleted)"
