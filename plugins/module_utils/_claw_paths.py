@@ -1,0 +1,409 @@
+# Copyright (c) 2026 Mirascope
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Root making a claw's directories and root-managed files without ever following a link (PRIVATE).
+
+A claw's home belongs to its tenant, whose code runs as the claw user: any entry in it may be replaced by a
+symlink (or a hard link, a FIFO...) at any moment. Root therefore never acts on a path inside it. Everything here
+walks from a trusted root-owned parent with directory file descriptors:
+
+* each component is opened with ``O_NOFOLLOW | O_DIRECTORY`` relative to its parent's descriptor, and its
+  ``fstat`` must match the ``lstat`` taken before (same device and inode), so a link or a swap is seen, never
+  followed;
+* owner and mode are set with ``fchown``/``fchmod`` on the opened descriptor;
+* a directory is made with ``mkdir`` relative to its parent's descriptor and then opened the same way;
+* a file is written to a fresh temporary name (``O_CREAT | O_EXCL | O_NOFOLLOW``) and renamed over the old name
+  (``rename`` replaces a link or a hard link's name, it never writes through it); an old file is read only when
+  it is a regular file of the claw with one link.
+
+A symlink or a non-directory where a directory must be is refused, naming the link and its target, before
+anything is changed. The claw's lock directory in ``/tmp`` (sticky, world-writable: any local user may create
+any name there first) is kept only when it is a real directory of the claw's uid (or root's, then given to the
+claw); anything else is renamed aside (``<name>.moved-<UTC stamp>``, never followed) and a new one is made.
+
+Runs on CPython 3.9 (macOS's /usr/bin/python3): only ``os`` calls with ``dir_fd`` that macOS supports.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import stat
+import time
+
+_OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+MAX_FILE_BYTES = 1 << 20
+
+
+class PathRefused(Exception):
+    """A tenant-controlled path is not what it must be (a link, a file, a foreign owner): nothing was done
+    through it."""
+
+
+def validate_relative(path: str) -> str:
+    """Check a path relative to the claw's home: no leading ``/``, no ``..``/``.``/empty parts, no control characters.
+
+    Raises:
+        PathRefused: the path is not a plain relative path.
+    """
+    text = str(path)
+    parts = text.split("/")
+    if (not text or text.startswith("/") or any(p in ("", ".", "..") for p in parts)
+            or any(ord(c) < 32 or ord(c) == 127 for c in text)):
+        raise PathRefused(f"{text!r} must be a relative path inside the claw's home (no '..', no empty parts)")
+    return text
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISLNK, "a symlink"), (stat.S_ISDIR, "a directory"), (stat.S_ISREG, "a regular file"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def _lstat(name: str, dir_fd: int):
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def _link_target(name: str, dir_fd: int) -> str:
+    try:
+        return os.readlink(name, dir_fd=dir_fd)
+    except OSError:
+        return "?"
+
+
+def _refuse_not_dir(shown: str, name: str, dir_fd: int, st) -> None:
+    if stat.S_ISLNK(st.st_mode):
+        raise PathRefused(f"{shown} is a symlink to {_link_target(name, dir_fd)}; remove it or re-provision after "
+                          f"moving it aside (nothing was done through it)")
+    raise PathRefused(f"{shown} is {_kind(st.st_mode)}, not a directory; remove it or re-provision after moving it "
+                      f"aside (nothing was done through it)")
+
+
+def _open_dir(shown: str, name: str, dir_fd: int, before):
+    """Open ``name`` (a directory entry of ``dir_fd``) without following a link; it must be the inode ``before``."""
+    try:
+        fd = os.open(name, _OPEN_DIR, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+            st = _lstat(name, dir_fd)
+            if st is not None:
+                _refuse_not_dir(shown, name, dir_fd, st)
+        raise PathRefused(f"cannot open {shown}: {exc.strerror}; it changed while being checked, run again") from None
+    st = os.fstat(fd)
+    if before is not None and (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
+        os.close(fd)
+        raise PathRefused(f"{shown} was replaced while being checked (a running process swaps it); run again")
+    return fd, st
+
+
+def open_trusted_dir(path: str):
+    """Open a root-owned directory that no other user may write to (except a sticky one such as /tmp).
+
+    The path itself may go through root-owned links (macOS's /tmp -> private/tmp).
+
+    Raises:
+        PathRefused: missing, not a directory, not root's, or writable by others without the sticky bit.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise PathRefused(f"cannot open {path}: {exc.strerror}") from None
+    st = os.fstat(fd)
+    if st.st_uid != 0 or (st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX):
+        os.close(fd)
+        raise PathRefused(f"{path} must be a root-owned directory that other users cannot write to "
+                          f"(owner uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):04o})")
+    return fd
+
+
+def _needs(st, uid: int, gid: int, mode: int) -> list:
+    out = []
+    if st.st_uid != uid or st.st_gid != gid:
+        out.append(f"owner {st.st_uid}:{st.st_gid} -> {uid}:{gid}")
+    if stat.S_IMODE(st.st_mode) != mode:
+        out.append(f"mode {stat.S_IMODE(st.st_mode):04o} -> {mode:04o}")
+    return out
+
+
+def _tree(directories) -> list:
+    """Every directory to manage, parents first (a listed ``a/b`` brings ``a``)."""
+    seen = []
+    for path in directories:
+        parts = validate_relative(path).split("/")
+        for i in range(1, len(parts) + 1):
+            sub = "/".join(parts[:i])
+            if sub not in seen:
+                seen.append(sub)
+    return seen
+
+
+def _walk(home: str, uid: int, gid: int, directories, mode: int, apply: bool, actions: list) -> dict:
+    """Check (``apply=False``) or create/repair (``apply=True``) the directories; returns ``{rel: fd}`` of the
+    directories that exist (the caller closes them). Read-only checks run before anything is changed."""
+    parent, base = os.path.split(home.rstrip("/"))
+    pfd = open_trusted_dir(parent or "/")
+    fds = {}
+    try:
+        st = _lstat(base, pfd)
+        if st is None:
+            raise PathRefused(f"the claw's home {home} does not exist; create the claw's user first")
+        if not stat.S_ISDIR(st.st_mode):
+            _refuse_not_dir(home, base, pfd, st)
+        hfd, hst = _open_dir(home, base, pfd, st)
+        fds[""] = hfd
+        if hst.st_uid != uid:
+            raise PathRefused(f"the claw's home {home} belongs to uid {hst.st_uid}, not to the claw (uid {uid}); "
+                              "re-provision after fixing its owner")
+        for rel in _tree(directories):
+            head, _, name = rel.rpartition("/")
+            dfd = fds.get(head)
+            shown = f"{home}/{rel}"
+            if dfd is None:  # parent will be created (check mode)
+                actions.append(f"create {shown} ({uid}:{gid} {mode:04o})")
+                continue
+            st = _lstat(name, dfd)
+            if st is None:
+                if not apply:
+                    actions.append(f"create {shown} ({uid}:{gid} {mode:04o})")
+                    continue
+                try:
+                    os.mkdir(name, mode, dir_fd=dfd)
+                    actions.append(f"create {shown} ({uid}:{gid} {mode:04o})")
+                except FileExistsError:
+                    pass
+                st = _lstat(name, dfd)
+                if st is None:
+                    raise PathRefused(f"{shown} vanished while being created (a running process removes it); run again")
+            if not stat.S_ISDIR(st.st_mode):
+                _refuse_not_dir(shown, name, dfd, st)
+            if st.st_uid not in (uid, 0):
+                raise PathRefused(f"{shown} belongs to uid {st.st_uid}, not to the claw (uid {uid}); move it aside and "
+                                  "re-provision")
+            fd, fst = _open_dir(shown, name, dfd, st)
+            fds[rel] = fd
+            todo = _needs(fst, uid, gid, mode)
+            if todo and not any(a.startswith(f"create {shown} ") for a in actions):
+                actions.append(f"repair {shown}: {', '.join(todo)}")
+            if apply and todo:
+                os.fchown(fd, uid, gid)
+                os.fchmod(fd, mode)
+    except BaseException:
+        for fd in fds.values():
+            os.close(fd)
+        raise
+    finally:
+        os.close(pfd)
+    return fds
+
+
+def _read_own_file(name: str, dfd: int, uid: int):
+    """``(lstat, bytes or None)`` of a file root may replace: bytes only for a regular file of ``uid`` with one link."""
+    st = _lstat(name, dfd)
+    if st is None or not stat.S_ISREG(st.st_mode) or st.st_uid != uid or st.st_nlink != 1 or st.st_size > MAX_FILE_BYTES:
+        return st, None
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0), dir_fd=dfd)
+    except OSError:
+        return st, None
+    try:
+        fst = os.fstat(fd)
+        if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(fst.st_mode) or fst.st_nlink != 1:
+            return st, None
+        chunks, size = [], 0
+        while size <= MAX_FILE_BYTES:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return fst, b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _write_file(name: str, dfd: int, data: bytes, uid: int, gid: int, mode: int) -> None:
+    """Write ``data`` to a fresh temporary name in ``dfd`` and rename it over ``name`` (never through it)."""
+    tmp = f".{name}.clawfarm-{secrets.token_hex(6)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600,
+                 dir_fd=dfd)
+    try:
+        try:
+            os.fchown(fd, uid, gid)
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+    except BaseException:
+        try:
+            os.unlink(tmp, dir_fd=dfd)
+        except OSError:
+            pass
+        raise
+
+
+def _plan_file(home: str, rel: str, dfd, data: bytes, uid: int, gid: int, mode: int):
+    """``(action or None, before text or None)`` for one file; refuses a directory in its place."""
+    shown = f"{home}/{rel}"
+    name = rel.rpartition("/")[2]
+    if dfd is None:
+        return f"write {shown} (new)", None
+    st, old = _read_own_file(name, dfd, uid)
+    if st is None:
+        return f"write {shown} (new)", None
+    if stat.S_ISDIR(st.st_mode):
+        raise PathRefused(f"{shown} is a directory, not a file; move it aside and re-provision")
+    if stat.S_ISLNK(st.st_mode):
+        return f"replace {shown} (a symlink to {_link_target(name, dfd)}; the link is replaced, never followed)", None
+    if old is None:
+        why = (f"{_kind(st.st_mode)}" if not stat.S_ISREG(st.st_mode) else
+               f"owned by uid {st.st_uid}" if st.st_uid != uid else
+               f"{st.st_nlink} hard links" if st.st_nlink != 1 else "too large")
+        return f"replace {shown} ({why}; replaced, never written through)", None
+    text = old.decode("utf-8", "replace")
+    if old != data:
+        return f"write {shown} (content)", text
+    todo = _needs(st, uid, gid, mode)
+    if todo:
+        return f"write {shown} ({', '.join(todo)})", text
+    return None, text
+
+
+def ensure_claw_tree(home: str, uid: int, gid: int, directories=(), files=(), mode: int = 0o700,
+                     check_mode: bool = False) -> dict:
+    """Create or repair directories inside a claw's home and write root-managed files there, never following a link.
+
+    Args:
+        home: the claw's home (its parent must be root-owned and not writable by others).
+        uid, gid: the claw's owner and group for everything made or repaired.
+        directories: paths relative to ``home`` (parents are included); each gets ``uid:gid`` and ``mode``.
+        files: ``[{"path": relative path, "content": str, "mode": int}]``; the parent must be in ``directories``.
+        mode: the directories' mode.
+        check_mode: only report what would change.
+
+    Returns:
+        ``{"changed": bool, "actions": [str], "files": {rel: {"before": str|None, "after": str}}}``.
+
+    Raises:
+        PathRefused: a link or a non-directory where a directory must be, a foreign owner, a race; raised before
+        anything is changed when the tenant left the link in place.
+    """
+    home = str(home).rstrip("/")
+    if not home.startswith("/"):
+        raise PathRefused(f"the claw's home {home!r} must be an absolute path")
+    managed = _tree(directories)
+    specs = []
+    for item in files:
+        rel = validate_relative(item["path"])
+        head = rel.rpartition("/")[0]
+        if head and head not in managed:
+            raise PathRefused(f"{rel}: its directory {head} must be listed in directories")
+        content = item["content"]
+        specs.append((rel, content.encode() if isinstance(content, str) else bytes(content), int(item.get("mode", 0o600))))
+    for apply in ((False,) if check_mode else (False, True)):
+        actions = []
+        fds = _walk(home, uid, gid, managed, mode, apply, actions)
+        try:
+            report = {}
+            for rel, data, fmode in specs:
+                dfd = fds.get(rel.rpartition("/")[0])
+                action, before = _plan_file(home, rel, dfd, data, uid, gid, fmode)
+                report[rel] = {"before": before, "after": data.decode("utf-8", "replace")}
+                if action:
+                    actions.append(action)
+                    if apply:
+                        _write_file(rel.rpartition("/")[2], dfd, data, uid, gid, fmode)
+        finally:
+            for fd in fds.values():
+                os.close(fd)
+        if not actions:
+            break
+    return {"changed": bool(actions), "actions": actions, "files": report}
+
+
+def ensure_lock_dir(path: str, uid: int, gid: int, mode: int = 0o700, check_mode: bool = False,
+                    stamp: str | None = None) -> dict:
+    """Make ``path`` (in a root-owned sticky directory such as /tmp) a real directory of ``uid``, never following a link.
+
+    A directory of ``uid`` is kept (its mode repaired); a root-owned directory is given to ``uid``; anything else
+    (a symlink, a file, a directory of another uid, which another tenant may have made first) is renamed aside to
+    ``<path>.moved-<stamp>`` and a new directory is made with ``mkdir`` and checked with ``fstat``.
+
+    Returns:
+        ``{"changed": bool, "actions": [str], "moved_aside": [str]}``.
+
+    Raises:
+        PathRefused: the parent is not a trusted directory, or the name keeps being taken by someone else.
+    """
+    parent, name = os.path.split(str(path).rstrip("/"))
+    if not parent.startswith("/") or not name or name in (".", ".."):
+        raise PathRefused(f"lock directory {path!r} must be an absolute path")
+    stamp = stamp or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    pfd = open_trusted_dir(parent)
+    actions, moved = [], []
+    try:
+        for _attempt in range(3):
+            st = _lstat(name, pfd)
+            if st is not None and stat.S_ISDIR(st.st_mode) and st.st_uid in (uid, 0):
+                if check_mode:
+                    todo = _needs(st, uid, gid, mode)
+                    if todo:
+                        actions.append(f"repair {path}: {', '.join(todo)}")
+                    break
+                try:
+                    fd, fst = _open_dir(path, name, pfd, st)
+                except PathRefused:
+                    continue
+                try:
+                    todo = _needs(fst, uid, gid, mode)
+                    if todo:
+                        actions.append(f"repair {path}: {', '.join(todo)}")
+                        os.fchown(fd, uid, gid)
+                        os.fchmod(fd, mode)
+                finally:
+                    os.close(fd)
+                break
+            if st is not None:
+                what = (f"a symlink to {_link_target(name, pfd)}" if stat.S_ISLNK(st.st_mode) else
+                        f"a directory of uid {st.st_uid}" if stat.S_ISDIR(st.st_mode) else
+                        f"{_kind(st.st_mode)} of uid {st.st_uid}")
+                aside = f"{path}.moved-{stamp}"
+                moved.append(f"{path} was {what}: moved aside to {aside}")
+                actions.append(f"move {path} ({what}) aside to {aside}")
+                if check_mode:
+                    actions.append(f"create {path} ({uid}:{gid} {mode:04o})")
+                    break
+                os.rename(name, f"{name}.moved-{stamp}", src_dir_fd=pfd, dst_dir_fd=pfd)
+            elif check_mode:
+                actions.append(f"create {path} ({uid}:{gid} {mode:04o})")
+                break
+            try:
+                os.mkdir(name, mode, dir_fd=pfd)
+            except FileExistsError:
+                continue  # someone took the name meanwhile: look again
+            actions.append(f"create {path} ({uid}:{gid} {mode:04o})")
+            st = _lstat(name, pfd)
+            if st is None or not stat.S_ISDIR(st.st_mode) or st.st_uid != 0:
+                continue
+            fd, _ = _open_dir(path, name, pfd, st)
+            try:
+                os.fchown(fd, uid, gid)
+                os.fchmod(fd, mode)
+            finally:
+                os.close(fd)
+            break
+        else:
+            raise PathRefused(f"{path} keeps being taken by another process; find who creates it (ls -la {parent}) "
+                              "and run again")
+    finally:
+        os.close(pfd)
+    return {"changed": bool(actions), "actions": actions, "moved_aside": moved}

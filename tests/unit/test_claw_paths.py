@@ -1,0 +1,311 @@
+"""Root making a claw's paths never follows the tenant's links (plugins/module_utils/_claw_paths.py).
+
+Runs as root (chown must work): every attack plants what a claw user could plant in its home or in /tmp, and
+checks that nothing outside the home changed.
+"""
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+from ansible_collections.mirascope.clawfarm.plugins.module_utils import _claw_paths as cp
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chown)")
+
+UID, GID = 4242, 20
+DIRS = [".openclaw", ".openclaw/workspace", ".openclaw/logs", ".openclaw/tmp", ".openclaw/cache"]
+CONFIG = {"path": ".openclaw/openclaw.json", "content": '{"gateway": {}}\n', "mode": 0o600}
+
+
+@pytest.fixture
+def farm(tmp_path):
+    """``/Users`` (root 0755) with a claw home (uid 4242), and a root-owned tree the attacks aim at."""
+    users = tmp_path / "Users"
+    users.mkdir(mode=0o755)
+    home = users / "claw-1a2b3c4d"
+    home.mkdir(mode=0o750)
+    os.chown(home, UID, GID)
+    target = tmp_path / "opt-mirascope-bin"
+    target.mkdir(mode=0o755)
+    (target / "boot.sh").write_text("#!/bin/sh\necho root\n")
+    os.chmod(target / "boot.sh", 0o755)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    os.chmod(tmp, 0o1777)
+    return home, target, tmp
+
+
+def manifest(root):
+    """Owner, mode and content of everything under ``root`` (links not followed)."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [""] + dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            body = open(path, "rb").read() if stat.S_ISREG(st.st_mode) else None
+            out[path] = (st.st_uid, st.st_gid, st.st_mode, body)
+    return out
+
+
+def as_tenant(path):
+    os.lchown(path, UID, GID)
+
+
+def test_fresh_tree_then_nothing_to_do(farm):
+    home, _, _ = farm
+    result = cp.ensure_claw_tree(str(home), UID, GID, DIRS, [CONFIG])
+    assert result["changed"]
+    for rel in DIRS:
+        st = os.lstat(home / rel)
+        assert stat.S_ISDIR(st.st_mode) and (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (UID, GID, 0o700)
+    st = os.lstat(home / CONFIG["path"])
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (UID, GID, 0o600)
+    assert (home / CONFIG["path"]).read_text() == CONFIG["content"]
+    again = cp.ensure_claw_tree(str(home), UID, GID, DIRS, [CONFIG])
+    assert again == {"changed": False, "actions": [], "files": {CONFIG["path"]: {"before": CONFIG["content"],
+                                                                                "after": CONFIG["content"]}}}
+    assert not [n for n in os.listdir(home / ".openclaw") if "clawfarm-" in n]  # no temporary file left
+
+
+def test_check_mode_changes_nothing(farm):
+    home, _, _ = farm
+    before = manifest(home)
+    result = cp.ensure_claw_tree(str(home), UID, GID, DIRS, [CONFIG], check_mode=True)
+    assert result["changed"] and f"create {home}/.openclaw/cache (4242:20 0700)" in result["actions"]
+    assert manifest(home) == before
+
+
+def test_repairs_owner_and_mode_of_real_directories(farm):
+    home, _, _ = farm
+    cp.ensure_claw_tree(str(home), UID, GID, DIRS, [CONFIG])
+    os.chmod(home / ".openclaw/logs", 0o777)
+    os.chown(home / ".openclaw/cache", 0, 0)
+    result = cp.ensure_claw_tree(str(home), UID, GID, DIRS, [CONFIG])
+    assert result["actions"] == [f"repair {home}/.openclaw/logs: mode 0777 -> 0700",
+                                 f"repair {home}/.openclaw/cache: owner 0:0 -> 4242:20"]
+    assert stat.S_IMODE(os.lstat(home / ".openclaw/logs").st_mode) == 0o700
+    assert os.lstat(home / ".openclaw/cache").st_uid == UID
+
+
+@pytest.mark.parametrize("rel", DIRS)
+def test_symlinked_directory_is_refused_and_its_target_untouched(farm, rel):
+    home, target, _ = farm
+    cp.ensure_claw_tree(str(home), UID, GID, DIRS, [CONFIG])
+    os.chmod(home / ".openclaw", 0o755)  # would be repaired, but nothing may change before the refusal
+    path = home / rel
+    os.rename(path, str(path) + ".old")
+    os.symlink(target, path)
+    as_tenant(path)
+    before, home_before = manifest(target), manifest(home)
+    with pytest.raises(cp.PathRefused, match=f"{path} is a symlink to {target}; remove it"):
+        cp.ensure_claw_tree(str(home), UID, GID, DIRS, [CONFIG])
+    assert manifest(target) == before
+    if rel != ".openclaw":
+        assert manifest(home) == home_before
+
+
+def test_symlinked_parent_of_new_directory_is_refused(farm):
+    home, target, _ = farm
+    os.symlink(target, home / ".openclaw")
+    before = manifest(target)
+    with pytest.raises(cp.PathRefused, match="is a symlink to"):
+        cp.ensure_claw_tree(str(home), UID, GID, DIRS, [CONFIG])
+    with pytest.raises(cp.PathRefused, match="is a symlink to"):
+        cp.ensure_claw_tree(str(home), UID, GID, DIRS, [CONFIG], check_mode=True)
+    assert manifest(target) == before
+    assert not (target / "workspace").exists()
+
+
+def test_file_where_a_directory_must_be_is_refused(farm):
+    home, _, _ = farm
+    (home / ".openclaw").mkdir()
+    (home / ".openclaw/logs").write_text("x")
+    with pytest.raises(cp.PathRefused, match="logs is a regular file, not a directory"):
+        cp.ensure_claw_tree(str(home), UID, GID, DIRS, [CONFIG])
+
+
+def test_directory_of_another_user_is_refused(farm):
+    home, _, _ = farm
+    (home / ".openclaw").mkdir()
+    os.chown(home / ".openclaw", 4343, GID)
+    with pytest.raises(cp.PathRefused, match="belongs to uid 4343, not to the claw"):
+        cp.ensure_claw_tree(str(home), UID, GID, DIRS, [CONFIG])
+    assert os.lstat(home / ".openclaw").st_uid == 4343
+
+
+def test_home_must_exist_and_belong_to_the_claw(farm):
+    home, _, _ = farm
+    with pytest.raises(cp.PathRefused, match="does not exist"):
+        cp.ensure_claw_tree(str(home) + "x", UID, GID, DIRS)
+    os.chown(home, 0, 0)
+    with pytest.raises(cp.PathRefused, match="belongs to uid 0, not to the claw"):
+        cp.ensure_claw_tree(str(home), UID, GID, DIRS)
+
+
+def test_home_in_a_directory_others_can_write_is_refused(farm):
+    home, _, _ = farm
+    os.chmod(home.parent, 0o777)
+    with pytest.raises(cp.PathRefused, match="must be a root-owned directory"):
+        cp.ensure_claw_tree(str(home), UID, GID, DIRS)
+
+
+@pytest.mark.parametrize("bad", ["../x", "/etc", ".openclaw/../..", "", "a//b", "a/./b", "a\nb"])
+def test_bad_relative_paths_are_refused(farm, bad):
+    home, _, _ = farm
+    with pytest.raises(cp.PathRefused, match="must be a relative path"):
+        cp.ensure_claw_tree(str(home), UID, GID, [bad])
+
+
+def test_file_parent_must_be_a_managed_directory(farm):
+    home, _, _ = farm
+    with pytest.raises(cp.PathRefused, match="must be listed in directories"):
+        cp.ensure_claw_tree(str(home), UID, GID, [".openclaw"], [{"path": "x/y", "content": ""}])
+
+
+def test_symlinked_config_is_replaced_never_written_through(farm):
+    home, target, _ = farm
+    cp.ensure_claw_tree(str(home), UID, GID, DIRS)
+    link = home / CONFIG["path"]
+    os.symlink(target / "boot.sh", link)
+    as_tenant(link)
+    before = manifest(target)
+    result = cp.ensure_claw_tree(str(home), UID, GID, DIRS, [CONFIG])
+    assert any("a symlink to" in a and "never followed" in a for a in result["actions"])
+    assert manifest(target) == before
+    st = os.lstat(link)
+    assert stat.S_ISREG(st.st_mode) and st.st_uid == UID and link.read_text() == CONFIG["content"]
+
+
+def test_hard_linked_config_is_replaced_and_not_read(farm):
+    home, target, _ = farm
+    cp.ensure_claw_tree(str(home), UID, GID, DIRS)
+    secret = target / "root-only"
+    secret.write_text("root secret\n")
+    os.chmod(secret, 0o600)
+    os.link(secret, home / CONFIG["path"])
+    before = manifest(target)
+    result = cp.ensure_claw_tree(str(home), UID, GID, DIRS, [CONFIG], check_mode=True)
+    assert result["files"][CONFIG["path"]]["before"] is None  # the root-only content is never shown in a diff
+    result = cp.ensure_claw_tree(str(home), UID, GID, DIRS, [CONFIG])
+    assert any("replace" in a for a in result["actions"])
+    assert manifest(target) == before
+    assert os.lstat(secret).st_nlink == 1 and (home / CONFIG["path"]).read_text() == CONFIG["content"]
+
+
+def test_fifo_config_is_replaced_without_blocking(farm):
+    home, _, _ = farm
+    cp.ensure_claw_tree(str(home), UID, GID, DIRS)
+    os.mkfifo(home / CONFIG["path"])
+    as_tenant(home / CONFIG["path"])
+    cp.ensure_claw_tree(str(home), UID, GID, DIRS, [CONFIG])
+    assert stat.S_ISREG(os.lstat(home / CONFIG["path"]).st_mode)
+
+
+def test_directory_at_config_path_is_refused(farm):
+    home, _, _ = farm
+    cp.ensure_claw_tree(str(home), UID, GID, DIRS)
+    (home / CONFIG["path"]).mkdir()
+    with pytest.raises(cp.PathRefused, match="is a directory, not a file"):
+        cp.ensure_claw_tree(str(home), UID, GID, DIRS, [CONFIG])
+
+
+def test_config_mode_drift_is_repaired(farm):
+    home, _, _ = farm
+    cp.ensure_claw_tree(str(home), UID, GID, DIRS, [CONFIG])
+    os.chmod(home / CONFIG["path"], 0o644)
+    result = cp.ensure_claw_tree(str(home), UID, GID, DIRS, [CONFIG])
+    assert result["actions"] == [f"write {home}/{CONFIG['path']} (mode 0644 -> 0600)"]
+    assert stat.S_IMODE(os.lstat(home / CONFIG["path"]).st_mode) == 0o600
+
+
+def test_directory_swapped_for_a_link_between_check_and_open_is_refused(farm, monkeypatch):
+    """The tenant wins the race: after root's lstat saw a directory, the name becomes a link."""
+    home, target, _ = farm
+    cp.ensure_claw_tree(str(home), UID, GID, DIRS)
+    real_lstat = cp._lstat
+
+    def racing_lstat(name, dir_fd):
+        st = real_lstat(name, dir_fd)
+        if name == "workspace" and st is not None and stat.S_ISDIR(st.st_mode):
+            os.rename(name, "workspace.old", src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            os.symlink(str(target), name, dir_fd=dir_fd)
+        return st
+
+    monkeypatch.setattr(cp, "_lstat", racing_lstat)
+    os.chmod(target, 0o755)
+    before = manifest(target)
+    with pytest.raises(cp.PathRefused, match="workspace is a symlink to"):
+        cp.ensure_claw_tree(str(home), UID, GID, DIRS)
+    assert manifest(target) == before
+
+
+def test_directory_swapped_for_another_directory_is_refused(farm, monkeypatch):
+    home, target, _ = farm
+    cp.ensure_claw_tree(str(home), UID, GID, DIRS)
+    real_lstat = cp._lstat
+
+    def racing_lstat(name, dir_fd):
+        st = real_lstat(name, dir_fd)
+        if name == "logs" and st is not None and stat.S_ISDIR(st.st_mode):
+            os.rename(name, "logs.old", src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            os.mkdir(name, dir_fd=dir_fd)
+        return st
+
+    monkeypatch.setattr(cp, "_lstat", racing_lstat)
+    with pytest.raises(cp.PathRefused, match="was replaced while being checked"):
+        cp.ensure_claw_tree(str(home), UID, GID, DIRS)
+
+
+# ---- the lock directory in /tmp ----
+
+def test_lock_dir_is_created_for_the_claw_then_kept(farm):
+    _, _, tmp = farm
+    path = tmp / "openclaw-state-locks-4242"
+    assert cp.ensure_lock_dir(str(path), UID, GID, check_mode=True)["changed"] and not path.exists()
+    result = cp.ensure_lock_dir(str(path), UID, GID)
+    assert result == {"changed": True, "actions": [f"create {path} (4242:20 0700)"], "moved_aside": []}
+    st = os.lstat(path)
+    assert stat.S_ISDIR(st.st_mode) and (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (UID, GID, 0o700)
+    assert cp.ensure_lock_dir(str(path), UID, GID) == {"changed": False, "actions": [], "moved_aside": []}
+
+
+def test_lock_dir_mode_is_repaired_and_root_owned_one_given_to_the_claw(farm):
+    _, _, tmp = farm
+    path = tmp / "openclaw-state-locks-4242"
+    path.mkdir(mode=0o755)
+    result = cp.ensure_lock_dir(str(path), UID, GID)
+    assert result["actions"] == [f"repair {path}: owner 0:0 -> 4242:20, mode 0755 -> 0700"]
+    assert os.lstat(path).st_uid == UID
+
+
+@pytest.mark.parametrize("plant", ["symlink", "foreign_dir", "file"])
+def test_lock_dir_planted_by_someone_else_is_moved_aside(farm, plant):
+    """Another tenant may create /tmp/openclaw-state-locks-<uid> first (uids are predictable)."""
+    _, target, tmp = farm
+    path = tmp / "openclaw-state-locks-4242"
+    if plant == "symlink":
+        os.symlink(target, path)
+        os.lchown(path, 4343, GID)
+    elif plant == "foreign_dir":
+        path.mkdir()
+        os.chown(path, 4343, GID)
+    else:
+        path.write_text("x")
+    before = manifest(target)
+    assert cp.ensure_lock_dir(str(path), UID, GID, check_mode=True, stamp="T")["changed"]
+    result = cp.ensure_lock_dir(str(path), UID, GID, stamp="20261130T000000Z")
+    aside = f"{path}.moved-20261130T000000Z"
+    assert result["moved_aside"] and aside in result["moved_aside"][0]
+    assert os.path.lexists(aside)
+    st = os.lstat(path)
+    assert stat.S_ISDIR(st.st_mode) and st.st_uid == UID
+    assert manifest(target) == before
+
+
+def test_lock_dir_parent_must_be_trusted(farm, tmp_path):
+    bad = tmp_path / "open"
+    bad.mkdir()
+    os.chmod(bad, 0o777)
+    with pytest.raises(cp.PathRefused, match="must be a root-owned directory"):
+        cp.ensure_lock_dir(str(bad / "x"), UID, GID)
