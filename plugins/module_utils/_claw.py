@@ -112,6 +112,67 @@ def validate_env(env) -> dict:
     return clean
 
 
+def validate_env_unset(names) -> list:
+    """Check ``claw_env_unset`` (names to remove from the claw's env) and return them sorted, without duplicates.
+
+    Raises:
+        ClawInputError: not a list of valid environment variable names, or a reserved name (the token is changed
+            with ``gateway_token``, never unset).
+    """
+    if names is None:
+        return []
+    if isinstance(names, str) or not isinstance(names, (list, tuple, set)):
+        raise ClawInputError("claw_env_unset must be a list of environment variable names")
+    for name in names:
+        if not isinstance(name, str) or not ENV_NAME.match(name):
+            raise ClawInputError(f"claw_env_unset entry {_show(name)} is not a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
+        if name in RESERVED_ENV:
+            raise ClawInputError(f"claw_env_unset entry {name} is set by the claw's launchd job and cannot be removed")
+    return sorted(set(names))
+
+
+def desired_env(current, replace=None, set_=None, unset=None):
+    """The claw's env after a change: settings are changed only when asked.
+
+    Args:
+        current: the env in the claw's ``.env`` now, without the token (``None``/``{}`` when there is none).
+        replace: ``claw_env``: when not ``None``, the new env as a whole (validated); ``None`` keeps ``current``.
+        set_: ``claw_env_set``: names to add or change (validated).
+        unset: ``claw_env_unset``: names to remove (validated); removing a name that is not there is no change.
+
+    Returns:
+        ``(env, dropped)``: the new env (no token), and the names of ``current`` that were dropped because they are
+        not valid claw_env entries any more (written by hand into the file, e.g. a reserved name).
+
+    Raises:
+        ClawInputError: invalid input, or a name both set and unset.
+    """
+    set_ = validate_env(set_)
+    unset = validate_env_unset(unset)
+    both = sorted(set(set_) & set(unset))
+    if both:
+        raise ClawInputError(f"claw_env_set and claw_env_unset both name {', '.join(both)}: say one or the other")
+    dropped = []
+    if replace is not None:
+        env = validate_env(replace)
+    else:
+        env = {}
+        for name, value in (current or {}).items():
+            if name == TOKEN_VAR:
+                continue
+            try:
+                clean = validate_env({name: value})
+                _quote(clean[name])
+            except ClawInputError:
+                dropped.append(name)
+                continue
+            env.update(clean)
+    env.update(set_)
+    for name in unset:
+        env.pop(name, None)
+    return env, sorted(dropped)
+
+
 def validate_token(token) -> str:
     """A gateway token must be at least 32 printable characters without spaces or quotes.  Raises ClawInputError."""
     if not isinstance(token, str) or len(token) < MIN_TOKEN_LENGTH or not re.fullmatch(r"[A-Za-z0-9._~+/=-]+", token):
@@ -189,10 +250,112 @@ def read_port_claims(claim_dir: str) -> dict:
     return claims
 
 
-def read_token(env_file: str):
-    """The gateway token from a claw's ``.env`` (``None`` when the file or the variable is missing)."""
+class DotenvRefused(Exception):
+    """A claw's dotenv file exists but is not one root may trust; the message says what was found and how to fix it."""
+
+
+MAX_DOTENV_BYTES = 256 * 1024
+
+
+def read_dotenv_text(env_file: str, uid):
+    """The text of a claw's dotenv file, read only if the claw itself owns it (``None`` when it does not exist).
+
+    The claw's home is the tenant's: ``.env`` may have been replaced by a symlink or a hard link to a neighbour's
+    file, a FIFO, or a huge file.  It is opened with ``O_NOFOLLOW | O_NONBLOCK`` and checked with ``fstat`` on the
+    open descriptor (no race between check and read): a regular file, owned by ``uid``, with one link, at most
+    256 KiB.  A link in a parent directory cannot redirect it to another claw's file: that file is owned by the
+    other claw's uid and is refused.
+
+    Args:
+        env_file: path of the dotenv file.
+        uid: the claw user's uid (``None``: the user does not exist, and any existing file is refused).
+
+    Raises:
+        DotenvRefused: the file exists but fails a check (never shows its content).
+    """
+    import os
+    import stat
+
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) \
+        | getattr(os, "O_NOCTTY", 0)
     try:
-        with open(env_file) as handle:
-            return parse_dotenv(handle.read()).get(TOKEN_VAR)
-    except OSError:
+        fd = os.open(env_file, flags)
+    except FileNotFoundError:
         return None
+    except OSError as exc:
+        if os.path.islink(env_file):
+            raise DotenvRefused(f"{env_file} is a symbolic link to {os.readlink(env_file)!r}, not the claw's own file; "
+                                "its token and settings are not trusted: remove it, or pass gateway_token and claw_env "
+                                "to write a new one")
+        raise DotenvRefused(f"{env_file} cannot be opened: {exc.strerror}")
+    try:
+        st = os.fstat(fd)
+        problem = None
+        if not stat.S_ISREG(st.st_mode):
+            problem = "is not a regular file"
+        elif uid is None or st.st_uid != uid:
+            problem = f"is owned by uid {st.st_uid}, not the claw's uid {uid}"
+        elif st.st_nlink != 1:
+            problem = f"has {st.st_nlink} hard links (another name points at the same file)"
+        elif st.st_size > MAX_DOTENV_BYTES:
+            problem = f"is {st.st_size} bytes, more than a dotenv file can be ({MAX_DOTENV_BYTES})"
+        if problem:
+            raise DotenvRefused(f"{env_file} {problem}; its token and settings are not trusted: remove it, or pass "
+                                "gateway_token and claw_env to write a new one")
+        chunks, total = [], 0
+        while total <= MAX_DOTENV_BYTES:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        return b"".join(chunks)[:MAX_DOTENV_BYTES].decode("utf-8", errors="replace")
+    finally:
+        os.close(fd)
+
+
+def read_dotenv(env_file: str, uid):
+    """A claw's dotenv file as ``{name: value}`` (``None`` when missing).  Same checks as :func:`read_dotenv_text`.
+
+    Raises:
+        DotenvRefused: the file exists but is not the claw's own regular file.
+    """
+    text = read_dotenv_text(env_file, uid)
+    return None if text is None else parse_dotenv(text)
+
+
+def read_token(env_file: str, uid):
+    """The gateway token from a claw's ``.env`` (``None`` when the file or the variable is missing).
+
+    Args:
+        env_file: path of the dotenv file.
+        uid: the claw user's uid; a file not owned by it (or a link, FIFO, hard-linked file) is refused.
+
+    Raises:
+        DotenvRefused: the file exists but is not the claw's own regular file.
+    """
+    env = read_dotenv(env_file, uid)
+    return None if env is None else env.get(TOKEN_VAR)
+
+
+def validate_env_names(names) -> list:
+    """Check ``claw_env_unset`` (names of variables to remove) and return them as a sorted list.
+
+    Raises:
+        ClawInputError: not a list of strings, a name that is not a valid environment variable name, a reserved
+            name the job sets itself, or a name given twice.
+    """
+    if names is None:
+        return []
+    if not isinstance(names, (list, tuple)):
+        raise ClawInputError("claw_env_unset must be a list of environment variable names")
+    seen = set()
+    for name in names:
+        if not isinstance(name, str) or not ENV_NAME.match(name):
+            raise ClawInputError(f"claw_env_unset entry {_show(name)} is not a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
+        if name in RESERVED_ENV:
+            raise ClawInputError(f"claw_env_unset entry {name} is set by the claw's launchd job and cannot be removed")
+        if name in seen:
+            raise ClawInputError(f"claw_env_unset names {name} twice")
+        seen.add(name)
+    return sorted(seen)

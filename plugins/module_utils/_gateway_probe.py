@@ -17,6 +17,15 @@ runs inside an Ansible module on the Mini, with whatever Python the Mini has and
 no third-party packages.  The probe only needs unfragmented text frames,
 client-side masking, ping/pong and close; nothing else of RFC 6455 is used.
 The token travels in the WebSocket frame, never on a command line.
+
+The token goes only to the claw's own gateway.  The port is a number on a shared loopback: while a claw's gateway
+is stopped (every nightly backup stops it), another claw's code may listen there.  Before anything is sent on the
+connection, :class:`ListenerCheck` asks ``lsof`` which process holds the server side of *this* connection
+(``127.0.0.1:<port>-><our port>``: no race between the check and the send) and accepts it only when that process
+runs as the claw's uid and is the claw's launchd job (its pid, from ``launchctl print``) or a descendant of it
+(``ps``).  Otherwise the probe reports :data:`FOREIGN` with what it found and the token is never sent.
+``lsof`` and ``ps`` exist on every Mac (``/usr/sbin/lsof``, ``/bin/ps``), which matters because this runs with the
+system Python, which has no psutil.
 """
 
 from __future__ import annotations
@@ -37,19 +46,152 @@ HEALTHY = "ok"  # handshake accepted and health.ok is true
 AUTH_FAILED = "auth_failed"  # the gateway answered but refused the token or the RPC
 UNREACHABLE = "unreachable"  # nothing listens, or the protocol broke
 STARTING = "starting"  # the gateway answered UNAVAILABLE (startup sidecars still running)
+FOREIGN = "foreign"  # the port is held by a process that is not the claw's launchd job: the token was not sent
 
 
 class ProbeError(Exception):
     """A transport or protocol failure while probing (maps to UNREACHABLE)."""
 
 
+class ForeignListener(ProbeError):
+    """The connection was accepted by a process that is not the claw's gateway (maps to FOREIGN)."""
+
+
+def cmd_lsof_connection(lsof: str, client_port: int) -> list:
+    """``lsof`` argv listing both ends of our loopback connection from ``client_port`` (pid, ppid, uid, login, name)."""
+    return [lsof, "-nP", f"-iTCP@127.0.0.1:{int(client_port)}", "-FpRuLn"]
+
+
+def cmd_ps_parents(ps: str) -> list:
+    """``ps`` argv printing ``pid ppid`` for every process (the same on macOS and Linux)."""
+    return [ps, "-A", "-o", "pid=", "-o", "ppid="]
+
+
+def parse_lsof(text: str) -> list:
+    """Parse ``lsof -F pRuLn`` output into ``[{"pid", "ppid", "uid", "login", "names": [...]}]``.
+
+    Field output is one field per line, the first character naming the field: ``p`` starts a process set
+    (``R`` parent pid, ``u`` uid, ``L`` login name), ``f``/``n`` lines belong to that process's files.
+    """
+    processes = []
+    current = None
+    for line in text.splitlines():
+        if not line:
+            continue
+        tag, value = line[0], line[1:]
+        if tag == "p":
+            current = {"pid": int(value), "ppid": None, "uid": None, "login": None, "names": []}
+            processes.append(current)
+        elif current is None:
+            continue
+        elif tag == "R":
+            current["ppid"] = int(value)
+        elif tag == "u":
+            current["uid"] = int(value)
+        elif tag == "L":
+            current["login"] = value
+        elif tag == "n":
+            current["names"].append(value)
+    return processes
+
+
+def connection_holder(processes: list, port: int, client_port: int):
+    """The process holding the server side ``127.0.0.1:<port>->127.0.0.1:<client_port>`` (``None``: not accepted yet)."""
+    wanted = f"127.0.0.1:{int(port)}->127.0.0.1:{int(client_port)}"
+    for proc in processes:
+        if wanted in proc["names"]:
+            return proc
+    return None
+
+
+def parse_ps_parents(text: str) -> dict:
+    """``{pid: ppid}`` from ``ps -A -o pid= -o ppid=``."""
+    parents = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit():
+            parents[int(fields[0])] = int(fields[1])
+    return parents
+
+
+def descends_from(pid: int, ancestor: int, parents: dict) -> bool:
+    """Whether ``pid`` is ``ancestor`` or one of its descendants, following ``parents`` (``{pid: ppid}``)."""
+    seen = set()
+    while pid and pid not in seen:
+        if pid == ancestor:
+            return True
+        seen.add(pid)
+        pid = parents.get(pid)
+    return False
+
+
+def holder_problem(holder: dict, port: int, label: str, uid, job_pid, parents=None):
+    """Why ``holder`` (a :func:`parse_lsof` process) is not the claw's gateway, or ``None`` when it is.
+
+    It must run as the claw's ``uid`` and be the launchd job's ``job_pid`` or a descendant of it (``parents``
+    is ``{pid: ppid}``, needed only when the pids differ).  A job that is not running (no pid) never owns the port.
+    """
+    who = f"port {port} held by pid {holder['pid']} of user {holder.get('login') or holder.get('uid')}"
+    if uid is None or holder.get("uid") != uid:
+        return f"{who}, not {label}"
+    if not job_pid:
+        return f"{who}, not {label} (launchd reports no running process for the job)"
+    if holder["pid"] != job_pid and not descends_from(holder["pid"], job_pid, parents or {}):
+        return f"{who}, not {label} (pid {job_pid}) or one of its child processes"
+    return None
+
+
+class ListenerCheck:
+    """Verify, on an open connection, that the claw's launchd job accepted it (see the module docstring).
+
+    Args:
+        run: ``run(argv) -> CommandResult``-like callable (``.rc``, ``.stdout``), e.g. ``CommandRunner.run``.
+        lsof, ps: paths of the tools.
+        label: the claw's launchd label (for messages).
+        uid: the claw user's uid.
+        job_pid: the job's pid from ``launchctl print`` (``None`` when not loaded or not running).
+        attempts: how many times ``lsof`` is asked before giving up (the server may not have accepted yet).
+        pause: seconds between attempts.
+    """
+
+    def __init__(self, run, lsof: str, ps: str, label: str, uid, job_pid, attempts: int = 20, pause: float = 0.1):
+        self.run, self.lsof, self.ps, self.label = run, lsof, ps, label
+        self.uid, self.job_pid, self.attempts, self.pause = uid, job_pid, attempts, pause
+
+    def __call__(self, sock, port: int) -> None:
+        """Raise :class:`ForeignListener` unless the claw's gateway holds the server side of ``sock``."""
+        client_port = sock.getsockname()[1]
+        holder = None
+        for attempt in range(self.attempts):
+            result = self.run(cmd_lsof_connection(self.lsof, client_port))
+            holder = connection_holder(parse_lsof(result.stdout), port, client_port)
+            if holder is not None:
+                break
+            time.sleep(self.pause)
+        if holder is None:
+            raise ForeignListener(f"port {port} accepts connections but no process was seen holding ours "
+                                  f"(`lsof` found none); not {self.label}: the token was not sent")
+        parents = None
+        if self.job_pid and holder["pid"] != self.job_pid:
+            parents = parse_ps_parents(self.run(cmd_ps_parents(self.ps)).stdout)
+        problem = holder_problem(holder, port, self.label, self.uid, self.job_pid, parents)
+        if problem:
+            raise ForeignListener(problem + ": the token was not sent")
+
+
 class _WebSocket:
     """Just enough of an RFC 6455 client for the gateway's JSON frames."""
 
-    def __init__(self, host: str, port: int, timeout: float):
+    def __init__(self, host: str, port: int, timeout: float, verify=None):
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.settimeout(timeout)
         self._buf = b""
+        if verify is not None:
+            try:
+                verify(self.sock, port)
+            except BaseException:
+                self.sock.close()
+                raise
         key = base64.b64encode(os.urandom(16)).decode()
         request = (
             "GET / HTTP/1.1\r\n"
@@ -141,7 +283,7 @@ def _reply(ws: _WebSocket, request_id: str, deadline: float) -> dict:
             return frame
 
 
-def probe_gateway(port: int, token: str, host: str = "127.0.0.1", timeout: float = 5.0) -> dict:
+def probe_gateway(port: int, token: str, host: str = "127.0.0.1", timeout: float = 5.0, verify=None) -> dict:
     """Check one gateway with its token.
 
     Args:
@@ -149,9 +291,11 @@ def probe_gateway(port: int, token: str, host: str = "127.0.0.1", timeout: float
         token: the gateway token (never logged; sent only inside the WebSocket frame).
         host: address to connect to; the gateway binds loopback only.
         timeout: seconds for the whole exchange.
+        verify: ``verify(sock, port)`` called on the new connection before anything is sent on it (a
+            :class:`ListenerCheck`); raising :class:`ForeignListener` ends the probe with FOREIGN.
 
     Returns:
-        ``{"result": HEALTHY|AUTH_FAILED|STARTING|UNREACHABLE, "version": str|None,
+        ``{"result": HEALTHY|AUTH_FAILED|STARTING|UNREACHABLE|FOREIGN, "version": str|None,
         "error": str|None, "duration_ms": int}``.  ``error`` holds the gateway's
         error code (e.g. ``AUTH_TOKEN_MISMATCH``) or the transport failure; it never
         contains the token.
@@ -164,7 +308,7 @@ def probe_gateway(port: int, token: str, host: str = "127.0.0.1", timeout: float
     outcome = {"result": UNREACHABLE, "version": None, "error": None}
     ws = None
     try:
-        ws = _WebSocket(host, port, timeout)
+        ws = _WebSocket(host, port, timeout, verify)
         challenge = json.loads(ws.recv_text())
         if challenge.get("event") != "connect.challenge":
             raise ProbeError(f"unexpected first frame: {challenge.get('type')}/{challenge.get('event')}")
@@ -195,6 +339,9 @@ def probe_gateway(port: int, token: str, host: str = "127.0.0.1", timeout: float
         else:
             outcome["result"] = AUTH_FAILED
             outcome["error"] = str(((health.get("error") or {}).get("code")) or "health not ok")
+    except ForeignListener as exc:
+        outcome["result"] = FOREIGN
+        outcome["error"] = str(exc)
     except (OSError, ValueError, ProbeError) as exc:
         outcome["result"] = UNREACHABLE
         outcome["error"] = f"{type(exc).__name__}: {exc}"

@@ -173,7 +173,12 @@ def main():
         claw["port"] = gateway_port(claw["state_dir"])
         claw["claim_port"] = claim_of.get(claw["claw_id"])
         claw["uid"] = users.get(claw["user"])
-        token = _claw.read_token(os.path.join(claw["state_dir"], ".env")) if claw["state_dir"] else None
+        try:
+            # Only the claw's own regular .env counts: a link to a neighbour's file is not read (its fingerprint
+            # would be the neighbour's).
+            token = _claw.read_token(os.path.join(claw["state_dir"], ".env"), claw["uid"]) if claw["state_dir"] else None
+        except _claw.DotenvRefused:
+            token = None
         claw["token_fingerprint"] = facts.token_fingerprint(token)
         result = runner.run(ld.cmd_print(ld.service_target("system", claw["label"])))
         info = ld.parse_print(result.stdout) if result.rc == 0 else {}

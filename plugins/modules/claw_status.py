@@ -14,7 +14,13 @@ description:
     health through its WebSocket handshake with the claw's own token followed by the C(health) call
     (shared/reference/openclaw-gateway.md 3.3). C(/healthz) is not used, because it answers without auth.
   - The token is read on the Mini from the claw's dotenv file (O(env_file)); it is never a module
-    option, never on a command line, never returned.
+    option, never on a command line, never returned. The file is read only if it is a regular file owned by the
+    claw's uid with one link (opened with C(O_NOFOLLOW), checked with C(fstat)); a symlink or a hard link to another
+    claw's file is refused and reported as C(health=failed).
+  - The token is sent only to the claw's own gateway. On the probe's connection, before anything is sent, C(lsof)
+    names the process that accepted it; it must run as the claw's uid and be the launchd job's pid (C(launchctl
+    print)) or a descendant of it (C(ps)). Anything else (another claw listening on the port of a stopped gateway,
+    a job launchd does not know) is reported as V(foreign listener) with what was found, and the token is not sent.
   - With O(wait_timeout) > 0 it polls until the gateway is healthy, and fails early with
     C(config error (exit 78)) when launchd reports that two runs in a row exited 78 (EX_CONFIG), instead
     of waiting for launchd's restart loop to time out. One exit 78 is not enough, because OpenClaw also exits 78
@@ -112,11 +118,13 @@ listening:
   returned: always
   type: bool
 health:
-  description: V(ok), V(failed), V(config error (exit 78)), V(auth failed), V(starting) or V(not running).
+  description: V(ok), V(failed), V(config error (exit 78)), V(auth failed), V(starting), V(not running), or
+    V(foreign listener) (the port is held by a process that is not the claw's launchd job; the token was not sent).
   returned: always
   type: str
 health_error:
-  description: Why the health check failed (the gateway's error code, or the transport error).
+  description: Why the health check failed (the gateway's error code, the transport error, a refused C(.env), or
+    which process holds the port, e.g. C(port 8102 held by pid 4242 of user claw-0a1b2c3d, not com.mirascope.claw.<id>)).
   returned: always
   type: str
 version:
@@ -140,7 +148,15 @@ from ansible_collections.mirascope.clawfarm.plugins.module_utils import _launchd
 from ansible_collections.mirascope.clawfarm.plugins.module_utils._command import CommandRunner
 
 
-def snapshot(runner: CommandRunner, p: dict) -> dict:
+HEALTH_WORDS = {probe.HEALTHY: "ok", probe.AUTH_FAILED: "auth failed", probe.STARTING: "starting",
+                probe.FOREIGN: "foreign listener"}
+
+
+def snapshot(runner: CommandRunner, p: dict, tools: dict) -> dict:
+    """One look at the claw: user, launchd job, port, and the token-checked health of the process holding the port.
+
+    ``tools`` holds the paths of ``lsof`` and ``ps`` (see :class:`probe.ListenerCheck`).
+    """
     try:
         uid = pwd.getpwnam(p["user"]).pw_uid
     except KeyError:
@@ -159,13 +175,17 @@ def snapshot(runner: CommandRunner, p: dict) -> dict:
         "listening": listening, "health": "not running", "health_error": None, "version": None,
     }
     if listening:
-        token = _claw.read_token(p["env_file"])
+        try:
+            token = _claw.read_token(p["env_file"], uid)
+        except _claw.DotenvRefused as exc:
+            token, status["health_error"] = None, str(exc)
         if token is None:
-            status.update(health="failed", health_error=f"no {_claw.TOKEN_VAR} in {p['env_file']}")
+            status.update(health="failed", health_error=status["health_error"] or f"no {_claw.TOKEN_VAR} in {p['env_file']}")
         else:
-            outcome = probe.probe_gateway(p["port"], token)
-            status["health"] = {probe.HEALTHY: "ok", probe.AUTH_FAILED: "auth failed",
-                                probe.STARTING: "starting"}.get(outcome["result"], "failed")
+            check = probe.ListenerCheck(runner.run, tools["lsof"], tools["ps"], p["label"], uid,
+                                        info.get("pid") if result.rc == 0 else None)
+            outcome = probe.probe_gateway(p["port"], token, verify=check)
+            status["health"] = HEALTH_WORDS.get(outcome["result"], "failed")
             status["health_error"] = outcome["error"]
             status["version"] = outcome["version"]
     if status["health"] != "ok" and status["last_exit_code"] == ld.EXIT_CONFIG and not listening:
@@ -191,8 +211,10 @@ def main():
     except ld.LaunchdError as exc:
         module.fail_json(msg=str(exc))
     runner = CommandRunner(module)
+    tools = {"lsof": module.get_bin_path("lsof", required=True, opt_dirs=["/usr/sbin"]),
+             "ps": module.get_bin_path("ps", required=True, opt_dirs=["/bin"])}
     started = time.monotonic()
-    status = snapshot(runner, p)
+    status = snapshot(runner, p, tools)
     first_config_error_runs = None
     while status["health"] != "ok" and time.monotonic() - started < p["wait_timeout"]:
         if status["health"] == "config error (exit 78)":
@@ -204,9 +226,9 @@ def main():
         else:
             first_config_error_runs = None
         time.sleep(1)
-        status = snapshot(runner, p)
+        status = snapshot(runner, p, tools)
         time.sleep(1)
-        status = snapshot(runner, p)
+        status = snapshot(runner, p, tools)
     status["waited"] = round(time.monotonic() - started, 1)
     if p["fail_unhealthy"] and status["health"] != "ok":
         hints = {
@@ -214,6 +236,7 @@ def main():
                                       "Read <state dir>/logs/launchd.err.log",
             "auth failed": "the gateway refused the claw's token; check CLAW_GATEWAY_TOKEN in the claw's .env",
             "not running": "the gateway does not listen; read <state dir>/logs/launchd.err.log and `launchctl print`",
+            "foreign listener": "another process holds the claw's port: stop it (see health_error), then start the claw",
         }
         module.fail_json(msg=f"claw {p['label']} is not healthy after {status['waited']} s: {status['health']}"
                              f" ({status['health_error'] or 'no detail'}). {hints.get(status['health'], '')}".strip(),

@@ -15,6 +15,9 @@ description:
     C(launchctl print system/<label>) (state, pid, C(runs) = how often launchd started it, which reveals restart
     loops, last exit code), the process tree's RSS and CPU percent and its uptime (psutil), whether the port is
     listening, and the gateway's token-checked WebSocket C(connect) + C(health) handshake with its latency.
+  - The token is read from the claw's C(.env) only if it is a regular file owned by the claw's uid with one link, and
+    it is sent only when C(lsof) shows that the claw's launchd job (or a child of it) accepted the probe's connection;
+    otherwise the claw's health is V(failed) or V(foreign listener) and RV(claws[].health_error) says what was found.
   - Read only; runs C(launchctl print) once per claw. Needs psutil (the farm venv from the C(mini_python) role).
   - The result follows the design's health JSON - C(mini) for the host, C(claws) one record per claw.
 author:
@@ -85,14 +88,15 @@ connector:
 claws:
   description:
     - One record per claw - claw_id, label, port, pid, launchd_state, runs, last_exit_code, rss_bytes, cpu_percent,
-      uptime_s, listening, health (ok, auth failed, starting, failed, not running, config error (exit 78)),
-      handshake_ms, version.
+      uptime_s, listening, health (ok, auth failed, starting, failed, not running, config error (exit 78),
+      foreign listener), health_error (why it is not ok, e.g. which process holds the port), handshake_ms, version.
   returned: always
   type: list
   elements: dict
 """
 
 import os
+import pwd
 import socket
 import time
 
@@ -105,7 +109,12 @@ from ..module_utils import _launchd as ld
 from ..module_utils._command import CommandRunner
 
 
-def claw_record(runner, psutil, port: int, claw_id: str, p: dict) -> dict:
+HEALTH_WORDS = {probe.HEALTHY: "ok", probe.AUTH_FAILED: "auth failed", probe.STARTING: "starting",
+                probe.FOREIGN: "foreign listener"}
+
+
+def claw_record(runner, psutil, port: int, claw_id: str, p: dict, tools: dict) -> dict:
+    """One claw's health record; the token goes only to the process the claw's launchd job runs."""
     ident = _claw.claw_identity(claw_id, p["label_prefix"], p["users_dir"])
     result = runner.run(ld.cmd_print(ld.service_target("system", ident["label"])))
     info = ld.parse_print(result.stdout) if result.rc == 0 else {}
@@ -117,17 +126,29 @@ def claw_record(runner, psutil, port: int, claw_id: str, p: dict) -> dict:
             record["listening"] = True
     except OSError:
         record["listening"] = False
-    record.update(health="not running", handshake_ms=None, version=None)
+    record.update(health="not running", health_error=None, handshake_ms=None, version=None)
     if record["listening"]:
-        token = _claw.read_token(os.path.join(ident["state_dir"], ".env"))
+        try:
+            uid = pwd.getpwnam(ident["user"]).pw_uid
+        except KeyError:
+            uid = None
+        env_file = os.path.join(ident["state_dir"], ".env")
+        try:
+            token = _claw.read_token(env_file, uid)
+        except _claw.DotenvRefused as exc:
+            token, record["health_error"] = None, str(exc)
         if token:
+            check = probe.ListenerCheck(runner.run, tools["lsof"], tools["ps"], ident["label"], uid,
+                                        info.get("pid") if result.rc == 0 else None)
             started = time.monotonic()
-            outcome = probe.probe_gateway(port, token, timeout=p["handshake_timeout"])
+            outcome = probe.probe_gateway(port, token, timeout=p["handshake_timeout"], verify=check)
             record["handshake_ms"] = round((time.monotonic() - started) * 1000, 1)
-            record["health"] = {probe.HEALTHY: "ok", probe.AUTH_FAILED: "auth failed", probe.STARTING: "starting"}.get(outcome["result"], "failed")
+            record["health"] = HEALTH_WORDS.get(outcome["result"], "failed")
+            record["health_error"] = outcome["error"]
             record["version"] = outcome["version"]
         else:
             record["health"] = "failed"
+            record["health_error"] = record["health_error"] or f"no {_claw.TOKEN_VAR} in {env_file}"
     elif record["last_exit_code"] == ld.EXIT_CONFIG:
         record["health"] = "config error (exit 78)"
     return record
@@ -153,7 +174,9 @@ def main():
     runner = CommandRunner(module)
     sampled_at = time.time()
     mini = health.mini_sample(psutil, p["cpu_interval"])
-    claws = [claw_record(runner, psutil, port, claw_id, p) for port, claw_id in health.claws_from_claims(_claw.read_port_claims(p["claim_dir"]))]
+    tools = {"lsof": module.get_bin_path("lsof", required=True, opt_dirs=["/usr/sbin"]),
+             "ps": module.get_bin_path("ps", required=True, opt_dirs=["/bin"])}
+    claws = [claw_record(runner, psutil, port, claw_id, p, tools) for port, claw_id in health.claws_from_claims(_claw.read_port_claims(p["claim_dir"]))]
     connector = None
     if p["connector_label"]:
         result = runner.run(ld.cmd_print(ld.service_target("system", p["connector_label"])))
