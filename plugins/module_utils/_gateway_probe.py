@@ -162,7 +162,7 @@ class ListenerCheck:
         """Raise :class:`ForeignListener` unless the claw's gateway holds the server side of ``sock``."""
         client_port = sock.getsockname()[1]
         holder = None
-        for attempt in range(self.attempts):
+        for _attempt in range(self.attempts):
             result = self.run(cmd_lsof_connection(self.lsof, client_port))
             holder = connection_holder(parse_lsof(result.stdout), port, client_port)
             if holder is not None:

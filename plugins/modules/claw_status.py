@@ -147,7 +147,6 @@ from ansible_collections.mirascope.clawfarm.plugins.module_utils import _gateway
 from ansible_collections.mirascope.clawfarm.plugins.module_utils import _launchd as ld
 from ansible_collections.mirascope.clawfarm.plugins.module_utils._command import CommandRunner
 
-
 HEALTH_WORDS = {probe.HEALTHY: "ok", probe.AUTH_FAILED: "auth failed", probe.STARTING: "starting",
                 probe.FOREIGN: "foreign listener"}
 

@@ -108,7 +108,6 @@ from ..module_utils import _health as health
 from ..module_utils import _launchd as ld
 from ..module_utils._command import CommandRunner
 
-
 HEALTH_WORDS = {probe.HEALTHY: "ok", probe.AUTH_FAILED: "auth failed", probe.STARTING: "starting",
                 probe.FOREIGN: "foreign listener"}
 
