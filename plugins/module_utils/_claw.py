@@ -257,7 +257,7 @@ class DotenvRefused(Exception):
 MAX_DOTENV_BYTES = 256 * 1024
 
 
-def read_dotenv_text(env_file: str, uid):
+def read_dotenv_text(env_file: str, uid, dir_fd=None):
     """The text of a claw's dotenv file, read only if the claw itself owns it (``None`` when it does not exist).
 
     The claw's home is the tenant's: ``.env`` may have been replaced by a symlink or a hard link to a neighbour's
@@ -269,6 +269,7 @@ def read_dotenv_text(env_file: str, uid):
     Args:
         env_file: path of the dotenv file.
         uid: the claw user's uid (``None``: the user does not exist, and any existing file is refused).
+        dir_fd: an open descriptor of the file's directory (then only the file's base name is opened in it).
 
     Raises:
         DotenvRefused: the file exists but fails a check (never shows its content).
@@ -278,13 +279,18 @@ def read_dotenv_text(env_file: str, uid):
 
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) \
         | getattr(os, "O_NOCTTY", 0)
+    name = os.path.basename(env_file) if dir_fd is not None else env_file
     try:
-        fd = os.open(env_file, flags)
+        fd = os.open(name, flags, dir_fd=dir_fd)
     except FileNotFoundError:
         return None
     except OSError as exc:
-        if os.path.islink(env_file):
-            raise DotenvRefused(f"{env_file} is a symbolic link to {os.readlink(env_file)!r}, not the claw's own file; "
+        try:
+            target = os.readlink(name, dir_fd=dir_fd)
+        except OSError:
+            target = None
+        if target is not None:
+            raise DotenvRefused(f"{env_file} is a symbolic link to {target[:200]!r}, not the claw's own file; "
                                 "its token and settings are not trusted: remove it, or pass gateway_token and claw_env "
                                 "to write a new one")
         raise DotenvRefused(f"{env_file} cannot be opened: {exc.strerror}")
@@ -314,13 +320,13 @@ def read_dotenv_text(env_file: str, uid):
         os.close(fd)
 
 
-def read_dotenv(env_file: str, uid):
+def read_dotenv(env_file: str, uid, dir_fd=None):
     """A claw's dotenv file as ``{name: value}`` (``None`` when missing).  Same checks as :func:`read_dotenv_text`.
 
     Raises:
         DotenvRefused: the file exists but is not the claw's own regular file.
     """
-    text = read_dotenv_text(env_file, uid)
+    text = read_dotenv_text(env_file, uid, dir_fd)
     return None if text is None else parse_dotenv(text)
 
 

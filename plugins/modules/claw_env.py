@@ -6,19 +6,27 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: claw_env
-short_description: Write a claw's secret dotenv file (gateway token and claw_env), 0600
+short_description: Write a claw's secret dotenv file (gateway token and claw_env), 0600; settings change only when asked
 version_added: 0.1.0
 description:
   - Writes the OpenClaw state dir's C(.env) (a trusted dotenv file the gateway loads at start) with the
     gateway token as C(CLAW_GATEWAY_TOKEN) plus the environment the web backend passes in
     (C(ANTHROPIC_API_KEY), C(ANTHROPIC_BASE_URL), C(PRIMARY_MODEL_ID), ...).
-  - When O(gateway_token) is not given, the token already in the file is kept; when there is none,
-    O(fallback_token) is used, so re-running the task never rotates a token by accident.
-  - The file is written atomically (temporary file in the same directory, then rename), owned by
-    O(owner)/O(group), mode 0600. Secrets never appear on a command line; the module runs no command.
+  - Settings change only when asked. Without O(env) the claw's current variables are kept; O(env) replaces them
+    all; O(env_set) adds or changes single variables and O(env_unset) removes single variables (both after O(env)).
+    When O(gateway_token) is not given, the token already in the file is kept; when there is none,
+    O(fallback_token) is used, so re-running the task never rotates a token or drops a key by accident.
+  - The current file is trusted only if it is a regular file owned by O(owner) with one link (opened with
+    C(O_NOFOLLOW) and checked with C(fstat)). A symlink or hard link (to another claw's file, say) is never read
+    - no token or variable of it is kept and the diff never lists its names; without O(gateway_token) the task
+    then fails and says so, because the claw's token cannot be known.
+  - The file is written atomically through a descriptor of its directory (opened with C(O_NOFOLLOW); a linked
+    state dir is refused): a new temporary file created exclusively, owned by O(owner)/O(group), mode 0600,
+    then renamed over C(.env) (a link there is replaced, never followed). Secrets never appear on a command line;
+    the module runs no command.
   - The diff lists variable names that are added, changed or removed; values are never shown.
-  - O(env), O(gateway_token) and O(fallback_token) are C(no_log) options, so their values are masked in
-    every output, so errors (bad names, missing owner) stay readable.
+  - O(env), O(env_set), O(gateway_token) and O(fallback_token) are C(no_log) options, so their values are masked
+    in every output, and errors (bad names, missing owner) stay readable.
 author:
   - Mirascope platform team
 extends_documentation_fragment:
@@ -45,9 +53,19 @@ options:
     type: str
     default: "20"
   env:
-    description: Variables besides the token. Names must be valid environment variable names and not reserved by the claw's job.
+    description:
+      - The claw's variables besides the token, replacing the current ones. Omitted (null) - keep the current ones.
+      - Names must be valid environment variable names and not reserved by the claw's job.
+    type: dict
+  env_set:
+    description: Variables to add or change (applied after O(env) or the kept variables).
     type: dict
     default: {}
+  env_unset:
+    description: Names of variables to remove (absent names are no change). A name may not be in O(env_set) too.
+    type: list
+    elements: str
+    default: []
   gateway_token:
     description: The gateway token (at least 32 characters). When given it replaces the token in the file.
     type: str
@@ -58,7 +76,17 @@ options:
 """
 
 EXAMPLES = r"""
-- name: Write the claw's secrets
+- name: Write the claw's secrets, keeping what is not asked to change
+  mirascope.clawfarm.claw_env:
+    path: /Users/claw-1a2b3c4d/.openclaw/.env
+    owner: claw-1a2b3c4d
+    env_set:
+      PRIMARY_MODEL_ID: claude-sonnet-4
+    env_unset: [ANTHROPIC_BASE_URL]
+  no_log: true
+  become: true
+
+- name: Replace the claw's whole env (claw_env)
   mirascope.clawfarm.claw_env:
     path: /Users/claw-1a2b3c4d/.openclaw/.env
     owner: claw-1a2b3c4d
@@ -73,19 +101,90 @@ fallback_token_used:
   returned: always
   type: bool
 names:
-  description: Variable names in the file.
+  description: Variable names in force in the file (including C(CLAW_GATEWAY_TOKEN)); never values.
   returned: always
   type: list
   elements: str
+token_fingerprint:
+  description: First 12 hex digits of the sha256 of the token in force, to tell tokens apart without revealing them.
+  returned: always
+  type: str
+dropped:
+  description: Names of the current file that were not kept because they are not valid claw_env entries (hand-written).
+  returned: always
+  type: list
+  elements: str
+replaced_untrusted:
+  description: Whether the current file was not trusted (a link, another owner, several links) and is replaced unread.
+  returned: always
+  type: bool
 """
 
 import grp
 import os
 import pwd
-import tempfile
+import stat
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.mirascope.clawfarm.plugins.module_utils import _claw
+from ansible_collections.mirascope.clawfarm.plugins.module_utils import _claw, _facts
+
+
+def open_state_dir(path: str, uid: int) -> int:
+    """A descriptor of the dotenv file's directory, refusing a link there or a directory someone else owns.
+
+    Raises:
+        _claw.DotenvRefused: the directory is missing, a link, not a directory, or owned by neither root nor the claw.
+    """
+    directory = os.path.dirname(path) or "."
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        if os.path.islink(directory):
+            raise _claw.DotenvRefused(f"{directory} is a symbolic link to {os.readlink(directory)[:200]!r}; "
+                                      "re-provision the claw to recreate its state dir")
+        raise _claw.DotenvRefused(f"{directory} cannot be opened ({exc.strerror}): provision the claw first")
+    st = os.fstat(fd)
+    if st.st_uid not in (0, uid):
+        os.close(fd)
+        raise _claw.DotenvRefused(f"{directory} is owned by uid {st.st_uid}, not the claw's uid {uid}")
+    return fd
+
+
+def write_file(dir_fd: int, name: str, content: str, uid: int, gid: int) -> None:
+    """Create a new file next to ``name`` (exclusive, never through a link), 0600, then rename it over ``name``."""
+    tmp = f".{name}.{os.urandom(6).hex()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600,
+                 dir_fd=dir_fd)
+    try:
+        try:
+            os.fchown(fd, uid, gid)
+            os.fchmod(fd, 0o600)
+            data = content.encode()
+            while data:
+                data = data[os.write(fd, data):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except OSError:
+            pass
+        raise
+
+
+def current_state(dir_fd: int, path: str, uid: int):
+    """``(env, text, (uid, gid, mode) or None, refusal)`` of the current file, read only if trusted."""
+    name = os.path.basename(path)
+    try:
+        text = _claw.read_dotenv_text(path, uid, dir_fd)
+    except _claw.DotenvRefused as exc:
+        return {}, None, None, str(exc)
+    if text is None:
+        return {}, None, None, None
+    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    return _claw.parse_dotenv(text), text, (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)), None
 
 
 def main():
@@ -94,7 +193,9 @@ def main():
             path=dict(type="path", required=True),
             owner=dict(type="str", required=True),
             group=dict(type="str", default="20"),
-            env=dict(type="dict", default={}, no_log=True),
+            env=dict(type="dict", no_log=True),
+            env_set=dict(type="dict", default={}, no_log=True),
+            env_unset=dict(type="list", elements="str", default=[]),
             gateway_token=dict(type="str", no_log=True),
             fallback_token=dict(type="str", no_log=True),
         ),
@@ -102,7 +203,7 @@ def main():
     )
     p = module.params
     try:
-        env = _claw.validate_env(p["env"])
+        _claw.desired_env({}, p["env"], p["env_set"], p["env_unset"])  # input errors before anything is read
         for option in ("gateway_token", "fallback_token"):
             if p[option]:
                 _claw.validate_token(p[option])
@@ -112,34 +213,35 @@ def main():
         module.fail_json(msg=str(exc))
     except KeyError as exc:
         module.fail_json(msg=f"unknown owner or group {exc}: create the claw user first")
-    current = {}
-    if os.path.exists(p["path"]):
-        with open(p["path"]) as handle:
-            current = _claw.parse_dotenv(handle.read())
-    token = p["gateway_token"] or current.get(_claw.TOKEN_VAR)
-    fallback_used = token is None
-    if fallback_used:
-        if not p["fallback_token"]:
-            module.fail_json(msg="the claw has no gateway token yet: pass gateway_token or fallback_token")
-        token = p["fallback_token"]
-    desired = dict(env, **{_claw.TOKEN_VAR: token})
-    content = _claw.render_dotenv(desired)
-    st = os.stat(p["path"]) if os.path.exists(p["path"]) else None
-    with open(p["path"]) if st else open(os.devnull) as handle:
-        same_text = handle.read() == content
-    changed = not same_text or st is None or (st.st_uid, st.st_gid, st.st_mode & 0o777) != (uid, gid, 0o600)
-    if changed and not module.check_mode:
-        fd, tmp = tempfile.mkstemp(prefix=".env.", dir=os.path.dirname(p["path"]))
-        try:
-            os.fchmod(fd, 0o600)
-            os.fchown(fd, uid, gid)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(content)
-            os.replace(tmp, p["path"])
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+    try:
+        dir_fd = open_state_dir(p["path"], uid)
+    except _claw.DotenvRefused as exc:
+        module.fail_json(msg=f"cannot write the claw's secrets: {exc}")
+    try:
+        current, text, owner_mode, refusal = current_state(dir_fd, p["path"], uid)
+        if refusal and not p["gateway_token"]:
+            module.fail_json(msg=f"{refusal}. Nothing was changed: the claw's token cannot be kept from that file, "
+                                 "so pass gateway_token (and claw_env) to replace it", untrusted=True)
+        env, dropped = _claw.desired_env(current, p["env"], p["env_set"], p["env_unset"])
+        token = p["gateway_token"] or current.get(_claw.TOKEN_VAR)
+        fallback_used = token is None
+        if fallback_used:
+            if not p["fallback_token"]:
+                module.fail_json(msg="the claw has no gateway token yet: pass gateway_token or fallback_token")
+            token = p["fallback_token"]
+        desired = dict(env, **{_claw.TOKEN_VAR: token})
+        content = _claw.render_dotenv(desired)
+        changed = text != content or owner_mode != (uid, gid, 0o600)
+        if changed and not module.check_mode:
+            write_file(dir_fd, os.path.basename(p["path"]), content, uid, gid)
+    except _claw.ClawInputError as exc:
+        module.fail_json(msg=str(exc))
+    finally:
+        os.close(dir_fd)
+    if refusal:
+        module.warn(f"replaced an untrusted .env without reading it: {refusal}")
+    if dropped:
+        module.warn(f"dropped from {p['path']} entries that are not valid claw_env names: {', '.join(dropped)}")
     names_before, names_after = set(current), set(desired)
     changed_names = sorted(n for n in names_before & names_after if current[n] != desired[n])
     diff = {
@@ -147,7 +249,8 @@ def main():
         "after": "".join(f"{n}=<hidden{' (changed)' if n in changed_names else ''}>\n" for n in sorted(names_after)),
         "before_header": p["path"], "after_header": p["path"],
     }
-    result = dict(changed=changed, fallback_token_used=fallback_used and not module.check_mode, names=sorted(names_after))
+    result = dict(changed=changed, fallback_token_used=fallback_used and not module.check_mode, names=sorted(names_after),
+                  token_fingerprint=_facts.token_fingerprint(token), dropped=dropped, replaced_untrusted=bool(refusal))
     if module._diff:
         result["diff"] = diff
     module.exit_json(**result)
