@@ -43,6 +43,7 @@ SUFFIX = ".tar.zst"
 MANIFEST_SUFFIX = ".manifest.json"
 MANIFEST_FORMAT = "clawfarm-archive/1"
 KEY_TIME = re.compile(r"(\d{8}T\d{6}Z)\.tar\.zst$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 DEFAULT_EXCLUDES = (
     ".cache", "node_modules", "Cache", "Code Cache", "GPUCache", "ShaderCache", "GrShaderCache",
     "component_crx_cache", "Service Worker/CacheStorage", "*.sock",
@@ -203,36 +204,216 @@ def excluded(relpath: str, patterns) -> bool:
     return False
 
 
-def write_tar(src: str, fileobj, excludes, counters: dict) -> None:
-    """Write ``src`` as a PAX tar stream to ``fileobj``: the directory itself as ``.``, then everything under it in
-    sorted order, skipping excluded paths, sockets and anything tar cannot represent.  Symlinks are stored as links.
-    ``counters`` gets ``files`` (regular files), ``entries`` and ``bytes`` (file content bytes)."""
-    counters.update(files=0, entries=0, bytes=0)
-    with tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        def add(path: str, arcname: str) -> None:
-            info = tar.gettarinfo(path, arcname)
-            if info is None:  # socket or other unsupported type
-                return
-            counters["entries"] += 1
-            if info.isreg():
-                counters["files"] += 1
-                counters["bytes"] += info.size
-                with open(path, "rb") as handle:
-                    tar.addfile(info, handle)
-            else:
-                tar.addfile(info)
+def _names():
+    """uid/gid -> name lookups with a cache (the tar header's uname/gname)."""
+    import grp
+    import pwd
 
-        add(src, ".")
-        for root, dirs, files in os.walk(src):
-            rel_root = os.path.relpath(root, src)
-            rel_root = "" if rel_root == "." else rel_root + "/"
-            dirs[:] = sorted(d for d in dirs if not excluded(rel_root + d, excludes))
-            for name in sorted(dirs) + sorted(files):
+    users, groups = {}, {}
+
+    def uname(uid):
+        if uid not in users:
+            try:
+                users[uid] = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                users[uid] = ""
+        return users[uid]
+
+    def gname(gid):
+        if gid not in groups:
+            try:
+                groups[gid] = grp.getgrgid(gid).gr_name
+            except KeyError:
+                groups[gid] = ""
+        return groups[gid]
+
+    return uname, gname
+
+
+_OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+_OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+SKIP_REASONS = ("changed", "special", "unsafe_name", "unsafe_link", "foreign_hard_link")
+
+
+def restorable_name(relpath: str) -> bool:
+    """False for a path the restore refuses: control characters (including DEL) in any component."""
+    return not _CONTROL.search(relpath)
+
+
+def restorable_link(target: str) -> bool:
+    """False for a symlink target the restore refuses: empty, absolute, with a ``..`` component or control characters."""
+    return bool(target) and not target.startswith("/") and ".." not in target.split("/") and not _CONTROL.search(target)
+
+
+def _same(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino, stat.S_IFMT(a.st_mode)) == (b.st_dev, b.st_ino, stat.S_IFMT(b.st_mode))
+
+
+class _ExactReader:
+    """Reads exactly ``size`` bytes from a file descriptor: pads with zeros if the file shrank (and says so),
+    ignores what it grew by, so a file changing under the writer never breaks the tar stream."""
+
+    def __init__(self, fd: int, size: int):
+        self.fd, self.left, self.short = fd, size, False
+
+    def read(self, size: int = -1) -> bytes:
+        want = self.left if size is None or size < 0 else min(size, self.left)
+        if want <= 0:
+            return b""
+        chunks, missing = [], want
+        while missing and not self.short:
+            data = os.read(self.fd, missing)
+            if not data:
+                self.short = True
+                break
+            chunks.append(data)
+            missing -= len(data)
+        if missing:
+            chunks.append(b"\0" * missing)
+        self.left -= want
+        return b"".join(chunks)
+
+
+def write_tar(src: str, fileobj, excludes, counters: dict, hook=None) -> None:
+    """Write ``src`` as a PAX tar stream to ``fileobj``: the directory itself as ``.``, then everything under it,
+    skipping excluded paths.  Symlinks are stored as links, files with several links as hard links to the first.
+
+    Root reads a tree its tenant can change while it runs, so nothing here follows a link or a swapped entry:
+    directories are walked through file descriptors (each opened ``O_NOFOLLOW|O_DIRECTORY`` relative to its verified
+    parent), every file is opened ``O_NOFOLLOW|O_NONBLOCK`` relative to its directory and its ``fstat`` must show the
+    same device, inode and type as the ``lstat`` taken while listing.  Skipped and counted in
+    ``counters["skipped"]`` (never an error): entries that changed between the listing and the open (``changed``);
+    sockets, FIFOs and devices (``special``); names with control characters (``unsafe_name``) and symlinks the restore
+    would refuse - absolute, with ``..`` (``unsafe_link``); files with several links that the home's owner does not own
+    (``foreign_hard_link``: a hard link to a file the tenant cannot read).  ``counters["skipped_paths"]`` lists the
+    first 20 skipped paths.
+
+    ``counters`` gets ``files`` (regular files), ``entries`` (tar members), ``bytes`` (file content bytes),
+    ``skipped`` and ``skipped_paths``.  ``hook(relpath)``, if given, is called after an entry is listed and before it is
+    opened (tests use it to race the writer).
+    """
+    counters.update(files=0, entries=0, bytes=0, skipped={reason: 0 for reason in SKIP_REASONS}, skipped_paths=[])
+    uname, gname = _names()
+    inodes = {}
+
+    def skip(reason: str, rel: str) -> None:
+        counters["skipped"][reason] += 1
+        if len(counters["skipped_paths"]) < 20:
+            counters["skipped_paths"].append(f"{rel} ({reason})")
+
+    def header(arcname: str, st: os.stat_result) -> tarfile.TarInfo:
+        info = tarfile.TarInfo(arcname)
+        info.mode = stat.S_IMODE(st.st_mode)
+        info.uid, info.gid = st.st_uid, st.st_gid
+        info.uname, info.gname = uname(st.st_uid), gname(st.st_gid)
+        info.mtime = st.st_mtime
+        return info
+
+    try:
+        top = os.open(src, _OPEN_DIR)
+    except OSError as exc:
+        raise ArchiveError(f"cannot open {src} as a directory without following links: {exc.strerror}")
+    with tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        def add(info: tarfile.TarInfo, data=None) -> None:
+            tar.addfile(info, data)
+            counters["entries"] += 1
+
+        def walk(dir_fd: int, rel_root: str, owner: int) -> None:
+            with os.scandir(dir_fd) as listing:
+                names = sorted(entry.name for entry in listing)
+            subdirs = []
+            for name in names:
                 rel = rel_root + name
-                if name in files and excluded(rel, excludes):
+                if excluded(rel, excludes):
                     continue
-                add(os.path.join(root, name), "./" + rel)
-            # os.walk does not descend into symlinked dirs; they were added as links above.
+                if not restorable_name(rel):
+                    skip("unsafe_name", repr(rel))
+                    continue
+                try:
+                    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                except OSError:
+                    skip("changed", rel)
+                    continue
+                if hook:
+                    hook(rel)
+                arcname = "./" + rel
+                if stat.S_ISDIR(st.st_mode):
+                    subdirs.append((name, rel, st))
+                    add(_typed(header(arcname, st), tarfile.DIRTYPE))
+                elif stat.S_ISLNK(st.st_mode):
+                    try:
+                        target = os.readlink(name, dir_fd=dir_fd)
+                    except OSError:  # no longer a link
+                        skip("changed", rel)
+                        continue
+                    if not restorable_link(target):
+                        skip("unsafe_link", rel)
+                        continue
+                    info = _typed(header(arcname, st), tarfile.SYMTYPE)
+                    info.linkname = target
+                    add(info)
+                elif stat.S_ISREG(st.st_mode):
+                    add_file(dir_fd, name, rel, arcname, st, owner)
+                else:
+                    skip("special", rel)
+            for name, rel, st in subdirs:
+                try:
+                    fd = os.open(name, _OPEN_DIR, dir_fd=dir_fd)
+                except OSError:
+                    skip("changed", rel + "/")
+                    continue
+                try:
+                    if not _same(os.fstat(fd), st):
+                        skip("changed", rel + "/")
+                        continue
+                    walk(fd, rel + "/", owner)
+                finally:
+                    os.close(fd)
+
+        def add_file(dir_fd, name, rel, arcname, st, owner) -> None:
+            try:
+                fd = os.open(name, _OPEN_FILE, dir_fd=dir_fd)
+            except OSError:
+                skip("changed", rel)
+                return
+            try:
+                fst = os.fstat(fd)
+                if not _same(fst, st):
+                    skip("changed", rel)
+                    return
+                if fst.st_nlink > 1:
+                    if fst.st_uid != owner:
+                        skip("foreign_hard_link", rel)
+                        return
+                    inode = (fst.st_dev, fst.st_ino)
+                    if inode in inodes:
+                        info = _typed(header(arcname, fst), tarfile.LNKTYPE)
+                        info.linkname = inodes[inode]
+                        add(info)
+                        return
+                    inodes[inode] = arcname
+                info = _typed(header(arcname, fst), tarfile.REGTYPE)
+                info.size = fst.st_size
+                reader = _ExactReader(fd, fst.st_size)
+                add(info, reader)
+                counters["files"] += 1
+                counters["bytes"] += fst.st_size
+                if reader.short:
+                    skip("changed", rel + " (shrank while read; padded with zeros)")
+            finally:
+                os.close(fd)
+
+        try:
+            root = os.fstat(top)
+            add(_typed(header(".", root), tarfile.DIRTYPE))
+            walk(top, "", root.st_uid)
+        finally:
+            os.close(top)
+
+
+def _typed(info: tarfile.TarInfo, kind: bytes) -> tarfile.TarInfo:
+    info.type = kind
+    return info
 
 
 class _Producer(threading.Thread):
@@ -266,8 +447,9 @@ def upload_directory(client, bucket: str, key: str, src: str, excludes=DEFAULT_E
     reaps after 7 days.
 
     Returns:
-        ``{"size", "sha256", "etag", "md5", "parts", "part_size", "files", "entries", "content_bytes", "duration"}``;
-        size in bytes of the compressed object, duration in seconds.
+        ``{"size", "sha256", "etag", "md5", "parts", "part_size", "files", "entries", "content_bytes", "skipped",
+        "skipped_paths", "duration"}``; size in bytes of the compressed object, duration in seconds; ``skipped`` counts
+        what :func:`write_tar` left out (by reason), ``skipped_paths`` names the first 20.
     """
     if part_size < MIN_PART_SIZE:
         raise ArchiveError(f"part_size must be at least 5 MiB (R2/S3 minimum), got {part_size} bytes")
@@ -335,7 +517,8 @@ def upload_directory(client, bucket: str, key: str, src: str, excludes=DEFAULT_E
         producer.join(timeout=5)
     return {"size": size, "sha256": sha256.hexdigest(), "etag": etag, "md5": whole_md5.hexdigest(), "parts": parts, "part_size": part_size,
             "files": producer.counters.get("files", 0), "entries": producer.counters.get("entries", 0),
-            "content_bytes": producer.counters.get("bytes", 0), "duration": round(time.monotonic() - started, 3)}
+            "content_bytes": producer.counters.get("bytes", 0), "skipped": producer.counters.get("skipped", {}),
+            "skipped_paths": producer.counters.get("skipped_paths", []), "duration": round(time.monotonic() - started, 3)}
 
 
 def _b64(data: bytes) -> str:
@@ -372,13 +555,16 @@ def describe_s3_error(exc: Exception) -> str:
 
 def build_manifest(bucket: str, key: str, result: dict, claw_id: str | None, kind: str, src: str, excludes, level: int,
                    created: datetime) -> dict:
-    """The JSON sidecar written after an upload (the archive's commit marker)."""
+    """The JSON sidecar written after an upload (the archive's commit marker).
+
+    ``entries`` (tar members) and ``content_bytes`` are the restore's limits (:func:`archive_limits`)."""
     return {
         "format": MANIFEST_FORMAT, "bucket": bucket, "key": key, "claw_id": claw_id, "kind": kind,
         "created": created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "compression": "zstd", "level": level,
         "size": result["size"], "sha256": result["sha256"], "etag": result["etag"], "parts": result["parts"],
         "part_size": result["part_size"], "files": result["files"], "entries": result["entries"],
         "content_bytes": result["content_bytes"], "src": src, "excludes": list(excludes),
+        "skipped": result.get("skipped", {}), "skipped_paths": result.get("skipped_paths", []),
     }
 
 
@@ -551,87 +737,318 @@ def ensure_bucket(client, bucket: str, region: str, create: bool = True) -> bool
 
 # ---- restore ---------------------------------------------------------------------------------------------------
 
-def _inside(root: str, path: str) -> bool:
-    return path == root or path.startswith(root.rstrip("/") + "/")
+DEFAULT_MAX_ENTRIES = 10_000_000  # bound for manifests written before entries/content_bytes were recorded
+BLOCK = 4096  # per-entry allowance in the free-space estimate (one filesystem block)
 
 
-def check_member(member: tarfile.TarInfo, staging: str) -> str:
-    """Refuse a tar member that could land outside ``staging`` or is not plain data; returns its target path.
-
-    Refused: absolute names, ``..`` components, names whose parent resolves (through symlinks already extracted)
-    outside ``staging``, symlinks with absolute targets or targets resolving outside, hard links outside,
-    device files, FIFOs and other special types.
-
-    Raises:
-        ArchiveError: naming the member and the reason.
-    """
-    name = member.name
+def _member_parts(name: str, what: str = "name") -> list:
+    """Path components of a member name (``.`` and empty ones dropped), or ArchiveError for an unsafe name."""
+    if _CONTROL.search(name):
+        raise ArchiveError(f"archive member {name!r} has control characters in its {what}")
     if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
         raise ArchiveError(f"archive member {name!r} has an absolute path")
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise ArchiveError(f"archive member {name!r} contains '..'")
+    return parts
+
+
+def check_member(member: tarfile.TarInfo, staging: str = "") -> list:
+    """Refuse a tar member that is not plain, position-independent data; returns its path components.
+
+    Refused: names with control characters, absolute names, ``..`` components; symlinks whose target is empty,
+    absolute, contains a ``..`` component or control characters (so no link can point above itself, whatever
+    other links exist); hard links whose target name is unsafe; sparse members; devices, FIFOs and other special
+    types.  ``staging`` is unused (kept for callers of the older signature): the extractor, not this check, makes
+    sure nothing is written through a link.
+
+    Raises:
+        ArchiveError: naming the member and the reason.
+    """
+    name = member.name
+    parts = _member_parts(name)
+    if member.issparse() or member.type == tarfile.GNUTYPE_SPARSE or any(k.startswith("GNU.sparse") for k in member.pax_headers):
+        raise ArchiveError(f"archive member {name!r} is a sparse file (clawfarm archives never contain one)")
     if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
         raise ArchiveError(f"archive member {name!r} is a device, FIFO or other special file")
-    root = os.path.realpath(staging)
-    target = os.path.join(root, *parts) if parts else root
-    parent = os.path.realpath(os.path.dirname(target)) if parts else root
-    if not _inside(root, parent):
-        raise ArchiveError(f"archive member {name!r} would be written through a link outside the destination")
     if member.issym():
         link = member.linkname
+        if _CONTROL.search(link):
+            raise ArchiveError(f"archive member {name!r} is a symlink whose target has control characters")
         if link.startswith("/"):
             raise ArchiveError(f"archive member {name!r} is a symlink to an absolute path {link!r}")
-        resolved = os.path.normpath(os.path.join(os.path.dirname(target), link))
-        if not _inside(root, resolved) or not _inside(root, os.path.realpath(resolved)):
-            raise ArchiveError(f"archive member {name!r} is a symlink pointing outside the destination ({link!r})")
+        if not link or ".." in link.split("/"):
+            raise ArchiveError(f"archive member {name!r} is a symlink pointing outside its directory ({link!r}: "
+                               "link targets may not contain '..')")
     if member.islnk():
-        link_parts = [p for p in member.linkname.split("/") if p not in ("", ".")]
-        if member.linkname.startswith("/") or ".." in link_parts:
-            raise ArchiveError(f"archive member {name!r} is a hard link outside the destination ({member.linkname!r})")
-        if not _inside(root, os.path.realpath(os.path.join(root, *link_parts))):
-            raise ArchiveError(f"archive member {name!r} is a hard link outside the destination ({member.linkname!r})")
-    return target
+        link = member.linkname
+        if _CONTROL.search(link) or link.startswith("/") or ".." in link.split("/") or not _member_parts(link, "link"):
+            raise ArchiveError(f"archive member {name!r} is a hard link outside the destination ({link!r})")
+    if not parts and not member.isdir():
+        raise ArchiveError(f"archive member {name!r} names the destination itself but is not a directory")
+    return parts
 
 
-def extract_stream(fileobj, staging: str) -> dict:
-    """Extract a tar stream into ``staging`` (created, 0700) after :func:`check_member` on each member.
+def archive_limits(manifest: dict, free_bytes: int) -> dict:
+    """Extraction limits for an archive: ``{"entries", "bytes"}``.
 
-    Modes are kept except setuid/setgid; ownership is left to the caller. Returns ``{"entries", "files"}``.
+    Manifests record the tar members (``entries``) and file content bytes (``content_bytes``) of the archive; an
+    archive may not exceed them.  Manifests without them get :data:`DEFAULT_MAX_ENTRIES` entries and the free space.
+
+    Raises:
+        ArchiveError: the manifest's values are malformed, or the destination filesystem has less free space than
+        the content needs (``content_bytes`` plus one block per entry).
     """
-    os.makedirs(staging, mode=0o700)
-    counts = {"entries": 0, "files": 0}
-    extract_kwargs = {"filter": "fully_trusted"} if hasattr(tarfile, "data_filter") else {}
-    with tarfile.open(fileobj=fileobj, mode="r|") as tar:
-        for member in tar:
-            check_member(member, staging)
-            member.mode &= ~(stat.S_ISUID | stat.S_ISGID)
-            counts["entries"] += 1
-            if member.isreg():
-                counts["files"] += 1
-            if member.name in (".", "./"):
-                os.chmod(staging, member.mode & 0o7777)
-                continue
-            tar.extract(member, staging, set_attrs=True, numeric_owner=True, **extract_kwargs)
+    entries, content = manifest.get("entries"), manifest.get("content_bytes")
+    for label, value in (("entries", entries), ("content_bytes", content)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            raise ArchiveError(f"manifest of {manifest.get('key')} has an invalid {label} {value!r}")
+    if entries is None or content is None:
+        return {"entries": DEFAULT_MAX_ENTRIES if entries is None else entries,
+                "bytes": free_bytes if content is None else min(content, free_bytes)}
+    needed = content + entries * BLOCK
+    if needed > free_bytes:
+        raise ArchiveError(f"the destination filesystem has {free_bytes // MIB} MiB free but the archive needs about "
+                           f"{needed // MIB + 1} MiB ({content} bytes in {entries} entries); free space first")
+    return {"entries": entries, "bytes": content}
+
+
+def free_space(path: str) -> int:
+    """Bytes available to root's use on the filesystem holding ``path`` (statvfs f_bavail * f_frsize)."""
+    vfs = os.statvfs(path)
+    return vfs.f_bavail * vfs.f_frsize
+
+
+class _Staging:
+    """Directory-fd access to a staging tree that only this process writes (root-owned, 0700): walks never follow
+    a link (each component opened ``O_NOFOLLOW|O_DIRECTORY`` from its parent's fd) and keep one parent fd cached."""
+
+    def __init__(self, root_fd: int):
+        self.root_fd = root_fd
+        self.cached = None  # (parts tuple, fd)
+
+    def dir_fd(self, parts) -> int:
+        parts = tuple(parts)
+        if not parts:
+            return self.root_fd
+        if self.cached and self.cached[0] == parts:
+            return self.cached[1]
+        fd = self.open_dir(parts)
+        self.drop()
+        self.cached = (parts, fd)
+        return fd
+
+    def open_dir(self, parts) -> int:
+        """A new fd for the directory ``parts`` (the caller closes it)."""
+        fd = os.dup(self.root_fd)
+        try:
+            for part in parts:
+                nxt = os.open(part, _OPEN_DIR, dir_fd=fd)
+                os.close(fd)
+                fd = nxt
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
+
+    def drop(self) -> None:
+        if self.cached:
+            os.close(self.cached[1])
+            self.cached = None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def extract_stream(fileobj, staging: str, limits: dict | None = None) -> dict:
+    """Extract a tar stream into ``staging`` (created here, 0700, root's) safely by construction.
+
+    Each member passes :func:`check_member`, then is created relative to the file descriptor of its parent
+    directory, itself reached component by component with ``O_NOFOLLOW|O_DIRECTORY``: nothing is ever written
+    through a link or over an existing entry (files ``O_CREAT|O_EXCL|O_NOFOLLOW``, ``mkdir``, ``symlink`` and
+    ``link`` all fail on an existing name).  Refused: a member whose name was used before (duplicates, or a
+    directory, file or link over an earlier one), a member under a symlink or file, a hard link to anything but an
+    earlier regular member, more members than ``limits["entries"]`` or more content bytes than ``limits["bytes"]``.
+    Files get their mode without setuid/setgid/sticky bits, directories without setuid/setgid (applied after all
+    members are in); the archive's ``.`` mode is not applied to ``staging`` (it stays 0700) but returned as
+    ``root_mode`` for the final swap.  Ownership is left to the caller (:func:`finish_staging`).
+
+    Returns:
+        ``{"entries", "files", "bytes", "root_mode"}`` (``root_mode`` None when the archive has no ``.`` member).
+
+    Raises:
+        ArchiveError: naming the member and the reason; what was extracted stays in ``staging`` for the caller to
+        remove.
+    """
+    limits = limits or {"entries": DEFAULT_MAX_ENTRIES, "bytes": None}
+    os.mkdir(staging, 0o700)
+    root_fd = os.open(staging, _OPEN_DIR)
+    st = os.fstat(root_fd)
+    if st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) & 0o077:
+        os.close(root_fd)
+        raise ArchiveError(f"staging directory {staging} is not private to this process")
+    tree = _Staging(root_fd)
+    counts = {"entries": 0, "files": 0, "bytes": 0, "root_mode": None}
+    seen = {}  # path tuple -> "dir" | "file" | "link" | "implicit" (a parent made before its own member)
+    dirs = []  # (parts, mode, mtime) applied once every member is in
+    try:
+        with tarfile.open(fileobj=fileobj, mode="r|") as tar:
+            for member in tar:
+                counts["entries"] += 1
+                if counts["entries"] > limits["entries"]:
+                    raise ArchiveError(f"archive has more than the {limits['entries']} entries its manifest records; "
+                                       "refusing it (an archive bomb or a corrupt archive)")
+                parts = tuple(check_member(member))
+                _extract_member(tar, member, parts, tree, seen, dirs, counts, limits)
+        for parts, mode, mtime in sorted(dirs, key=lambda d: len(d[0]), reverse=True):
+            fd = tree.open_dir(parts)
+            try:
+                os.fchmod(fd, mode)
+                _set_mtime(fd, mtime)
+            finally:
+                os.close(fd)
+    finally:
+        tree.drop()
+        os.close(root_fd)
     return counts
 
 
-def chown_tree(path: str, uid: int, gid: int) -> None:
-    """``chown -R -h uid:gid path`` (links themselves, never their targets)."""
-    os.lchown(path, uid, gid)
-    for root, dirs, files in os.walk(path):
-        for name in dirs + files:
-            os.lchown(os.path.join(root, name), uid, gid)
+def _set_mtime(fd: int, mtime) -> None:
+    if os.utime in os.supports_fd:
+        os.utime(fd, (mtime, mtime))
+
+
+def _extract_member(tar, member, parts, tree, seen, dirs, counts, limits) -> None:
+    name = member.name
+    if not parts:  # the archived directory itself
+        if counts["root_mode"] is not None:
+            raise ArchiveError(f"archive member {name!r} appears twice (the archive's top directory)")
+        counts["root_mode"] = stat.S_IMODE(member.mode) & 0o777
+        return
+    if parts in seen and not (seen[parts] == "implicit" and member.isdir()):
+        raise ArchiveError(f"archive member {name!r} appears twice (a later member may not replace an earlier one)")
+    for depth in range(1, len(parts)):
+        kind = seen.get(parts[:depth])
+        if kind in ("link", "file"):
+            raise ArchiveError(f"archive member {name!r} lies under {'/'.join(parts[:depth])!r}, which is a "
+                               f"{'symlink' if kind == 'link' else 'file'} in the archive")
+    parent = _ensure_parents(tree, parts[:-1], seen, name)
+    leaf = parts[-1]
+    try:
+        if member.isdir():
+            if seen.get(parts) != "implicit":
+                os.mkdir(leaf, 0o700, dir_fd=parent)
+            seen[parts] = "dir"
+            dirs.append((parts, stat.S_IMODE(member.mode) & 0o1777, member.mtime))
+        elif member.issym():
+            os.symlink(member.linkname, leaf, dir_fd=parent)
+            seen[parts] = "link"
+        elif member.islnk():
+            target = tuple(_member_parts(member.linkname, "link"))
+            if seen.get(target) != "file":
+                raise ArchiveError(f"archive member {name!r} is a hard link to {member.linkname!r}, which is not an "
+                                   "earlier regular file of the archive")
+            target_fd = tree.open_dir(target[:-1])
+            try:
+                os.link(target[-1], leaf, src_dir_fd=target_fd, dst_dir_fd=parent, follow_symlinks=False)
+            finally:
+                os.close(target_fd)
+            seen[parts] = "hardlink"
+        else:
+            counts["bytes"] += member.size
+            if limits.get("bytes") is not None and counts["bytes"] > limits["bytes"]:
+                raise ArchiveError(f"archive holds more than the {limits['bytes']} content bytes its manifest records "
+                                   "(or the free space allows); refusing it (an archive bomb or a corrupt archive)")
+            fd = os.open(leaf, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0),
+                         0o600, dir_fd=parent)
+            seen[parts] = "file"
+            try:
+                source = tar.extractfile(member)
+                left = member.size
+                while left > 0:
+                    chunk = source.read(min(left, MIB))
+                    if not chunk:
+                        raise ArchiveError(f"archive member {name!r} is truncated")
+                    _write_all(fd, chunk)
+                    left -= len(chunk)
+                os.fchmod(fd, stat.S_IMODE(member.mode) & 0o777)
+                _set_mtime(fd, member.mtime)
+            finally:
+                os.close(fd)
+            counts["files"] += 1
+    except FileExistsError:
+        raise ArchiveError(f"archive member {name!r} names an entry that already exists (two members differing only "
+                           "in case or Unicode normalization?); refusing to replace it")
+
+
+def _ensure_parents(tree, parents, seen, name) -> int:
+    """The fd of a member's parent directory, creating missing parents (0700) as implicit directories."""
+    for depth in range(1, len(parents) + 1):
+        prefix = parents[:depth]
+        if prefix in seen:
+            continue
+        fd = tree.dir_fd(prefix[:-1])
+        try:
+            os.mkdir(prefix[-1], 0o700, dir_fd=fd)
+        except FileExistsError:
+            raise ArchiveError(f"archive member {name!r}: its parent {'/'.join(prefix)!r} already exists as another "
+                               "entry (case or Unicode normalization clash?)")
+        seen[prefix] = "implicit"
+    try:
+        return tree.dir_fd(parents)
+    except OSError as exc:
+        raise ArchiveError(f"archive member {name!r}: its parent {'/'.join(parents)!r} is not a directory "
+                           f"({exc.strerror}); nothing is written through a link")
+
+
+def chown_tree(path: str, uid: int, gid: int, root_mode: int | None = None) -> None:
+    """``chown -R -h uid:gid path`` without ever following a link, the top directory last.
+
+    Walks with directory fds (each subdirectory opened ``O_NOFOLLOW|O_DIRECTORY`` from its parent), changes every
+    entry with ``fchownat(AT_SYMLINK_NOFOLLOW)``; the top directory is chmod'ed to ``root_mode`` (if given) and
+    chowned last, so while a root-owned 0700 staging directory is being handed over its new owner cannot enter it
+    and swap anything under the walk.
+    """
+    top = os.open(path, _OPEN_DIR)
+    try:
+        _chown_children(top, uid, gid)
+        if root_mode is not None:
+            os.fchmod(top, root_mode)
+        os.fchown(top, uid, gid)
+    finally:
+        os.close(top)
+
+
+def _chown_children(dir_fd: int, uid: int, gid: int) -> None:
+    with os.scandir(dir_fd) as listing:
+        names = [entry.name for entry in listing]
+    for name in names:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode):
+            fd = os.open(name, _OPEN_DIR, dir_fd=dir_fd)
+            try:
+                _chown_children(fd, uid, gid)
+                os.fchown(fd, uid, gid)
+            finally:
+                os.close(fd)
+        else:
+            os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
 
 
 def restore_archive(client, bucket: str, key: str, dest: str, uid: int | None, gid: int | None,
                     keep_previous: bool = False, now: datetime | None = None) -> dict:
     """Download, verify and extract an archive beside ``dest``, then swap it in.
 
-    Steps: read the manifest (an archive without one is refused); stream the object through sha256 and zstd
-    into a staging directory next to ``dest``; drain and compare size and sha256 with the manifest; fix
-    ownership; then rename ``dest`` aside and the staging directory into place, and delete the old tree (or keep
-    it as ``<dest>.pre-restore-<time>`` with ``keep_previous``).  Any failure before the swap removes the staging
+    Steps: read the manifest (an archive without one is refused) and take the extraction limits from it
+    (:func:`archive_limits`, which also checks the free space beside ``dest``); stream the object through sha256 and
+    zstd into a new root-owned 0700 staging directory next to ``dest`` with :func:`extract_stream` (nothing can
+    land outside it); drain and compare size and sha256 with the manifest; fix ownership without following links,
+    giving the staging directory the archive's top mode and its owner last (:func:`chown_tree`); then rename
+    ``dest`` aside and the staging directory into place, and delete the old tree (or keep it as
+    ``<dest>.pre-restore-<time>`` with ``keep_previous``).  Any failure before the swap removes the staging
     directory and leaves ``dest`` untouched.
 
     Returns:
@@ -650,18 +1067,23 @@ def restore_archive(client, bucket: str, key: str, dest: str, uid: int | None, g
     except Exception as exc:
         raise ArchiveError(f"archive s3://{bucket}/{key} has no readable manifest ({describe_s3_error(exc)}); "
                            "it is incomplete or not a clawfarm archive, refusing to restore it")
+    if os.path.lexists(staging):
+        raise ArchiveError(f"{staging} already exists (a restore of the same second, or a leftover); remove it and retry")
+    limits = archive_limits(manifest, free_space(parent))
     try:
         body = client.get_object(Bucket=bucket, Key=key)["Body"]
         hashing = HashingReader(body)
         reader = zstandard.ZstdDecompressor().stream_reader(hashing, read_across_frames=True)
-        counts = extract_stream(reader, staging)
+        counts = extract_stream(reader, staging, limits)
         while read_exact(hashing, MIB):  # drain anything after the tar end (padding) so the hash covers the object
             pass
         if hashing.size != manifest["size"] or hashing.sha256.hexdigest() != manifest["sha256"]:
             raise ArchiveError(f"s3://{bucket}/{key} does not match its manifest (size {hashing.size} vs {manifest['size']}, "
                                "sha256 differs): the object is corrupt; nothing was replaced")
         if uid is not None and gid is not None:
-            chown_tree(staging, uid, gid)
+            chown_tree(staging, uid, gid, counts["root_mode"])
+        elif counts["root_mode"] is not None:
+            os.chmod(staging, counts["root_mode"])
     except Exception as exc:
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(exc, ArchiveError):

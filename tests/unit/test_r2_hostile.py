@@ -1,0 +1,466 @@
+"""Issue 12: hostile archives on restore and a hostile tenant racing the backup writer.
+
+Every archive trick is refused with nothing written, chmod'ed or chowned outside a temp root: each test builds an
+``outside`` tree beside the staging directory and compares a full snapshot of it (type, mode, owner, content, link
+target, mtime) before and after.  The writer tests swap entries under the writer through its ``hook`` (called after
+an entry is listed and before it is opened), deterministically.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import stat
+import tarfile
+from datetime import UTC, datetime
+
+import pytest
+from ansible_collections.mirascope.clawfarm.plugins.module_utils import _r2 as r2
+
+TENANT = 4321  # a uid/gid that is not root's (tests run as root in the dev container)
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+
+
+# ---- helpers --------------------------------------------------------------------------------------------------
+
+def snapshot(root) -> dict:
+    """Everything observable about a tree, links never followed."""
+    out = {}
+    for dirpath, dirs, files in os.walk(root):
+        for name in [""] + dirs + files:
+            path = os.path.join(dirpath, name) if name else dirpath
+            st = os.lstat(path)
+            rel = os.path.relpath(path, root)
+            if stat.S_ISLNK(st.st_mode):
+                extra = os.readlink(path)
+            elif stat.S_ISREG(st.st_mode):
+                with open(path, "rb") as handle:
+                    extra = hashlib.sha256(handle.read()).hexdigest()
+            else:
+                extra = None
+            out[rel] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns, extra)
+    return out
+
+
+@pytest.fixture
+def box(tmp_path):
+    """``tmp_path/outside`` (a victim tree: a root-only secret, a directory, a file) and ``tmp_path/staging``."""
+    outside = tmp_path / "outside"
+    (outside / "dir").mkdir(parents=True)
+    (outside / "x").write_text("victim")
+    (outside / "secret").write_text("root only")
+    os.chmod(outside / "secret", 0o600)
+    os.chmod(outside / "dir", 0o755)
+
+    class Box:
+        root = tmp_path
+        staging = str(tmp_path / "stage" / "staging")
+        before = None
+
+        def check_untouched(self):
+            assert snapshot(outside) == self.before
+            assert sorted(p.name for p in tmp_path.iterdir()) == ["outside", "stage"]
+
+    (tmp_path / "stage").mkdir()
+    b = Box()
+    b.before = snapshot(outside)
+    return b
+
+
+def member(name, kind=tarfile.REGTYPE, linkname="", mode=0o644, data=None, **pax):
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = linkname
+    info.mode = mode
+    info.mtime = 1_700_000_000
+    if pax:
+        info.pax_headers = dict(pax)
+    return info, data
+
+
+def archive(*entries, fmt=tarfile.PAX_FORMAT) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
+        for info, data in entries:
+            if data is not None:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            else:
+                tar.addfile(info)
+    return buf.getvalue()
+
+
+def refused(box, data, match, limits=None):
+    with pytest.raises(r2.ArchiveError, match=match):
+        r2.extract_stream(io.BytesIO(data), box.staging, limits)
+    box.check_untouched()
+
+
+F = tarfile.REGTYPE
+D = tarfile.DIRTYPE
+L = tarfile.SYMTYPE
+H = tarfile.LNKTYPE
+
+
+# ---- link tricks ------------------------------------------------------------------------------------------------
+
+def test_link_chain_through_a_parent_link_is_refused(box):
+    # d1/b -> ..  then  f -> d1/b/../../outside/x, then a regular f written through it
+    data = archive(member("d1", D, mode=0o755), member("d1/b", L, ".."), member("f", L, "d1/b/../../outside/x"),
+                   member("f", data=b"owned"))
+    refused(box, data, "may not contain '..'")
+
+
+def test_link_chain_without_dotdot_cannot_point_up(box):
+    # every link may only point down, so even a chain of them stays inside; a member written "through" one is refused
+    data = archive(member("d1", D), member("d1/b", L, "c"), member("f", L, "d1/b"), member("f/x", data=b"owned"))
+    refused(box, data, "under 'f', which is a symlink")
+
+
+def test_deferred_link_then_member_through_it_is_refused(box):
+    data = archive(member("l", L, "sub"), member("sub", D), member("l/x", data=b"owned"))
+    refused(box, data, "under 'l', which is a symlink")
+
+
+def test_regular_member_over_an_earlier_symlink_is_refused(box):
+    data = archive(member("inside", data=b"keep"), member("l", L, "inside"), member("l", data=b"replaced"))
+    refused(box, data, "appears twice")
+
+
+def test_directory_member_over_a_link_never_chmods_its_target(box):
+    data = archive(member("inside", D, mode=0o700), member("l", L, "inside"), member("l", D, mode=0o777))
+    refused(box, data, "appears twice")
+
+
+@pytest.mark.parametrize("entries, match", [
+    ([member("a", data=b"1"), member("a", data=b"2")], "appears twice"),
+    ([member("./a", data=b"1"), member("a", data=b"2")], "appears twice"),
+    ([member("a//b", data=b"1"), member("a/./b", data=b"2")], "appears twice"),
+    ([member("d", D), member("d", D)], "appears twice"),
+    ([member(".", D), member("./", D)], "appears twice"),
+    ([member("d", D), member("d", data=b"x")], "appears twice"),
+    ([member("f", data=b"x"), member("f/g", data=b"y")], "under 'f', which is a file"),
+])
+def test_duplicate_names_are_refused(box, entries, match):
+    refused(box, archive(*entries), match)
+
+
+@pytest.mark.parametrize("target", ["/etc", "/", "//x", "../outside", "a/../../outside", "..", "a/..", "", "a\nb"])
+def test_absolute_and_dotdot_link_targets_are_refused(box, target):
+    refused(box, archive(member("l", L, target)), "symlink")
+
+
+def test_members_under_a_link_are_refused_even_if_the_check_lets_a_bad_link_through(box, monkeypatch):
+    """Defence in depth: with check_member broken to allow an absolute link, the extractor itself still never writes,
+    chmods or creates anything through it."""
+    real = r2.check_member
+    monkeypatch.setattr(r2, "check_member", lambda m, staging="": [p for p in m.name.split("/") if p not in ("", ".")]
+                        if m.issym() else real(m))
+    outside = str(box.root / "outside")
+    for entries in ([member("l", L, outside), member("l/x", data=b"owned")],
+                    [member("l", L, outside), member("l/dir", D, mode=0o777)],
+                    [member("l", L, outside + "/x"), member("l", data=b"owned")],
+                    [member("l", L, outside + "/dir"), member("l", D, mode=0o777)],
+                    [member("l", L, outside), member("l/new/deeper", data=b"owned")]):
+        with pytest.raises(r2.ArchiveError):
+            r2.extract_stream(io.BytesIO(archive(*entries)), box.staging)
+        box.check_untouched()
+        r2.shutil.rmtree(box.staging)
+
+
+def test_hard_link_to_an_earlier_regular_member_works(box):
+    data = archive(member("d", D), member("d/a", data=b"shared", mode=0o640), member("b", H, "d/a"),
+                   member("c", H, "./d/a"))
+    counts = r2.extract_stream(io.BytesIO(data), box.staging)
+    assert counts["entries"] == 4 and counts["files"] == 1
+    a, b = os.lstat(os.path.join(box.staging, "d/a")), os.lstat(os.path.join(box.staging, "b"))
+    assert (a.st_ino, a.st_nlink, stat.S_IMODE(a.st_mode)) == (b.st_ino, 3, 0o640)
+
+
+@pytest.mark.parametrize("entries, match", [
+    ([member("h", H, "/etc/passwd")], "hard link outside"),
+    ([member("h", H, "../outside/x")], "hard link outside"),
+    ([member("h", H, ".")], "hard link outside"),
+    ([member("h", H, "later"), member("later", data=b"x")], "not an earlier regular file"),
+    ([member("l", L, "x"), member("x", data=b"x"), member("h", H, "l")], "not an earlier regular file"),
+    ([member("d", D), member("h", H, "d")], "not an earlier regular file"),
+    ([member("h", H, "missing")], "not an earlier regular file"),
+])
+def test_hard_links_only_to_earlier_regular_members(box, entries, match):
+    refused(box, archive(*entries), match)
+
+
+# ---- special members, names, modes ------------------------------------------------------------------------------
+
+def test_sparse_member_declaring_10_gib_is_refused(box):
+    # PAX 0.1 sparse: 5 bytes of data that tarfile would expand to a 10 GiB file
+    data = archive(member("big", data=b"hello", **{"GNU.sparse.map": "0,5", "GNU.sparse.size": str(10 * 1024 ** 3)}))
+    refused(box, data, "sparse")
+
+
+def test_gnu_sparse_type_is_refused(box):
+    refused(box, archive(member("big", tarfile.GNUTYPE_SPARSE), fmt=tarfile.GNU_FORMAT), "sparse")
+
+
+@pytest.mark.parametrize("kind", [tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE])
+def test_devices_and_fifos_are_refused(box, kind):
+    refused(box, archive(member("dev", kind)), "device, FIFO")
+
+
+@pytest.mark.parametrize("name", ["a\nb", "a\rb", "tab\there", "esc\x1b[31m", "del\x7f", "d/\x01x"])
+def test_names_with_control_characters_are_refused(box, name):
+    refused(box, archive(member(name, data=b"x")), "control characters")
+
+
+def test_setuid_setgid_never_survive_and_staging_stays_0700(box):
+    data = archive(member(".", D, mode=0o4777), member("d", D, mode=0o2775), member("d/run", mode=0o6755, data=b"#!"),
+                   member("t", D, mode=0o1777))
+    counts = r2.extract_stream(io.BytesIO(data), box.staging)
+    mode = lambda p: stat.S_IMODE(os.lstat(os.path.join(box.staging, p)).st_mode)  # noqa: E731
+    assert (mode("."), mode("d"), mode("d/run"), mode("t")) == (0o700, 0o775, 0o755, 0o1777)
+    assert counts["root_mode"] == 0o777  # applied by the caller at the swap, never while extracting
+
+
+# ---- bombs and space ----------------------------------------------------------------------------------------------
+
+def test_too_many_entries_is_refused(box):
+    data = archive(*[member(f"f{i}", data=b"") for i in range(50)])
+    refused(box, data, "more than the 10 entries", limits={"entries": 10, "bytes": 1000})
+
+
+def test_too_many_bytes_is_refused_before_writing_them(box):
+    data = archive(member("small", data=b"x" * 10), member("big", data=b"y" * 5000))
+    refused(box, data, "more than the 100 content bytes", limits={"entries": 10, "bytes": 100})
+    assert not os.path.exists(os.path.join(box.staging, "big"))
+
+
+def test_limits_come_from_the_manifest_and_free_space():
+    assert r2.archive_limits({"entries": 5, "content_bytes": 100}, free_bytes=10 ** 9) == {"entries": 5, "bytes": 100}
+    with pytest.raises(r2.ArchiveError, match="MiB free"):
+        r2.archive_limits({"entries": 5, "content_bytes": 10 ** 9}, free_bytes=10 ** 6)
+    # a manifest from before entries/content_bytes were recorded: generous count, bytes bounded by the free space
+    assert r2.archive_limits({}, free_bytes=12345) == {"entries": r2.DEFAULT_MAX_ENTRIES, "bytes": 12345}
+    for bad in ({"entries": -1, "content_bytes": 0}, {"entries": "5", "content_bytes": 0}, {"entries": 1, "content_bytes": True}):
+        with pytest.raises(r2.ArchiveError, match="invalid"):
+            r2.archive_limits(bad, free_bytes=10 ** 9)
+
+
+# ---- the whole restore ------------------------------------------------------------------------------------------
+
+class FakeClient:
+    """get_object for one archive and its manifest (restore_archive needs nothing else)."""
+
+    def __init__(self, key, body: bytes, **manifest):
+        import zstandard
+
+        self.objects = {key: zstandard.ZstdCompressor().compress(body)}
+        obj = self.objects[key]
+        doc = {"format": r2.MANIFEST_FORMAT, "key": key, "size": len(obj), "sha256": hashlib.sha256(obj).hexdigest()}
+        doc.update(manifest)
+        self.objects[r2.manifest_key(key)] = json.dumps(doc).encode()
+
+    def get_object(self, Bucket, Key):  # noqa: N803 - boto3's names
+        return {"Body": io.BytesIO(self.objects[Key])}
+
+
+KEY = "backups/20261122T020000Z.tar.zst"
+
+
+def test_restore_refuses_a_hostile_archive_and_leaves_dest_and_outside_untouched(box):
+    dest = box.root / "stage" / "home"
+    dest.mkdir(mode=0o700)
+    (dest / "current").write_text("live data")
+    before = snapshot(dest)
+    data = archive(member("d1", D), member("d1/b", L, ".."), member("f", L, "d1/b/../../outside/x"), member("f", data=b"x"))
+    with pytest.raises(r2.ArchiveError, match="may not contain"):
+        r2.restore_archive(FakeClient(KEY, data), "b", KEY, str(dest), TENANT, TENANT)
+    assert snapshot(dest) == before
+    assert sorted(os.listdir(box.root / "stage")) == ["home"]
+    box.check_untouched()
+
+
+def test_restore_refuses_more_than_the_manifest_records(box):
+    data = archive(member(".", D, mode=0o700), *[member(f"f{i}", data=b"abc") for i in range(5)])
+    dest = str(box.root / "stage" / "home")
+    with pytest.raises(r2.ArchiveError, match="entries its manifest records"):
+        r2.restore_archive(FakeClient(KEY, data, entries=3, content_bytes=15), "b", KEY, dest, None, None)
+    with pytest.raises(r2.ArchiveError, match="content bytes its manifest records"):
+        r2.restore_archive(FakeClient(KEY, data, entries=6, content_bytes=5), "b", KEY, dest, None, None)
+    assert os.listdir(box.root / "stage") == []
+    box.check_untouched()
+
+
+def test_restore_refuses_when_the_disk_is_too_small(box, monkeypatch):
+    monkeypatch.setattr(r2, "free_space", lambda path: 10 * r2.MIB)
+    data = archive(member(".", D), member("f", data=b"x"))
+    with pytest.raises(r2.ArchiveError, match="MiB free"):
+        r2.restore_archive(FakeClient(KEY, data, entries=2, content_bytes=50 * r2.MIB), "b", KEY,
+                           str(box.root / "stage" / "home"), None, None)
+    assert os.listdir(box.root / "stage") == []
+
+
+def test_restore_refuses_a_staging_path_that_already_exists(box):
+    dest = box.root / "stage" / "home"
+    now = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
+    planted = box.root / "stage" / ".home.restore-20261122T020000Z"
+    planted.mkdir()
+    (planted / "keep").write_text("not ours to delete")
+    with pytest.raises(r2.ArchiveError, match="already exists"):
+        r2.restore_archive(FakeClient(KEY, archive(member(".", D))), "b", KEY, str(dest), None, None, now=now)
+    assert (planted / "keep").read_text() == "not ours to delete"
+
+
+@needs_root
+def test_restore_chowns_links_not_targets_and_hands_over_the_top_last(box, monkeypatch):
+    dest = box.root / "stage" / "home"
+    data = archive(member(".", D, mode=0o750), member("d", D, mode=0o755), member("d/f", data=b"x"),
+                   member("l", L, "d/f"), member("h", H, "d/f"), member("e", D))
+    order = []
+    real_fchown = os.fchown
+    monkeypatch.setattr(os, "fchown", lambda fd, u, g: (order.append(os.fstat(fd).st_ino), real_fchown(fd, u, g)))
+    result = r2.restore_archive(FakeClient(KEY, data, entries=6, content_bytes=1), "b", KEY, str(dest), TENANT, TENANT)
+    assert result["entries"] == 6 and result["files"] == 1
+    snap = snapshot(dest)
+    assert {(v[2], v[3]) for v in snap.values()} == {(TENANT, TENANT)}
+    assert stat.S_IMODE(os.lstat(dest).st_mode) == 0o750
+    assert order[-1] == os.lstat(dest).st_ino  # the top directory changes owner after everything under it
+    box.check_untouched()
+
+
+@needs_root
+def test_chown_tree_never_follows_a_link(box):
+    top = box.root / "stage" / "t"
+    (top / "sub").mkdir(parents=True)
+    os.symlink(str(box.root / "outside" / "secret"), top / "link")
+    os.symlink(str(box.root / "outside" / "dir"), top / "sub" / "dirlink")
+    r2.chown_tree(str(top), TENANT, TENANT)
+    assert os.lstat(top / "link").st_uid == TENANT and os.lstat(top / "sub" / "dirlink").st_uid == TENANT
+    box.check_untouched()
+
+
+# ---- the backup writer under a racing tenant ------------------------------------------------------------------------
+
+def read_archive(data: bytes) -> dict:
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        return {m.name: (m.type, m.linkname, tar.extractfile(m).read() if m.isreg() else None) for m in tar}
+
+
+def write(src, hook=None, excludes=()) -> tuple:
+    buf = io.BytesIO()
+    counters = {}
+    r2.write_tar(str(src), buf, list(excludes), counters, hook=hook)
+    return read_archive(buf.getvalue()), counters, buf.getvalue()
+
+
+@pytest.fixture
+def home(tmp_path):
+    home = tmp_path / "home"
+    (home / "sub").mkdir(parents=True)
+    (home / "notes").write_text("mine")
+    (home / "sub" / "deep").write_text("deep")
+    secret = tmp_path / "secret"
+    secret.write_text("ROOT-ONLY-CONTENT")
+    os.chmod(secret, 0o600)
+    return home
+
+
+def test_a_file_swapped_for_a_symlink_after_listing_is_skipped(home):
+    secret = home.parent / "secret"
+
+    def swap(rel):
+        if rel == "notes":
+            os.unlink(home / "notes")
+            os.symlink(str(secret), home / "notes")
+
+    members, counters, raw = write(home, swap)
+    assert "./notes" not in members and b"ROOT-ONLY" not in raw
+    assert counters["skipped"]["changed"] == 1 and counters["skipped_paths"] == ["notes (changed)"]
+
+
+def test_a_file_swapped_for_a_hard_link_after_listing_is_skipped(home):
+    secret = home.parent / "secret"
+
+    def swap(rel):
+        if rel == "notes":
+            os.unlink(home / "notes")
+            os.link(secret, home / "notes")
+
+    members, counters, raw = write(home, swap)
+    assert b"ROOT-ONLY" not in raw and counters["skipped"]["changed"] == 1
+
+
+def test_a_directory_swapped_for_a_symlink_cannot_redirect_the_walk(home):
+    def swap(rel):
+        if rel == "sub":
+            os.rename(home / "sub", home / "moved")
+            os.symlink(str(home.parent), home / "sub")
+
+    members, counters, raw = write(home, swap)
+    assert b"ROOT-ONLY" not in raw and not any("secret" in name for name in members)
+    assert counters["skipped"]["changed"] == 1 and "sub/ (changed)" in counters["skipped_paths"]
+
+
+def test_a_file_swapped_for_a_fifo_does_not_block_and_is_skipped(home):
+    def swap(rel):
+        if rel == "notes":
+            os.unlink(home / "notes")
+            os.mkfifo(home / "notes")
+
+    members, counters, _ = write(home, swap)
+    assert "./notes" not in members and counters["skipped"]["changed"] == 1
+
+
+def test_a_file_that_shrinks_while_read_keeps_the_stream_valid(home, monkeypatch):
+    (home / "notes").write_text("x" * 10000)
+    ino = os.lstat(home / "notes").st_ino
+    real_fstat = os.fstat
+
+    def fstat_then_shrink(fd):
+        result = real_fstat(fd)
+        if result.st_ino == ino:
+            os.truncate(home / "notes", 10)  # after the header's size was taken
+        return result
+
+    monkeypatch.setattr(os, "fstat", fstat_then_shrink)
+    members, counters, _ = write(home)
+    assert members["./notes"][2] == b"x" * 10 + b"\0" * 9990 and counters["skipped"]["changed"] == 1
+
+
+@needs_root
+def test_a_hard_link_to_a_file_the_tenant_does_not_own_is_skipped(home):
+    os.chown(home, TENANT, TENANT)
+    os.link(home.parent / "secret", home / "stolen")  # as if the tenant had linked a root-only file
+    (home / "own").write_text("own")
+    os.chown(home / "own", TENANT, TENANT)
+    os.link(home / "own", home / "own2")
+    members, counters, raw = write(home)
+    assert b"ROOT-ONLY" not in raw and counters["skipped"]["foreign_hard_link"] == 1
+    assert members["./own2"][:2] == (H, "./own")
+
+
+def test_specials_unsafe_names_and_unsafe_links_are_skipped_so_the_backup_stays_restorable(home, tmp_path):
+    os.mkfifo(home / "fifo")
+    (home / "bad\nname").write_text("x")
+    os.symlink("/usr/bin/python3", home / "abs")
+    os.symlink("../secret", home / "up")
+    os.symlink("sub/deep", home / "ok")
+    members, counters, raw = write(home)
+    assert counters["skipped"] == {"changed": 0, "special": 1, "unsafe_name": 1, "unsafe_link": 2, "foreign_hard_link": 0}
+    assert set(members) == {".", "./notes", "./sub", "./ok", "./sub/deep"}
+    counts = r2.extract_stream(io.BytesIO(raw), str(tmp_path / "restored"))
+    assert counts["entries"] == counters["entries"] == 5 and counts["bytes"] == counters["bytes"]
+    assert os.readlink(tmp_path / "restored" / "ok") == "sub/deep"
+
+
+def test_writer_round_trip_keeps_links_hard_links_and_modes(home, tmp_path):
+    os.link(home / "notes", home / "sub" / "notes-again")
+    os.chmod(home / "sub", 0o750)
+    os.symlink("notes", home / "link")
+    members, counters, raw = write(home)
+    assert members["./sub/notes-again"][:2] == (H, "./notes")
+    r2.extract_stream(io.BytesIO(raw), str(tmp_path / "restored"))
+    restored = tmp_path / "restored"
+    assert os.lstat(restored / "notes").st_ino == os.lstat(restored / "sub" / "notes-again").st_ino
+    assert stat.S_IMODE(os.lstat(restored / "sub").st_mode) == 0o750
+    assert (restored / "sub" / "deep").read_text() == "deep" and os.readlink(restored / "link") == "notes"
