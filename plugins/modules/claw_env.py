@@ -18,8 +18,9 @@ description:
     O(fallback_token) is used, so re-running the task never rotates a token or drops a key by accident.
   - The current file is trusted only if it is a regular file owned by O(owner) with one link (opened with
     C(O_NOFOLLOW) and checked with C(fstat)). A symlink or hard link (to another claw's file, say) is never read
-    - no token or variable of it is kept and the diff never lists its names; without O(gateway_token) the task
-    then fails and says so, because the claw's token cannot be known.
+    - no token or variable of it is kept and the diff never lists its names. It is replaced by a new file holding
+    O(gateway_token), or else O(fallback_token) (a new token the caller has saved), and only the variables of
+    O(env) and O(env_set); a warning names what was found.
   - The file is written atomically through a descriptor of its directory (opened with C(O_NOFOLLOW); a linked
     state dir is refused): a new temporary file created exclusively, owned by O(owner)/O(group), mode 0600,
     then renamed over C(.env) (a link there is replaced, never followed). Secrets never appear on a command line;
@@ -219,15 +220,13 @@ def main():
         module.fail_json(msg=f"cannot write the claw's secrets: {exc}")
     try:
         current, text, owner_mode, refusal = current_state(dir_fd, p["path"], uid)
-        if refusal and not p["gateway_token"]:
-            module.fail_json(msg=f"{refusal}. Nothing was changed: the claw's token cannot be kept from that file, "
-                                 "so pass gateway_token (and claw_env) to replace it", untrusted=True)
         env, dropped = _claw.desired_env(current, p["env"], p["env_set"], p["env_unset"])
         token = p["gateway_token"] or current.get(_claw.TOKEN_VAR)
         fallback_used = token is None
         if fallback_used:
             if not p["fallback_token"]:
-                module.fail_json(msg="the claw has no gateway token yet: pass gateway_token or fallback_token")
+                module.fail_json(msg=(f"{refusal}. " if refusal else "")
+                                 + "the claw has no gateway token yet: pass gateway_token or fallback_token")
             token = p["fallback_token"]
         desired = dict(env, **{_claw.TOKEN_VAR: token})
         content = _claw.render_dotenv(desired)

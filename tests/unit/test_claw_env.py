@@ -92,12 +92,18 @@ def test_symlink_to_a_neighbours_env_is_never_read(tmp_path, state):
     write(neighbour, NEIGHBOURS_SECRET_NAME="x", CLAW_GATEWAY_TOKEN=NEIGHBOUR)
     os.chown(neighbour, 4242, 4242)
     (state / ".env").symlink_to(neighbour)
-    refused = run(tmp_path, fallback_token=OTHER)
+    refused = run(tmp_path)
     assert refused.get("failed") and "symbolic link" in refused["msg"] and "gateway_token" in refused["msg"]
     assert (state / ".env").is_symlink(), "a refused run changes nothing"
-    result = run(tmp_path, gateway_token=OTHER, env={"MINE": "1"})
-    assert result["changed"] and result["replaced_untrusted"]
-    assert not (state / ".env").is_symlink() and env_of(state) == {"MINE": "1", "CLAW_GATEWAY_TOKEN": OTHER}
+    result = run(tmp_path, fallback_token=OTHER)
+    assert result["changed"] and result["replaced_untrusted"] and result["fallback_token_used"]
+    assert not (state / ".env").is_symlink() and env_of(state) == {"CLAW_GATEWAY_TOKEN": OTHER}
+    assert "symbolic link" in json.dumps(result["warnings"])
+    (state / ".env").unlink()
+    (state / ".env").symlink_to(neighbour)
+    result = run(tmp_path, gateway_token=TOKEN, env_set={"MINE": "1"}, fallback_token=OTHER)
+    assert result["changed"] and result["replaced_untrusted"] and not result["fallback_token_used"]
+    assert env_of(state) == {"MINE": "1", "CLAW_GATEWAY_TOKEN": TOKEN}
     assert "NEIGHBOURS_SECRET_NAME" not in json.dumps(result), "the diff lists no name of the untrusted file"
     assert _claw.parse_dotenv(neighbour.read_text())["CLAW_GATEWAY_TOKEN"] == NEIGHBOUR, "the neighbour's file is untouched"
     assert neighbour.stat().st_uid == 4242
