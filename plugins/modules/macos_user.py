@@ -350,15 +350,20 @@ class MacosUser:
             # The home's inode, so it is found again wherever sysadminctl -keepHome renames it ("NAME (Deleted)").
             home_identity = mu.directory_identity(home) if home else None
             result = self.runner.run(mu.cmd_delete_user(self.name))
-            if self.read() is not None:
-                self.runner.run(mu.cmd_delete_record(self.name), check=True,
-                                hint="enable 'Allow full disk access for remote users' for Remote Login")
+            try:
                 if self.read() is not None:
-                    errors = "; ".join(mu.sysadminctl_errors(result.text)) or "no error printed"
-                    raise mu.UserSafetyError(
-                        f"user {self.name!r} still exists after sysadminctl -deleteUser and dscl -delete "
-                        f"({errors}); enable 'Allow full disk access for remote users' and retry"
-                    )
+                    self.runner.run(mu.cmd_delete_record(self.name), check=True,
+                                    hint="enable 'Allow full disk access for remote users' for Remote Login")
+                    if self.read() is not None:
+                        errors = "; ".join(mu.sysadminctl_errors(result.text)) or "no error printed"
+                        raise mu.UserSafetyError(
+                            f"user {self.name!r} still exists after sysadminctl -deleteUser and dscl -delete "
+                            f"({errors}); enable 'Allow full disk access for remote users' and retry"
+                        )
+            except (mu.UserSafetyError, CommandError):
+                # The account stays: so does its home, at its own path (the claw is as it was).
+                self.put_home_back(home, home_identity)
+                raise
             self.runner.run(mu.cmd_flush_cache())
             moved_from = self.put_home_back(home, home_identity)
             if self.p["remove_home"] and home and os.path.isdir(home) and not os.path.islink(home):

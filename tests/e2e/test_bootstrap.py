@@ -100,3 +100,29 @@ def test_a_bad_version_stops_at_the_first_claw(mini):
     assert claw_version(mini, first) == "2026.9.6"
     for claw_id in UPGRADE_CLAWS:
         mini.playbook("deprovision", "-e", f"claw_id={claw_id}", "-e", "archive=false", "-e", "claw_purge_home=true", check=True)
+
+
+def test_no_full_disk_access_over_ssh_fails_early_with_the_fix_and_changes_nothing(fresh_mini):
+    """Remote Login without "Allow full disk access for remote users": TCC answers the SSH session's probe of its
+    folder "Operation not permitted" (tests/sandbox/macos/tcc.py), so bootstrap stops before any change and says
+    where the setting is; with the grant back it goes on."""
+    tcc = "/usr/bin/python3 /usr/local/libexec/sandbox-macos/tcc.py"
+    state = ("ls -la /Users /Library/LaunchDaemons /etc/ssh/sshd_config.d; ls /opt; dscl . -list /Users UniqueID; "
+             "pmset -g; scutil --get LocalHostName; true")
+    before = fresh_mini.sh(state).stdout
+    fresh_mini.sh(f"{tcc} revoke-remote-fda")
+    try:
+        denied = fresh_mini.playbook("bootstrap")
+        after = fresh_mini.sh(state).stdout
+    finally:
+        fresh_mini.sh(f"{tcc} grant-remote-fda")
+    out = " ".join(denied.stdout.split())
+    assert denied.returncode != 0 and "has no Full Disk Access" in out, denied.stdout[-4000:]
+    assert "Operation not permitted" in out and "Allow full disk access for remote users" in out
+    assert "Remote Login" in out and "run bootstrap again" in out
+    assert recap(denied.stdout)[FRESH]["changed"] == 0 and after == before
+    # Only the SSH session is refused (root on the Mini's console is not), as on macOS.
+    assert fresh_mini.sh("ls '/Library/Application Support/com.apple.TCC'").stdout.split() == ["TCC.db"]
+    granted = fresh_mini.playbook("bootstrap", "--tags", "base")
+    assert granted.returncode == 0 and recap(granted.stdout)[FRESH]["failed"] == 0, granted.stdout[-4000:]
+    assert fresh_mini.sh("test -d /var/db/mirascope/ports", check=False).returncode == 0

@@ -301,3 +301,13 @@ def test_find_moved_home_ignores_links(tmp_path):
     assert mu.directory_identity(str(tmp_path / "claw (Deleted)")) is None
     assert mu.find_moved_home(str(tmp_path / "claw"), identity) == str(real)
     assert mu.deleted_home_name("/Users/claw-1a2b3c4d") == "/Users/claw-1a2b3c4d (Deleted)"
+
+
+def test_a_failed_deletion_puts_a_moved_home_back(tmp_path):
+    """Without Full Disk Access the record stays: the home must not stay renamed either."""
+    home, module, user = deletion(tmp_path, on_delete=move_aside)
+    module.responses[tuple(mu.cmd_read(NAME))] = (0, record_plist(home=str(home)), "")
+    module.responses[tuple(mu.cmd_delete_record(NAME))] = (40, "", "delete: DS Error: -14120 (eDSPermissionError)")
+    with pytest.raises(Exception, match="full disk access"):
+        user.absent(user.read())
+    assert (home / ".openclaw").is_dir() and sorted(p.name for p in tmp_path.iterdir()) == [NAME]

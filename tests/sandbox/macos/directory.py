@@ -78,8 +78,23 @@ def set_password(name: str, password: str) -> None:
     write("Users", name, record)
 
 
+def remote_session_lacks_full_disk_access() -> bool:
+    """True for a process started from an SSH login while "Allow full disk access for remote users" is off.
+
+    The grant is simulated by tcc.py (flag file /var/db/sandbox/fda-missing); macOS then refuses to delete
+    directory records over SSH with eDSPermissionError (-14120), as reference 2.1/2.2 says.
+    """
+    import tcc
+    return os.path.exists(tcc.FLAG) and tcc.from_ssh(os.getpid())
+
+
 def seed_from_unix() -> None:
-    """First boot: import /etc/passwd and /etc/group, then add macOS's staff (20) and admin (80) groups."""
+    """First boot: import /etc/passwd and /etc/group, then add macOS's staff (20) and admin (80) groups.
+
+    Every boot: the folders every Mac has that the directory's users meet (TCC's folder, see tcc.py).
+    """
+    import tcc
+    tcc.ensure_tcc_dir()
     if os.path.isdir(_dir("Users")) and names("Users"):
         return
     with open("/etc/passwd") as handle:
