@@ -3,7 +3,7 @@
 """Host-free logic of the ``launchd_service`` module (PRIVATE to the collection).
 
 Plist keys follow launchd.plist(5); commands and exit codes follow launchctl(1) and
-shared/reference/macos-admin.md sections 2.4-2.7.
+docs/macos-launchd.md (what this code relies on, with sources).
 """
 
 from __future__ import annotations
@@ -14,7 +14,13 @@ import re
 LAUNCHCTL = "/bin/launchctl"
 
 NOT_LOADED = 113  # Could not find specified service
+NO_SUCH_PROCESS = 3  # bootout of a label that is not loaded; kill of a job with no process
+IN_PROGRESS = 36  # EINPROGRESS: bootout accepted, the job is still stopping (current macOS)
+ALREADY_IN_PROGRESS = 37  # EALREADY: a previous bootout of the job is still under way
+STOPPING = (IN_PROGRESS, ALREADY_IN_PROGRESS)
 EXIT_CONFIG = 78  # EX_CONFIG: OpenClaw's "config error"
+DEFAULT_EXIT_TIMEOUT = 20  # ExitTimeOut when the plist sets none (launchd.plist(5))
+DEFAULT_THROTTLE = 10  # ThrottleInterval when the plist sets none
 
 # launchctl error numbers a module can meet (launchctl error N decodes them).
 LAUNCHCTL_ERRORS = {
@@ -22,8 +28,8 @@ LAUNCHCTL_ERRORS = {
     3: ("No such process", "the job was not loaded"),
     5: ("Input/output error", "the job may still be tearing down, or the plist path is wrong; check `launchctl print`"),
     17: ("File exists", "the job is already loaded"),
-    36: ("Operation now in progress", "a previous request is still running; retry in a few seconds"),
-    37: ("Operation already in progress", "a previous request is still running; retry in a few seconds"),
+    36: ("Operation now in progress", "the job is still stopping (bootout) or starting; retry in a few seconds"),
+    37: ("Operation already in progress", "a previous bootout of the job is still under way; retry in a few seconds"),
     112: ("Could not find specified domain", "gui/<uid> exists only during a GUI login; use the system domain with UserName"),
     113: ("Could not find specified service", "the job is not loaded"),
     119: ("Service is disabled", "run `launchctl enable <domain>/<label>` (the module does when enabled=true)"),
@@ -90,12 +96,16 @@ def build_plist(params: dict) -> dict:
         ("standard_in_path", "StandardInPath"), ("keep_alive", "KeepAlive"), ("run_at_load", "RunAtLoad"),
         ("throttle_interval", "ThrottleInterval"), ("exit_timeout", "ExitTimeOut"),
         ("process_type", "ProcessType"), ("abandon_process_group", "AbandonProcessGroup"),
+        ("start_interval", "StartInterval"),
     )
     for option, key in simple:
         if params.get(option) is not None:
             plist[key] = params[option]
     if plist.get("ProcessType") not in (None,) + PROCESS_TYPES:
         raise LaunchdError(f"process_type must be one of {', '.join(PROCESS_TYPES)}")
+    if "StartInterval" in plist and (isinstance(plist["StartInterval"], bool) or not isinstance(plist["StartInterval"], int)
+                                     or plist["StartInterval"] < 1):
+        raise LaunchdError(f"start_interval must be a whole number of seconds >= 1, got {plist['StartInterval']!r}")
     env = params.get("environment")
     if env:
         bad = [k for k, v in env.items() if not isinstance(v, str)]
@@ -177,6 +187,24 @@ def is_running(info: dict) -> bool:
     return info.get("state") == "running" and info.get("pid") is not None
 
 
+def is_new_run(info: dict, old_pid: int, old_runs) -> bool:
+    """Whether launchd has spawned the job again since a run with ``old_pid`` and ``old_runs`` spawns.
+
+    ``runs`` counts spawns, so a new run shows even when it has already exited again (a
+    configuration error) or reuses the old pid; without ``runs`` a different pid decides.
+    """
+    runs = info.get("runs")
+    if runs is not None and old_runs is not None:
+        return runs > old_runs
+    return info.get("pid") is not None and info.get("pid") != old_pid
+
+
+def plist_seconds(plist, key: str, default: int) -> int:
+    """An integer plist key such as ``ExitTimeOut`` (seconds), or ``default`` when unset or not a number."""
+    value = (plist or {}).get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
+
+
 # Command lines (pinned by unit tests) ------------------------------------------
 
 def cmd_print(target: str) -> list:
@@ -204,4 +232,12 @@ def cmd_bootout(target: str) -> list:
 
 
 def cmd_kickstart(target: str, kill: bool = False) -> list:
+    """``kickstart`` starts a job now; ``-k`` kills a running instance first, with SIGKILL on macOS."""
     return [LAUNCHCTL, "kickstart"] + (["-k"] if kill else []) + [target]
+
+
+def cmd_kill(signal_name: str, target: str) -> list:
+    """``launchctl kill SIGTERM system/L`` signals the job's process; a KeepAlive job is spawned again."""
+    if signal_name not in ("SIGTERM", "SIGKILL"):
+        raise LaunchdError(f"signal {signal_name!r} is not one the module sends")
+    return [LAUNCHCTL, "kill", signal_name, target]

@@ -13,11 +13,18 @@ description:
     C(plistlib) atomically (temporary file in the same directory, then rename), C(root:wheel 0644)
     for the system domain, and compares it semantically with the plist on disk.
   - Loads and unloads with C(launchctl bootstrap <domain> <plist>) and C(launchctl bootout <domain>/<label>);
-    restarts with C(launchctl kickstart -k <domain>/<label>); reads the job with
-    C(launchctl print <domain>/<label>) (exit status 0 loaded, 113 not loaded).
+    reads the job with C(launchctl print <domain>/<label>) (exit status 0 loaded, 113 not loaded).
+  - C(bootout) sends SIGTERM (SIGKILL after C(ExitTimeOut)) and may return before the process is gone: with 0,
+    or on current macOS with C(36 Operation now in progress) (C(37 Operation already in progress) when a bootout
+    is already under way). All three mean "stopping": the module then polls C(print) until it answers 113, for at
+    most O(wait_timeout) plus the job's C(ExitTimeOut), and fails with what to do when the job is still there.
+  - Restarts gracefully: C(launchctl kill SIGTERM <domain>/<label>) lets the program shut down cleanly, launchd
+    spawns it again (C(KeepAlive)), and the module waits for the new run (C(runs) grows, a new pid). A job that
+    launchd does not spawn again by itself is started with C(launchctl kickstart) (without C(-k)); one whose
+    process is still there C(ExitTimeOut) seconds after the SIGTERM gets C(launchctl kill SIGKILL), as launchd's
+    own stop would. C(kickstart -k) is never used, because on macOS it kills the running instance with SIGKILL.
   - When the plist changes on a loaded job, boots it out, waits until C(print) answers 113
-    (C(bootout) is asynchronous; bootstrapping too early fails with C(5 Input/output error)), then
-    bootstraps it again.
+    (bootstrapping too early fails with C(5 Input/output error) or C(37)), then bootstraps it again.
   - Runs C(launchctl enable <domain>/<label>) before C(bootstrap), because the override database
     outlives the plist; O(enabled=false) runs C(launchctl disable) so a stopped job stays stopped
     across reboots.
@@ -26,7 +33,7 @@ description:
   - Unlike C(community.general.launchd), it writes the plist itself and uses domain targets, not the
     legacy C(load)/C(unload) verbs that exit 0 on failure.
   - Plists in C(/Library/LaunchDaemons) are world-readable; never put secrets in O(environment).
-  - Follows launchctl(1), launchd.plist(5) and shared/reference/macos-admin.md sections 2.4-2.7.
+  - Follows launchctl(1), launchd.plist(5) and the collection's docs/macos-launchd.md.
 author:
   - Mirascope platform team
 extends_documentation_fragment:
@@ -74,7 +81,14 @@ options:
     description: C(ThrottleInterval), minimum seconds between spawns (launchd default 10).
     type: int
   exit_timeout:
-    description: C(ExitTimeOut), seconds between SIGTERM and SIGKILL when the job is stopped.
+    description:
+      - C(ExitTimeOut), seconds between SIGTERM and SIGKILL when the job is stopped (launchd default 20).
+      - Also how long a graceful restart waits for the old process after its SIGTERM before it sends SIGKILL.
+    type: int
+  start_interval:
+    description:
+      - C(StartInterval), run the job every this many seconds (counted from its load). launchd skips a run while
+        the previous one is still running. Together with O(run_at_load=true) the job also runs at load and boot.
     type: int
   standard_out_path:
     description: C(StandardOutPath); created by launchd as the job's user.
@@ -114,7 +128,8 @@ options:
     description:
       - V(running) writes the plist, loads the job and waits until it runs.
       - V(stopped) writes the plist and boots the job out (the plist stays).
-      - V(restarted) is V(running) plus C(kickstart -k) when nothing else restarted it.
+      - V(restarted) is V(running) plus a graceful restart when nothing else restarted it: C(launchctl kill SIGTERM),
+        then wait for launchd to spawn it again (C(kickstart) without C(-k) when it does not), then wait until it runs.
       - V(loaded) writes the plist and loads the job (C(bootstrap)) without waiting for it or starting it again,
         for one-shot jobs (O(run_at_load=true), no O(keep_alive)) that run at load and at every boot and then exit.
         A loaded job that has exited is left as it is.
@@ -127,7 +142,10 @@ options:
     type: bool
     default: true
   wait_timeout:
-    description: Seconds to wait for C(state = running) after a start, and for a bootout to finish. V(0) does not wait.
+    description:
+      - Seconds to wait for C(state = running) after a start. V(0) does not wait for it.
+      - A bootout, and the new run of a restart, are waited for this long plus the job's C(ExitTimeOut) (and, for a
+        restart, its C(ThrottleInterval)), at least 1 s.
     type: int
     default: 30
 notes:
@@ -214,7 +232,9 @@ runs:
   returned: always
   type: int
 actions:
-  description: launchctl verbs the task used, in order (for example V([write, enable, bootstrap])).
+  description:
+    - launchctl verbs the task used, in order (for example V([write, enable, bootstrap])).
+    - A graceful restart shows V(kill SIGTERM) (then V(kickstart) or V(kill SIGKILL) when they were needed).
   returned: always
   type: list
   elements: str
@@ -246,6 +266,13 @@ class LaunchdService:
         self.target = ld.service_target(self.domain, self.label)
         self.plist_path = p["plist_path"] or f"/Library/LaunchDaemons/{self.label}.plist"
         self.actions = []
+        self.job_plist = None  # the plist the job runs with (desired, or the one on disk)
+
+    def seconds(self, option: str, key: str, default: int) -> int:
+        """A timing of the job: the task's option, else the plist's key, else launchd's default."""
+        if self.p.get(option) is not None:
+            return self.p[option]
+        return ld.plist_seconds(self.job_plist, key, default)
 
     def fail(self, msg: str, **extra):
         self.module.fail_json(msg=msg, label=self.label, actions=self.actions, commands=self.runner.history, **extra)
@@ -267,17 +294,75 @@ class LaunchdService:
             self.fail(f"`{' '.join(argv)}` failed with {ld.explain(result.rc)}: {result.text.strip()}", rc=result.rc)
         return result
 
-    def wait_until_gone(self):
-        deadline = self.clock() + max(self.p["wait_timeout"], 1) + (self.p["exit_timeout"] or 20)
-        while self.print_job() is not None:
+    def wait_until_gone(self, rc: int):
+        """Poll ``print`` until the job is gone (113), bounded by wait_timeout + ExitTimeOut."""
+        exit_timeout = self.seconds("exit_timeout", "ExitTimeOut", ld.DEFAULT_EXIT_TIMEOUT)
+        budget = max(self.p["wait_timeout"], 1) + exit_timeout
+        deadline = self.clock() + budget
+        while True:
+            info = self.print_job()
+            if info is None:
+                return
             if self.clock() > deadline:
-                self.fail(f"{self.target} is still loaded after bootout; a process may ignore SIGTERM. "
-                          f"Check `launchctl print {self.target}`")
+                self.fail(f"{self.target} is still loaded {budget} s after `launchctl bootout {self.target}` "
+                          f"(exit {rc}: stopping): state={info.get('state')}, pid={info.get('pid')}. launchd sends "
+                          f"SIGTERM, then SIGKILL after ExitTimeOut={exit_timeout} s; a process that outlives both is "
+                          f"stuck (for example in uninterruptible I/O). Check `sudo launchctl print {self.target}`; if the "
+                          f"pid is still there, end it with `sudo kill -KILL <pid>` and run the task again",
+                          state=info.get("state"), pid=info.get("pid"))
             self.sleep(POLL_SECONDS)
 
     def bootout(self):
-        self.launchctl("bootout", ld.cmd_bootout(self.target), ok=(0, 3, ld.NOT_LOADED))
-        self.wait_until_gone()
+        # 0: accepted; 36/37 (current macOS): accepted and still stopping; 3/113: not loaded. Then wait for 113.
+        result = self.launchctl("bootout", ld.cmd_bootout(self.target),
+                                ok=(0, ld.NO_SUCH_PROCESS, ld.NOT_LOADED) + ld.STOPPING)
+        self.wait_until_gone(result.rc)
+
+    def restart_gracefully(self, info: dict) -> dict:
+        """SIGTERM the running job and wait for launchd's next run of it; start a job that is not running.
+
+        ``kickstart -k`` is not used: macOS kills the running instance with SIGKILL, so the program
+        gets no chance to shut down cleanly. Returns the ``print`` of the new run.
+        """
+        if not ld.is_running(info):
+            self.launchctl("kickstart", ld.cmd_kickstart(self.target), ok=(0,) + ld.STOPPING)
+            return info
+        old_pid, old_runs = info["pid"], info.get("runs")
+        exit_timeout = self.seconds("exit_timeout", "ExitTimeOut", ld.DEFAULT_EXIT_TIMEOUT)
+        throttle = self.seconds("throttle_interval", "ThrottleInterval", ld.DEFAULT_THROTTLE)
+        self.launchctl("kill SIGTERM", ld.cmd_kill("SIGTERM", self.target), ok=(0, ld.NO_SUCH_PROCESS))
+        kill_at = self.clock() + exit_timeout
+        budget = exit_timeout + throttle + max(self.p["wait_timeout"], 1)
+        deadline = self.clock() + budget
+        killed = kickstarted = False
+        while True:
+            self.sleep(POLL_SECONDS)
+            info = self.print_job()
+            if info is None:
+                self.fail(f"{self.target} was booted out while it restarted (another task or person stopped it); "
+                          f"start it again with state=running")
+            if ld.is_new_run(info, old_pid, old_runs):
+                return info
+            if info.get("pid") is None:
+                if not kickstarted and info.get("state") not in ("spawn scheduled", "spawning", "xpcproxy"):
+                    # The old process is gone and launchd will not spawn it again by itself (no KeepAlive for an
+                    # exit 0): start it, without -k.
+                    self.launchctl("kickstart", ld.cmd_kickstart(self.target), ok=(0,) + ld.STOPPING)
+                    kickstarted = True
+            elif not killed and self.clock() > kill_at:
+                # Still there ExitTimeOut after the SIGTERM: what launchd's own stop would do.
+                self.launchctl("kill SIGKILL", ld.cmd_kill("SIGKILL", self.target), ok=(0, ld.NO_SUCH_PROCESS))
+                killed = True
+            if self.clock() > deadline:
+                if info.get("pid") == old_pid:
+                    what = (f"process {old_pid} is still there after SIGTERM" + (" and SIGKILL" if killed else "")
+                            + f"; check `ps -p {old_pid}` and `sudo launchctl print {self.target}`")
+                else:
+                    what = (f"launchd did not spawn it again (state={info.get('state')}); read the job's "
+                            f"standard_error_path log and `sudo launchctl print {self.target}`, then start it with "
+                            f"`sudo launchctl kickstart {self.target}`")
+                self.fail(f"{self.target} did not restart within {budget} s of `launchctl kill SIGTERM`: {what}",
+                          state=info.get("state"), pid=info.get("pid"))
 
     def bootstrap(self):
         # A previous bootout may still be tearing down (rc 5/36/37): retry until the deadline.
@@ -351,6 +436,7 @@ class LaunchdService:
         state = self.p["state"]
         before = self.current_plist()
         info = self.print_job()
+        self.job_plist = before
         if state == "absent":
             changed = info is not None or before is not None or os.path.exists(self.plist_path)
             if changed and not self.module.check_mode:
@@ -371,6 +457,7 @@ class LaunchdService:
                 desired = ld.build_plist(self.p)
             except ld.LaunchdError as exc:
                 self.fail(str(exc))
+        self.job_plist = desired
         plist_changed = before != desired or self.plist_mode_wrong()
         loaded_elsewhere = info is not None and info.get("path") not in (None, self.plist_path)
         disabled = self.is_disabled()
@@ -407,7 +494,7 @@ class LaunchdService:
             restarted = True
             info = self.print_job()
         if state == "restarted" and not restarted:
-            self.launchctl("kickstart -k", ld.cmd_kickstart(self.target, kill=True))
+            info = self.restart_gracefully(info)
         elif info is not None and not ld.is_running(info) and state == "running" and not restarted:
             self.launchctl("kickstart", ld.cmd_kickstart(self.target))
         if not want_enabled and not disabled:
@@ -456,6 +543,7 @@ def main():
             umask=dict(type="str"),
             process_type=dict(type="str", choices=list(ld.PROCESS_TYPES)),
             abandon_process_group=dict(type="bool"),
+            start_interval=dict(type="int"),
             domain=dict(type="str", default="system"),
             plist_path=dict(type="path"),
             state=dict(type="str", default="running", choices=["running", "stopped", "restarted", "loaded", "absent"]),

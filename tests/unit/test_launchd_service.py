@@ -169,19 +169,190 @@ def test_check_mode_writes_nothing(tmp_path):
     assert [c[1] for c in module.calls] == ["print", "print-disabled"]
 
 
-def test_restarted_uses_kickstart_k(tmp_path):
-    p = params(tmp_path, state="restarted", program_arguments=None)
+def existing_job(tmp_path, monkeypatch, **overrides):
+    """Params for a task on the job whose plist is already on disk (root-owned 0644 as far as the module sees)."""
+    p = params(tmp_path, program_arguments=None, **overrides)
     path = tmp_path / f"{LABEL}.plist"
-    path.write_bytes(ld.dump_plist(ld.build_plist(params(tmp_path))))
-    module = FakeModule(p, {("/bin/launchctl", "print", TARGET): (0, PRINT_RUNNING.replace(f"/Library/LaunchDaemons/{LABEL}.plist", p["plist_path"]), ""),
-                            ("/bin/launchctl", "print-disabled", "system"): (0, PRINT_DISABLED_NEW, "")})
-    import os
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
-    os.chown(path, 0, 0)
-    path.chmod(0o644)
+    path.write_bytes(ld.dump_plist(ld.build_plist(params(tmp_path, exit_timeout=30, throttle_interval=10))))
+    monkeypatch.setattr(LaunchdService, "plist_mode_wrong", lambda self: False)
+    return p
+
+
+def printed(pid=None, runs=3, state=None, last="0", path=None):
+    """``launchctl print`` of the job: running with ``pid``, or without a pid in ``state``."""
+    text = PRINT_RUNNING.replace("\truns = 3", f"\truns = {runs}").replace("78: EX_CONFIG", last)
+    if path:
+        text = text.replace(f"/Library/LaunchDaemons/{LABEL}.plist", path)
+    if pid is None:
+        return text.replace("\tstate = running", f"\tstate = {state or 'not running'}").replace("\tpid = 51234\n", "")
+    text = text.replace("\tpid = 51234", f"\tpid = {pid}")
+    return text.replace("\tstate = running", f"\tstate = {state}") if state else text
+
+
+KILL_TERM = ["/bin/launchctl", "kill", "SIGTERM", TARGET]
+KILL_KILL = ["/bin/launchctl", "kill", "SIGKILL", TARGET]
+KICKSTART = ["/bin/launchctl", "kickstart", TARGET]
+
+
+def test_restarted_sends_sigterm_and_waits_for_a_new_pid(tmp_path, monkeypatch):
+    """Graceful restart: kill TERM (the program shuts down cleanly), KeepAlive brings it back, wait for the new pid."""
+    p = existing_job(tmp_path, monkeypatch, state="restarted")
+    here = p["plist_path"]
+    module = FakeModule(p, {
+        ("/bin/launchctl", "print", TARGET): [
+            (0, printed(51234, path=here), ""),                           # before: running
+            (0, printed(51234, state="SIGTERMed", path=here), ""),        # shutting down
+            (0, printed(None, state="spawn scheduled", path=here), ""),   # exited 0, KeepAlive respawn pending
+            (0, printed(51300, runs=4, path=here), ""),                   # the new run
+            (0, printed(51300, runs=4, path=here), ""),                   # wait_running
+        ],
+        ("/bin/launchctl", "print-disabled", "system"): (0, PRINT_DISABLED_NEW, ""),
+    })
     result = service(module).run()
-    assert ["/bin/launchctl", "kickstart", "-k", TARGET] in module.calls and result["changed"]
+    assert module.calls == [
+        ["/bin/launchctl", "print", TARGET],
+        ["/bin/launchctl", "print-disabled", "system"],
+        KILL_TERM,
+        ["/bin/launchctl", "print", TARGET],
+        ["/bin/launchctl", "print", TARGET],
+        ["/bin/launchctl", "print", TARGET],
+        ["/bin/launchctl", "print", TARGET],
+    ]
+    assert result["changed"] and result["actions"] == ["kill SIGTERM"]
+    assert result["pid"] == 51300 and result["runs"] == 4 and result["last_exit_code"] == 0
+    assert not any("-k" in c for c in module.calls)  # kickstart -k is a SIGKILL on macOS
+
+
+def test_restarted_job_that_is_not_running_is_kickstarted_without_k(tmp_path, monkeypatch):
+    p = existing_job(tmp_path, monkeypatch, state="restarted")
+    module = FakeModule(p, {
+        ("/bin/launchctl", "print", TARGET): [(0, printed(None, state="spawn scheduled", path=p["plist_path"]), ""),
+                                              (0, printed(51300, runs=4, path=p["plist_path"]), "")],
+        ("/bin/launchctl", "print-disabled", "system"): (0, PRINT_DISABLED_NEW, ""),
+    })
+    result = service(module).run()
+    assert module.calls[2:] == [KICKSTART, ["/bin/launchctl", "print", TARGET]]
+    assert result["actions"] == ["kickstart"] and result["pid"] == 51300
+
+
+def test_restart_starts_a_job_launchd_does_not_spawn_again(tmp_path, monkeypatch):
+    """No KeepAlive for an exit 0: the old process is gone and the job stays 'not running', so kickstart (no -k)."""
+    p = existing_job(tmp_path, monkeypatch, state="restarted")
+    here = p["plist_path"]
+    module = FakeModule(p, {
+        ("/bin/launchctl", "print", TARGET): [(0, printed(51234, path=here), ""), (0, printed(None, path=here), ""),
+                                              (0, printed(51300, runs=4, path=here), "")],
+        ("/bin/launchctl", "print-disabled", "system"): (0, PRINT_DISABLED_NEW, ""),
+    })
+    result = service(module).run()
+    assert module.calls[2:] == [KILL_TERM, ["/bin/launchctl", "print", TARGET], KICKSTART,
+                                ["/bin/launchctl", "print", TARGET], ["/bin/launchctl", "print", TARGET]]
+    assert result["actions"] == ["kill SIGTERM", "kickstart"]
+
+
+def test_restart_sends_sigkill_when_the_process_outlives_exit_timeout(tmp_path, monkeypatch):
+    p = existing_job(tmp_path, monkeypatch, state="restarted")
+    here = p["plist_path"]
+    still = (0, printed(51234, state="SIGTERMed", path=here), "")
+    answers = [(0, printed(51234, path=here), "")] + [still] * 180 + [(0, printed(51300, runs=4, path=here), "")]
+    module = FakeModule(p, {("/bin/launchctl", "print", TARGET): answers,
+                            ("/bin/launchctl", "print-disabled", "system"): (0, PRINT_DISABLED_NEW, "")})
+    result = service(module).run()
+    verbs = [c for c in module.calls if c[1] == "kill"]
+    assert verbs == [KILL_TERM, KILL_KILL]
+    assert result["actions"] == ["kill SIGTERM", "kill SIGKILL"] and result["pid"] == 51300
+    # SIGKILL only after the plist's ExitTimeOut (30 s at 0.1 s per clock reading) of SIGTERMed polls
+    assert module.calls.index(KILL_KILL) > 100
+
+
+def test_restart_that_never_comes_back_fails_with_what_to_do(tmp_path, monkeypatch):
+    p = existing_job(tmp_path, monkeypatch, state="restarted")
+    here = p["plist_path"]
+    module = FakeModule(p, {("/bin/launchctl", "print", TARGET): [(0, printed(51234, path=here), ""),
+                                                                  (0, printed(None, state="spawn scheduled", path=here), "")],
+                            ("/bin/launchctl", "print-disabled", "system"): (0, PRINT_DISABLED_NEW, "")})
+    with pytest.raises(Failed, match=r"did not restart within 45 s .*launchd did not spawn it again "
+                                     r"\(state=spawn scheduled\).*kickstart system/"):
+        service(module).run()
+    assert KICKSTART not in module.calls  # a scheduled spawn is launchd's to make
+
+
+def test_restart_sees_a_new_run_that_already_exited(tmp_path, monkeypatch):
+    """A new run that exits at once (78, a config error) is still a new run: runs grew; wait_running reports it."""
+    p = existing_job(tmp_path, monkeypatch, state="restarted", wait_timeout=1)
+    here = p["plist_path"]
+    module = FakeModule(p, {("/bin/launchctl", "print", TARGET): [
+        (0, printed(51234, path=here), ""),
+        (0, printed(None, runs=4, state="spawn scheduled", last="78: EX_CONFIG", path=here), "")],
+        ("/bin/launchctl", "print-disabled", "system"): (0, PRINT_DISABLED_NEW, "")})
+    with pytest.raises(Failed, match=r"did not reach state 'running'.*last exit code=78.*EX_CONFIG"):
+        service(module).run()
+    assert [c for c in module.calls if c[1] in ("kill", "kickstart")] == [KILL_TERM]
+
+
+@pytest.mark.parametrize("rc,text", [(36, "Boot-out failed: 36: Operation now in progress\n"),
+                                     (37, "Boot-out failed: 37: Operation already in progress\n"),
+                                     (0, "")])
+def test_stop_bootout_in_progress_waits_until_print_answers_113(tmp_path, monkeypatch, rc, text):
+    """Current macOS: bootout of a job that takes time to stop exits 36; it is stopping, not failing."""
+    p = existing_job(tmp_path, monkeypatch, state="stopped")
+    here = p["plist_path"]
+    module = FakeModule(p, {
+        ("/bin/launchctl", "print", TARGET): [(0, printed(51234, path=here), ""),
+                                              (0, printed(51234, state="SIGTERMed", path=here), ""),
+                                              (0, printed(51234, state="SIGTERMed", path=here), ""), PRINT_NOT_FOUND],
+        ("/bin/launchctl", "print-disabled", "system"): (0, PRINT_DISABLED_NEW, ""),
+        ("/bin/launchctl", "bootout", TARGET): (rc, "", text),
+    })
+    result = service(module).run()
+    assert module.calls == [
+        ["/bin/launchctl", "print", TARGET],
+        ["/bin/launchctl", "print-disabled", "system"],
+        ["/bin/launchctl", "bootout", TARGET],
+        ["/bin/launchctl", "print", TARGET],
+        ["/bin/launchctl", "print", TARGET],
+        ["/bin/launchctl", "print", TARGET],
+    ]
+    assert result["changed"] and result["state"] == "not loaded" and result["actions"] == ["bootout"]
+
+
+def test_bootout_that_never_finishes_fails_with_what_to_do(tmp_path, monkeypatch):
+    p = existing_job(tmp_path, monkeypatch, state="stopped", wait_timeout=5)
+    module = FakeModule(p, {
+        ("/bin/launchctl", "print", TARGET): (0, printed(51234, state="SIGKILLed", path=p["plist_path"]), ""),
+        ("/bin/launchctl", "print-disabled", "system"): (0, PRINT_DISABLED_NEW, ""),
+        ("/bin/launchctl", "bootout", TARGET): (36, "", "Boot-out failed: 36: Operation now in progress\n"),
+    })
+    # 5 s wait_timeout + ExitTimeOut 30 from the plist on disk
+    with pytest.raises(Failed, match=r"still loaded 35 s after `launchctl bootout .*` \(exit 36: stopping\): "
+                                     r"state=SIGKILLed, pid=51234.*kill -KILL <pid>"):
+        service(module).run()
+
+
+def test_bootout_other_errors_still_fail(tmp_path, monkeypatch):
+    p = existing_job(tmp_path, monkeypatch, state="stopped")
+    module = FakeModule(p, {
+        ("/bin/launchctl", "print", TARGET): (0, printed(51234, path=p["plist_path"]), ""),
+        ("/bin/launchctl", "print-disabled", "system"): (0, PRINT_DISABLED_NEW, ""),
+        ("/bin/launchctl", "bootout", TARGET): (1, "", "Boot-out failed: 1: Operation not permitted\n"),
+    })
+    with pytest.raises(Failed, match=r"bootout .* failed with 1: Operation not permitted \(run the task with become"):
+        service(module).run()
+
+
+def test_start_interval_is_written_and_checked():
+    plist = ld.build_plist({"label": LABEL, "program_arguments": ["/bin/sh", "/opt/x"], "run_at_load": True,
+                            "start_interval": 3600})
+    assert plist["StartInterval"] == 3600 and plist["RunAtLoad"] is True
+    for bad in (0, -5, True):
+        with pytest.raises(ld.LaunchdError, match="start_interval"):
+            ld.build_plist({"label": LABEL, "program_arguments": ["/bin/sh"], "start_interval": bad})
+
+
+def test_kill_sends_only_the_signals_the_module_uses():
+    assert ld.cmd_kill("SIGTERM", TARGET) == KILL_TERM
+    with pytest.raises(ld.LaunchdError):
+        ld.cmd_kill("SIGHUP; reboot", TARGET)
 
 
 def test_bootstrap_error_message_names_command_and_fix(tmp_path, monkeypatch):

@@ -13,8 +13,14 @@ shared/reference/macos-admin.md 2.4-2.7:
   owned by the job's user, O_APPEND), stdin /dev/null, in a new session;
 * restarts a job when it exits under KeepAlive (true, or the SuccessfulExit/Crashed dict
   forms) no sooner than ThrottleInterval (default 10 s) after its previous spawn;
+* runs a job every StartInterval seconds (counted from its load; a run that finds the job still
+  running is skipped, as launchd coalesces it);
 * stops a job with SIGTERM to its process group, then SIGKILL after ExitTimeOut (default 20 s);
-  ``bootout`` returns at once and the job stays visible to ``print`` until its process is gone;
+  ``bootout`` waits a moment for the process to exit and otherwise fails with 36 "Operation now in
+  progress" while the job stays visible to ``print`` until its process is gone (as current macOS);
+  a second ``bootout`` meanwhile fails with 37 "Operation already in progress";
+* ``kickstart -k`` kills the running instance with SIGKILL (as macOS does: ``print`` then shows
+  ``last terminating signal = Killed: 9``) and spawns it again; ``kill SIG`` only signals the process;
 * answers ``launchctl`` over a Unix socket (/var/run/launchd-standin.sock), with the
   peer's credentials deciding what it may change;
 * on SIGTERM (the Mini shutting down) stops every job, then exits.
@@ -42,9 +48,13 @@ DAEMONS_DIR = "/Library/LaunchDaemons"
 OVERRIDES = "/var/db/com.apple.xpc.launchd/disabled.plist"
 LOG = "/var/log/launchd-standin.log"
 DEFAULT_PATH = "/usr/bin:/bin:/usr/sbin:/sbin"
+# How long ``bootout`` waits for the job's process to exit before it answers 36 (macOS answers at once for a
+# job that does not exit promptly; a gateway's shutdown takes seconds, so it always sees 36).
+BOOTOUT_GRACE = 0.2
 
 ERRORS = {1: "Operation not permitted", 3: "No such process", 5: "Input/output error",
-          22: "Invalid argument", 113: "Could not find specified service", 119: "Service is disabled",
+          22: "Invalid argument", 36: "Operation now in progress", 37: "Operation already in progress",
+          113: "Could not find specified service", 119: "Service is disabled",
           122: "Path had bad ownership/permissions", 125: "Domain does not support specified action"}
 
 
@@ -65,8 +75,10 @@ class Job:
         self.last_spawn = 0.0
         self.next_spawn = None
         self.stopping_since = None
+        self.stop_signal = None
         self.booting_out = False
         self.kickstart_after_stop = False
+        self.next_interval = None  # monotonic time of the next StartInterval run
 
     @property
     def throttle(self) -> int:
@@ -75,6 +87,11 @@ class Job:
     @property
     def exit_timeout(self) -> int:
         return int(self.plist.get("ExitTimeOut", 20))
+
+    @property
+    def start_interval(self):
+        value = self.plist.get("StartInterval")
+        return int(value) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
     def wants_restart(self, code, sig) -> bool:
         keep = self.plist.get("KeepAlive", False)
@@ -90,7 +107,9 @@ class Job:
 
     def state(self) -> str:
         if self.pid is not None:
-            return "SIGTERMed" if self.stopping_since else "running"
+            if self.stopping_since:
+                return "SIGKILLed" if self.stop_signal == signal.SIGKILL else "SIGTERMed"
+            return "running"
         if self.next_spawn is not None:
             return "spawn scheduled"
         return "not running"
@@ -187,10 +206,14 @@ class Launchd:
             return
         if job.stopping_since is None:
             job.stopping_since = time.monotonic()
+        job.stop_signal = sig
         try:
             os.killpg(job.pid, sig)
         except ProcessLookupError:
-            pass
+            try:  # not yet its own process group leader (between fork and setsid)
+                os.kill(job.pid, sig)
+            except ProcessLookupError:
+                pass
 
     # -- reaping ------------------------------------------------------------
     def reap(self) -> None:
@@ -216,6 +239,7 @@ class Launchd:
             log(f"{job.label}: pid {pid} exited code={code} signal={sig}")
             stopping = job.stopping_since is not None
             job.stopping_since = None
+            job.stop_signal = None
             if job.booting_out:
                 self.jobs.pop(job.label, None)
                 log(f"{job.label}: booted out")
@@ -231,6 +255,11 @@ class Launchd:
         for job in list(self.jobs.values()):
             if job.pid is None and job.next_spawn is not None and now >= job.next_spawn and not self.shutting_down:
                 self.spawn(job)
+            if job.next_interval is not None and now >= job.next_interval and not self.shutting_down:
+                job.next_interval = now + job.start_interval
+                if job.pid is None and not job.booting_out:
+                    log(f"{job.label}: StartInterval={job.start_interval}s run")
+                    self.spawn(job)
             if job.pid is not None and job.stopping_since and now - job.stopping_since > job.exit_timeout:
                 log(f"{job.label}: did not exit within ExitTimeOut={job.exit_timeout}s, SIGKILL")
                 self.stop(job, signal.SIGKILL)
@@ -260,6 +289,8 @@ class Launchd:
             return 119
         job = Job(plist, path)
         self.jobs[label] = job
+        if job.start_interval:
+            job.next_interval = time.monotonic() + job.start_interval
         log(f"{label}: loaded from {path}")
         if start and (plist.get("RunAtLoad") or plist.get("KeepAlive") is True
                       or isinstance(plist.get("KeepAlive"), dict) and "SuccessfulExit" in plist["KeepAlive"]):
@@ -310,12 +341,15 @@ class Launchd:
             lines.append(f"\tusername = {plist['UserName']}")
         if plist.get("GroupName"):
             lines.append(f"\tgroup = {plist['GroupName']}")
+        if job.start_interval:
+            lines.append(f"\trun interval = {job.start_interval} seconds")
         lines += [f"\tminimum runtime = {job.throttle}", f"\texit timeout = {job.exit_timeout}",
                   f"\truns = {job.runs}"]
         if job.pid:
             lines.append(f"\tpid = {job.pid}")
         if job.last_signal:
-            lines.append(f"\tlast terminating signal = {signal.Signals(job.last_signal).name[3:].title()}: {job.last_signal}")
+            # strsignal(3) words, as macOS prints them: "Terminated: 15", "Killed: 9"
+            lines.append(f"\tlast terminating signal = {signal.strsignal(job.last_signal)}: {job.last_signal}")
         elif job.last_exit is None:
             lines.append("\tlast exit code = (never exited)")
         else:
@@ -370,13 +404,22 @@ class Launchd:
             job = self.jobs.get(label or "")
             if job is None:
                 return 3, "", "Boot-out failed: 3: No such process\n"
+            if job.booting_out:
+                return 37, "", "Boot-out failed: 37: Operation already in progress\n"
             job.booting_out = True
-            job.next_spawn = None
+            job.next_spawn = job.next_interval = None
+            job.kickstart_after_stop = False
             if job.pid is None:
                 self.jobs.pop(job.label, None)
-            else:
-                self.stop(job)
-            return 0, "", ""  # asynchronous, as on macOS
+                return 0, "", ""
+            self.stop(job)
+            deadline = time.monotonic() + BOOTOUT_GRACE
+            while job.pid is not None and time.monotonic() < deadline:
+                time.sleep(0.02)
+                self.reap()
+            if job.pid is not None:  # still stopping: launchd goes on (SIGKILL after ExitTimeOut) and says so
+                return 36, "", "Boot-out failed: 36: Operation now in progress\n"
+            return 0, "", ""
         if cmd == "kickstart":
             kill = "-k" in args
             targets = [a for a in args if not a.startswith("-")]
@@ -384,9 +427,11 @@ class Launchd:
             job = self.jobs.get(label or "")
             if job is None:
                 return 113, "", f"Could not kickstart service \"{label}\": 113: Could not find specified service\n"
-            if job.pid is not None and kill:
+            if job.booting_out:
+                return 37, "", f"Could not kickstart service \"{label}\": 37: Operation already in progress\n"
+            if job.pid is not None and kill:  # macOS kills the running instance outright (SIGKILL), no SIGTERM
                 job.kickstart_after_stop = True
-                self.stop(job)
+                self.stop(job, signal.SIGKILL)
             elif job.pid is None:
                 self.spawn(job)
             out = f"service spawned with pid: {job.pid}\n" if "-p" in args and job.pid else ""
