@@ -343,25 +343,3 @@ def read_token(env_file: str, uid):
     env = read_dotenv(env_file, uid)
     return None if env is None else env.get(TOKEN_VAR)
 
-
-def validate_env_names(names) -> list:
-    """Check ``claw_env_unset`` (names of variables to remove) and return them as a sorted list.
-
-    Raises:
-        ClawInputError: not a list of strings, a name that is not a valid environment variable name, a reserved
-            name the job sets itself, or a name given twice.
-    """
-    if names is None:
-        return []
-    if not isinstance(names, (list, tuple)):
-        raise ClawInputError("claw_env_unset must be a list of environment variable names")
-    seen = set()
-    for name in names:
-        if not isinstance(name, str) or not ENV_NAME.match(name):
-            raise ClawInputError(f"claw_env_unset entry {_show(name)} is not a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
-        if name in RESERVED_ENV:
-            raise ClawInputError(f"claw_env_unset entry {name} is set by the claw's launchd job and cannot be removed")
-        if name in seen:
-            raise ClawInputError(f"claw_env_unset names {name} twice")
-        seen.add(name)
-    return sorted(seen)
