@@ -74,6 +74,12 @@ options:
     description: Token to use only when O(gateway_token) is not given and the file holds none yet
       (the claw role generates it on the control node). RV(fallback_token_used) says whether it was used.
     type: str
+  keep_from:
+    description:
+      - Another dotenv file of the same claw whose token and variables are the ones to keep (instead of O(path)'s),
+        with the same trust checks. A restore swaps in the archived home with its C(.env); the claw's present
+        settings are then taken from the replaced home's file. When it does not exist, O(path)'s own file is used.
+    type: path
 """
 
 EXAMPLES = r"""
@@ -199,6 +205,7 @@ def main():
             env_unset=dict(type="list", elements="str", default=[]),
             gateway_token=dict(type="str", no_log=True),
             fallback_token=dict(type="str", no_log=True),
+            keep_from=dict(type="path"),
         ),
         supports_check_mode=True,
     )
@@ -220,6 +227,13 @@ def main():
         module.fail_json(msg=f"cannot write the claw's secrets: {exc}")
     try:
         current, text, owner_mode, refusal = current_state(dir_fd, p["path"], uid)
+        if p["keep_from"]:
+            try:
+                kept = _claw.read_dotenv(p["keep_from"], uid)
+            except _claw.DotenvRefused as exc:
+                kept, refusal = {}, str(exc)
+            if kept is not None:
+                current = kept
         env, dropped = _claw.desired_env(current, p["env"], p["env_set"], p["env_unset"])
         token = p["gateway_token"] or current.get(_claw.TOKEN_VAR)
         fallback_used = token is None

@@ -135,3 +135,25 @@ def test_bad_input_fails_before_reading(tmp_path, state):
     result = run(tmp_path, env_set={"A": "1"}, env_unset=["A"])
     assert result.get("failed") and "both name A" in result["msg"]
     assert not (state / ".env").exists()
+
+
+def test_keep_from_takes_the_present_settings_after_a_restore(tmp_path, state):
+    """Restore swaps in the archived home (old token, old keys); the present ones come from the replaced home."""
+    write(state / ".env", ARCHIVED_KEY="old", CLAW_GATEWAY_TOKEN=OTHER)
+    previous = tmp_path / "previous.env"
+    write(previous, ANTHROPIC_API_KEY="sk-now", CLAW_GATEWAY_TOKEN=TOKEN)
+    result = run(tmp_path, keep_from=str(previous))
+    assert result["changed"] and env_of(state) == {"ANTHROPIC_API_KEY": "sk-now", "CLAW_GATEWAY_TOKEN": TOKEN}
+    assert result["token_fingerprint"] == _facts.token_fingerprint(TOKEN)
+    assert run(tmp_path, keep_from=str(previous))["changed"] is False
+    assert run(tmp_path, keep_from=str(tmp_path / "missing.env"))["changed"] is False
+
+
+def test_keep_from_a_link_is_never_read(tmp_path, state):
+    write(state / ".env", CLAW_GATEWAY_TOKEN=OTHER)
+    neighbour = tmp_path / "neighbour.env"
+    write(neighbour, CLAW_GATEWAY_TOKEN=NEIGHBOUR)
+    os.chown(neighbour, 4242, 4242)
+    (tmp_path / "previous.env").symlink_to(neighbour)
+    result = run(tmp_path, keep_from=str(tmp_path / "previous.env"), fallback_token=TOKEN)
+    assert env_of(state) == {"CLAW_GATEWAY_TOKEN": TOKEN} and result["replaced_untrusted"]
