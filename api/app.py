@@ -1,35 +1,44 @@
-"""The HTTP API (FastAPI). Routes under ``/v1``, OpenAPI at ``/openapi.json``; every route but ``/healthz`` needs
-``Authorization: Bearer <token>``. Every state change queues a job that runs the same playbook an operator runs.
+"""The HTTP API (FastAPI). Routes under ``/v1``; every route but ``/healthz`` needs ``Authorization: Bearer <token>``
+(``/openapi.json`` exists only with ``CLAWFARM_API_OPENAPI=token``, behind the token; no ``/docs``). Every state change
+queues a job that runs the same playbook an operator runs.
+
+Request input is checked by the collection's own validators (``plugins/module_utils/_claw.py`` through
+:mod:`api.validation`): bad input is a 422 naming the field, before any job exists. No error answer shows a
+submitted value (the validation handler drops pydantic's ``input``), bodies are counted as they arrive (413 past
+``max_body_bytes``, chunked or not), an ``Idempotency-Key`` is scoped by API token and bound to method, path and body,
+and a ``callback_url`` must name an allowed host with public addresses only (:mod:`api.callbacks`).
 """
 
 import asyncio
+import hashlib
 import hmac
 import json
 import logging
-import re
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, field_validator, model_validator
 from sqlalchemy import func, select
 
 from .alerts import DiscordNotifier, default_rules
+from .callbacks import CallbackRefused, check_callback_url
 from .config import Settings, load_settings
 from .db import TERMINAL, Claw, Job, JobEvent, make_sessionmaker
 from .inventory import Inventory, place
-from .jobs import JOB_DURATION, JobEngine, playbook_available
+from .jobs import JOB_DURATION, IdempotencyConflict, JobEngine, playbook_available
 from .monitor import Monitor
+from .validation import check_env, check_env_change, check_env_names, claw
 
 log = logging.getLogger("clawfarm.api")
 
 UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MINI_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 ClawId = Annotated[str, Path(pattern=UUID_PATTERN, description="The claw's UUID (lowercase, with dashes)")]
 MiniName = Annotated[str, Path(pattern=MINI_PATTERN, description="A Mini's inventory name")]
@@ -39,25 +48,83 @@ IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", description="Sam
 
 # ---- request and response models ------------------------------------------------------------------------------
 
+EnvValues = dict[str, Annotated[str, Field(max_length=8192)]]
+CALLBACK_DOC = ("Receives the final job state (HMAC-signed); its host must be allowed by CLAWFARM_API_CALLBACK_HOSTS "
+                "(or be the configured webhook's) and resolve to public addresses only")
+
+
+def _env(value: dict | None) -> dict | None:
+    if value is None:
+        return None
+    if len(value) > 100:
+        raise ValueError("more than 100 entries")
+    return check_env(value)  # the collection's validate_env: names, reserved names, newlines, quoting
+
+
+def _token(value: SecretStr | None) -> SecretStr | None:
+    if value is not None:
+        claw.validate_token(value.get_secret_value())
+    return value
+
+
 class ProvisionRequest(BaseModel):
-    """Provision a claw. ``env`` holds the claw's secrets and settings (values never stored or shown)."""
+    """Provision a claw. ``env`` holds the claw's secrets and settings (values never stored or shown); omitted, an
+    existing claw keeps its env, given (even ``{}``), it replaces the claw's env."""
     model_config = ConfigDict(extra="forbid")
     claw_id: str = Field(pattern=UUID_PATTERN, description="The claw's UUID")
     mini: str | None = Field(None, pattern=MINI_PATTERN, description="Inventory name; placed on the least-loaded active Mini when absent")
-    gateway_token: SecretStr | None = Field(None, min_length=32, max_length=512, description="Gateway token; generated on the control node when absent")
-    env: dict[str, Annotated[str, Field(max_length=8192)]] = Field(default_factory=dict, description="Environment of the claw (API keys, model ids)")
+    gateway_token: SecretStr | None = Field(None, min_length=32, max_length=512,
+                                            description="Gateway token ([A-Za-z0-9._~+/=-], 32+); generated on the control node when absent")
+    env: EnvValues | None = Field(None, description="Environment of the claw (API keys, model ids); replaces the current env when given")
     restore: bool = Field(False, description="Restore the newest archive after provisioning (re-subscribe)")
-    callback_url: HttpUrl | None = Field(None, description="Receives the final job state (HMAC-signed)")
+    callback_url: HttpUrl | None = Field(None, description=CALLBACK_DOC)
+
+    @field_validator("claw_id")
+    @classmethod
+    def _claw_id(cls, value: str) -> str:
+        return claw.validate_claw_id(value)
 
     @field_validator("env")
     @classmethod
-    def env_names(cls, value: dict) -> dict:
-        bad = [k for k in value if not ENV_NAME.match(k)]
-        if bad:
-            raise ValueError(f"env keys must be environment variable names ([A-Za-z_][A-Za-z0-9_]*): {', '.join(map(repr, bad[:5]))}")
-        if len(value) > 100:
-            raise ValueError("env has more than 100 entries")
-        return value
+    def _env(cls, value: dict | None) -> dict | None:
+        return _env(value)
+
+    @field_validator("gateway_token")
+    @classmethod
+    def _token(cls, value: SecretStr | None) -> SecretStr | None:
+        return _token(value)
+
+
+class ConfigureRequest(BaseModel):
+    """Change a claw's settings in place (``playbooks/configure.yml``): set or remove single env entries and/or
+    replace the gateway token; the gateway restarts, the claw stays where it is. At least one field."""
+    model_config = ConfigDict(extra="forbid")
+    env_set: EnvValues | None = Field(None, description="Env entries to add or overwrite (values never stored or shown)")
+    env_unset: list[Annotated[str, Field(max_length=256)]] | None = Field(None, max_length=100, description="Env names to remove")
+    gateway_token: SecretStr | None = Field(None, min_length=32, max_length=512, description="New gateway token ([A-Za-z0-9._~+/=-], 32+)")
+    callback_url: HttpUrl | None = Field(None, description=CALLBACK_DOC)
+
+    @field_validator("env_set")
+    @classmethod
+    def _env_set(cls, value: dict | None) -> dict | None:
+        return _env(value)
+
+    @field_validator("env_unset")
+    @classmethod
+    def _env_unset(cls, value: list | None) -> list | None:
+        return None if value is None else check_env_names(value)
+
+    @field_validator("gateway_token")
+    @classmethod
+    def _token(cls, value: SecretStr | None) -> SecretStr | None:
+        return _token(value)
+
+    @model_validator(mode="after")
+    def _something(self):
+        if not (self.env_set or self.env_unset or self.gateway_token):
+            raise ValueError("give at least one of env_set, env_unset, gateway_token")
+        check_env_change(self.env_set, self.env_unset)  # a name both set and unset
+        return self
 
 
 class ActionRequest(BaseModel):
@@ -66,12 +133,12 @@ class ActionRequest(BaseModel):
     mini: str | None = Field(None, pattern=MINI_PATTERN, description="The claw's Mini, when the service does not know it yet")
     key: str | None = Field(None, pattern=r"^(backups|archives)/\d{8}T\d{6}Z\.tar\.zst$", description="restore: archive key (default newest)")
     target: str | None = Field(None, pattern=MINI_PATTERN, description="migrate: the target Mini")
-    callback_url: HttpUrl | None = None
+    callback_url: HttpUrl | None = Field(None, description=CALLBACK_DOC)
 
 
 class DrainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    callback_url: HttpUrl | None = None
+    callback_url: HttpUrl | None = Field(None, description=CALLBACK_DOC)
 
 
 class JobOut(BaseModel):
@@ -114,10 +181,63 @@ class MiniOut(BaseModel):
 
 # ---- the application ---------------------------------------------------------------------------------------------
 
+class BodyLimit:
+    """ASGI middleware: at most ``limit`` request body bytes, counted as they arrive (a declared Content-Length
+    over the limit is refused before reading; a chunked body is cut off at the limit). Answers 413 and never
+    echoes the body."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def _too_large(self, send) -> None:
+        body = json.dumps({"detail": [{"loc": ["body"], "msg": f"body larger than {self.limit} bytes", "type": "too_large"}]}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and (not value.isdigit() or int(value) > self.limit):
+                return await self._too_large(send)
+        state = {"received": 0, "over": False, "answered": False}
+
+        async def counted_receive():
+            if state["over"]:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                state["received"] += len(message.get("body", b""))
+                if state["received"] > self.limit:
+                    state["over"] = True
+                    return {"type": "http.disconnect"}  # stop reading; the app's answer is replaced by the 413
+            return message
+
+        async def guarded_send(message):
+            if state["over"]:
+                if not state["answered"]:
+                    state["answered"] = True
+                    await self._too_large(send)
+                return
+            state["answered"] = state["answered"] or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, guarded_send)
+        except Exception:
+            if not state["over"]:
+                raise
+        if state["over"] and not state["answered"]:
+            state["answered"] = True
+            await self._too_large(send)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; ``settings`` default to :func:`api.config.load_settings` (environment)."""
     settings = settings or load_settings()
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    settings.state_dir.chmod(0o700)  # the job store and run dirs
     Session = make_sessionmaker(settings.database_url)
     engine = JobEngine(settings, Session)
     inventory = Inventory(settings.inventory)
@@ -133,28 +253,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         monitor.shutdown()
         await asyncio.to_thread(engine.shutdown)
 
-    app = FastAPI(title="clawfarm API", version="0.2.0", lifespan=lifespan,
+    app = FastAPI(title="clawfarm API", version="0.2.0", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None,
                   description="Runs the clawfarm playbooks as durable jobs for the web backend.")
     app.state.engine, app.state.settings, app.state.Session = engine, settings, Session
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     bearer = HTTPBearer(auto_error=False)
 
-    def authorize(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+    def authorize(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
         supplied = credentials.credentials.encode() if credentials else b""
-        ok = False
+        match = None
         for token in settings.tokens:  # constant time per token; every token is compared
-            ok |= hmac.compare_digest(supplied, token.encode())
-        if not credentials or not ok:
+            if hmac.compare_digest(supplied, token.encode()):
+                match = token
+        if not credentials or match is None:
             raise HTTPException(401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
+        request.state.api_token = match
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.max_body_bytes:
-            return JSONResponse({"detail": [{"loc": ["body"], "msg": f"body larger than {settings.max_body_bytes} bytes", "type": "too_large"}]},
-                                status_code=422)
-        return await call_next(request)
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError):
+        """422 naming each bad field, without pydantic's ``input``/``ctx`` (they would echo secrets back)."""
+        return JSONResponse({"detail": [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "invalid")), "type": str(e.get("type", "value_error"))}
+                                        for e in exc.errors()]}, status_code=422)
 
     auth = [Depends(authorize)]
+
+    if settings.openapi == "token":
+        @app.get("/openapi.json", dependencies=auth, include_in_schema=False)
+        def openapi_schema():
+            """The OpenAPI document, behind the bearer token (``CLAWFARM_API_OPENAPI=token``)."""
+            return JSONResponse(app.openapi())
 
     def job_out(job: Job) -> dict:
         return job.to_dict()
@@ -181,10 +308,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def accepted(job: Job, created: bool) -> JSONResponse:
         return JSONResponse(job_out(job), status_code=202 if created else 200)
 
-    def idem(key: str | None) -> str | None:
-        if key is not None and not (1 <= len(key) <= 255):
-            raise HTTPException(422, [{"loc": ["header", "Idempotency-Key"], "msg": "1 to 255 characters", "type": "value_error"}])
-        return key
+    def idem(request: Request, key: str | None, body: BaseModel | None = None) -> tuple[str, str, str] | None:
+        """``(scope, key, request)`` for :meth:`JobEngine.submit`: the key belongs to the caller's API token and to
+        this method, path, query and body (digests only; the request digest is keyed with the caller's token)."""
+        if key is None:
+            return None
+        if not (1 <= len(key) <= 255) or not key.isprintable() or not key.isascii():
+            raise HTTPException(422, [{"loc": ["header", "Idempotency-Key"], "msg": "1 to 255 printable ASCII characters", "type": "value_error"}])
+        token = request.state.api_token.encode()
+        scope = hashlib.sha256(b"clawfarm-idempotency-scope\0" + token).hexdigest()
+        payload = body.model_dump(mode="python") if body is not None else None
+        text = json.dumps([request.method, request.url.path, sorted(request.query_params.multi_items()), payload], sort_keys=True,
+                          default=lambda v: v.get_secret_value() if isinstance(v, SecretStr) else str(v))
+        return scope, key, hmac.new(token, text.encode(), hashlib.sha256).hexdigest()
+
+    def submit(*args, **kwargs) -> JSONResponse:
+        try:
+            return accepted(*engine.submit(*args, **kwargs))
+        except IdempotencyConflict:
+            raise HTTPException(422, [{"loc": ["header", "Idempotency-Key"], "type": "idempotency_conflict",
+                                       "msg": "this Idempotency-Key was already used for a different request (method, path or body); use a new key"}])
+
+    def callback(url, field: tuple = ("body", "callback_url")) -> str | None:
+        if url is None:
+            return None
+        try:
+            return check_callback_url(str(url), settings.callback_hosts, settings.webhook_url)
+        except CallbackRefused as exc:
+            raise HTTPException(422, [{"loc": list(field), "msg": str(exc), "type": "value_error"}])
 
     @app.get("/healthz", tags=["service"])
     def healthz() -> dict:
@@ -192,10 +343,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"ok": True}
 
     @app.post("/v1/claws", status_code=202, response_model=JobOut, dependencies=auth, tags=["claws"])
-    def provision(body: ProvisionRequest, idempotency_key: IdemKey = None):
+    def provision(body: ProvisionRequest, request: Request, idempotency_key: IdemKey = None):
         """Provision a claw (``playbooks/provision.yml``); the job's result carries mini, mac_username, local_port,
-        tunnel_hostname and label."""
-        key = idem(idempotency_key)
+        tunnel_hostname and label. Without ``env`` an existing claw keeps its env (``claw_env`` is not sent)."""
+        key = idem(request, idempotency_key, body)
+        callback_url = callback(body.callback_url)
         mini = body.mini
         with engine.lock:  # placement and queueing are one step: two requests never pick the same last slot
             if mini:
@@ -209,23 +361,37 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 mini = place(inventory.minis(), load)
                 if mini is None:
                     raise HTTPException(409, "no capacity: no active Mini has a free slot")
-        secrets = {"gateway_token": body.gateway_token.get_secret_value() if body.gateway_token else None, "env": body.env}
-        job, created = engine.submit("provision", body.claw_id, mini,
-                                     {"restore": body.restore, "env_keys": sorted(body.env)},
-                                     secrets=secrets if (secrets["gateway_token"] or body.env) else None,
-                                     callback_url=str(body.callback_url) if body.callback_url else None, idempotency_key=key)
-        return accepted(job, created)
+            secrets = {"gateway_token": body.gateway_token.get_secret_value() if body.gateway_token else None, "env": body.env}
+            params = {"restore": body.restore, **({"env_keys": sorted(body.env)} if body.env is not None else {})}
+            return submit("provision", body.claw_id, mini, params,
+                          secrets=secrets if (secrets["gateway_token"] or body.env is not None) else None,
+                          callback_url=callback_url, idempotency=key)
+
+    @app.patch("/v1/claws/{claw_id}", status_code=202, response_model=JobOut, dependencies=auth, tags=["claws"])
+    def configure(claw_id: ClawId, body: ConfigureRequest, request: Request, idempotency_key: IdemKey = None):
+        """Change a claw's settings in place (``playbooks/configure.yml``): ``env_set`` adds or overwrites entries,
+        ``env_unset`` removes names, ``gateway_token`` replaces the token; the gateway restarts on the claw's Mini (no
+        placement). Entries not named keep their values. Values never appear in the job, its events or answers."""
+        key = idem(request, idempotency_key, body)
+        callback_url = callback(body.callback_url)
+        if not playbook_available("configure"):
+            raise HTTPException(409, "configure is not available in this release (playbooks/configure.yml is not installed)")
+        secrets = {"gateway_token": body.gateway_token.get_secret_value() if body.gateway_token else None, "env_set": body.env_set or {}}
+        params = {"env_set_keys": sorted(body.env_set or {}), "env_unset": body.env_unset or [], "gateway_token": bool(body.gateway_token)}
+        return submit("configure", claw_id, claw_mini(claw_id, None), params,
+                      secrets=secrets if (secrets["gateway_token"] or secrets["env_set"]) else None,
+                      callback_url=callback_url, idempotency=key)
 
     @app.delete("/v1/claws/{claw_id}", status_code=202, response_model=JobOut, dependencies=auth, tags=["claws"])
-    def deprovision(claw_id: ClawId,
+    def deprovision(claw_id: ClawId, request: Request,
                     archive: Annotated[bool, Query(description="Archive to R2 first (false: tombstone on the Mini)")] = True,
                     mini: Annotated[str | None, Query(pattern=MINI_PATTERN)] = None,
-                    callback_url: Annotated[HttpUrl | None, Query()] = None,
+                    callback_url: Annotated[HttpUrl | None, Query(description=CALLBACK_DOC)] = None,
                     idempotency_key: IdemKey = None):
         """Deprovision (``playbooks/deprovision.yml``): archive, verify, then remove."""
-        job, created = engine.submit("deprovision", claw_id, claw_mini(claw_id, mini), {"archive": archive},
-                                     callback_url=str(callback_url) if callback_url else None, idempotency_key=idem(idempotency_key))
-        return accepted(job, created)
+        key = idem(request, idempotency_key)
+        url = callback(callback_url, ("query", "callback_url"))
+        return submit("deprovision", claw_id, claw_mini(claw_id, mini), {"archive": archive}, callback_url=url, idempotency=key)
 
     @app.get("/v1/claws/{claw_id}", response_model=ClawOut, dependencies=auth, tags=["claws"])
     async def claw_status(claw_id: ClawId,
@@ -256,17 +422,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "refresh_job": refresh_job}
 
     def action(kind: str):
-        def route(claw_id: ClawId, body: ActionRequest | None = None, idempotency_key: IdemKey = None):
+        def route(claw_id: ClawId, request: Request, body: ActionRequest | None = None, idempotency_key: IdemKey = None):
             body = body or ActionRequest()
+            key = idem(request, idempotency_key, body)
+            callback_url = callback(body.callback_url)
             if not playbook_available(kind):
                 raise HTTPException(409, f"{kind} is not available in this release (playbooks/{kind}.yml is not installed)")
             if body.target:
                 known_mini(body.target)
             params = {k: v for k, v in {"key": body.key, "target": body.target}.items() if v is not None}
-            job, created = engine.submit(kind, claw_id, claw_mini(claw_id, body.mini), params,
-                                         callback_url=str(body.callback_url) if body.callback_url else None,
-                                         idempotency_key=idem(idempotency_key))
-            return accepted(job, created)
+            return submit(kind, claw_id, claw_mini(claw_id, body.mini), params, callback_url=callback_url, idempotency=key)
         route.__name__ = f"claw_{kind}"
         route.__doc__ = f"Queue ``playbooks/{kind}.yml`` for the claw."
         return route
@@ -293,15 +458,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return mini_out(name, minis[name])
 
     @app.post("/v1/minis/{name}/drain", status_code=202, response_model=JobOut, dependencies=auth, tags=["minis"])
-    def drain(name: MiniName, body: DrainRequest | None = None, idempotency_key: IdemKey = None):
+    def drain(name: MiniName, request: Request, body: DrainRequest | None = None, idempotency_key: IdemKey = None):
         """Queue ``playbooks/drain.yml`` for the Mini."""
+        key = idem(request, idempotency_key, body)
+        url = callback(body.callback_url if body else None)
         if name not in inventory.minis():
             raise HTTPException(404, f"unknown Mini {name!r}")
         if not playbook_available("drain"):
             raise HTTPException(409, "drain is not available in this release (playbooks/drain.yml is not installed)")
-        callback = str(body.callback_url) if body and body.callback_url else None
-        job, created = engine.submit("drain", None, name, {}, callback_url=callback, idempotency_key=idem(idempotency_key))
-        return accepted(job, created)
+        return submit("drain", None, name, {}, callback_url=url, idempotency=key)
 
     @app.get("/v1/jobs/{job_id}", response_model=JobOut, dependencies=auth, tags=["jobs"])
     def get_job(job_id: JobId):

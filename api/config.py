@@ -23,8 +23,17 @@ class Settings:
       (Cloudflare and R2 credentials); ``CLAWFARM_API_FARM_VARS``.
     - ``workers``: jobs running at once across Minis (``CLAWFARM_API_WORKERS``, default 4).
     - ``webhook_url`` / ``webhook_secret``: global callback for final job states, signed with HMAC-SHA256
-      (``CLAWFARM_API_WEBHOOK_URL``, ``CLAWFARM_API_WEBHOOK_SECRET``).
-    - ``max_body_bytes``: larger request bodies get 422 (``CLAWFARM_API_MAX_BODY_BYTES``, default 65536).
+      (``CLAWFARM_API_WEBHOOK_URL``, ``CLAWFARM_API_WEBHOOK_SECRET``). The secret is required as soon as any
+      webhook can be sent (a webhook URL or callback hosts are configured): nothing is ever signed with an empty key.
+      The operator's ``webhook_url`` is trusted as configured (it may live on a private network).
+    - ``callback_hosts``: host names a request's ``callback_url`` may name (``CLAWFARM_API_CALLBACK_HOSTS``, comma
+      separated, case-insensitive; default none, so ``callback_url`` is refused unless it names the host of
+      ``webhook_url``). Even then every address the host resolves to must be global (no loopback, private,
+      link-local, multicast or reserved address), checked when the request comes in and again at each delivery.
+    - ``openapi``: ``CLAWFARM_API_OPENAPI`` = ``off`` (default: no ``/openapi.json``, no ``/docs``) or ``token``
+      (``/openapi.json`` served behind the bearer token; ``/docs`` stays off).
+    - ``max_body_bytes``: larger request bodies get 413, counted as the bytes arrive (chunked bodies too)
+      (``CLAWFARM_API_MAX_BODY_BYTES``, default 65536).
     - ``job_timeout``: seconds before a playbook is killed (``CLAWFARM_API_JOB_TIMEOUT``, default 3600).
     - ``health_interval``: seconds between fleet health samples (``CLAWFARM_API_HEALTH_INTERVAL``, default 60; 0 = off).
     - ``backup_schedule``: ``HH:MM`` Mini-local, ``every:<seconds>`` or ``off`` (``CLAWFARM_API_BACKUP_SCHEDULE``, default 02:00).
@@ -42,6 +51,8 @@ class Settings:
     workers: int = 4
     webhook_url: str | None = None
     webhook_secret: str | None = None
+    callback_hosts: list[str] = field(default_factory=list)
+    openapi: str = "off"
     max_body_bytes: int = 65536
     job_timeout: int = 3600
     health_interval: float = 60
@@ -56,7 +67,8 @@ def load_settings(environ=None) -> Settings:
     reach a playbook's environment (ansible-runner copies ``os.environ`` into the child).
 
     Raises:
-        RuntimeError: no bearer token configured.
+        RuntimeError: no bearer token configured; webhooks on without ``CLAWFARM_API_WEBHOOK_SECRET``; a bad
+            ``CLAWFARM_API_OPENAPI``.
     """
     env = os.environ if environ is None else environ
     tokens = [t.strip() for t in env.get("CLAWFARM_API_TOKENS", "").split(",") if t.strip()]
@@ -75,6 +87,15 @@ def load_settings(environ=None) -> Settings:
     for name in ("CLAWFARM_API_TOKENS", "CLAWFARM_API_WEBHOOK_SECRET", "CLAWFARM_API_DISCORD_WEBHOOK_URL"):
         if environ is None:
             os.environ.pop(name, None)
+    webhook_url = env.get("CLAWFARM_API_WEBHOOK_URL") or None
+    webhook_secret = env.get("CLAWFARM_API_WEBHOOK_SECRET") or None
+    callback_hosts = sorted({h.strip().lower().rstrip(".") for h in env.get("CLAWFARM_API_CALLBACK_HOSTS", "").split(",") if h.strip()})
+    if (webhook_url or callback_hosts) and not webhook_secret:
+        raise RuntimeError("webhooks are on (CLAWFARM_API_WEBHOOK_URL or CLAWFARM_API_CALLBACK_HOSTS) but CLAWFARM_API_WEBHOOK_SECRET "
+                           "is not set: set it to a long random string the receiver uses to check X-Clawfarm-Signature")
+    openapi = env.get("CLAWFARM_API_OPENAPI", "off").strip().lower() or "off"
+    if openapi not in ("off", "token"):
+        raise RuntimeError(f"CLAWFARM_API_OPENAPI must be 'off' or 'token', got {openapi[:32]!r}")
     state_dir = Path(env.get("CLAWFARM_API_STATE_DIR", REPO / ".cache" / "api"))
     farm_vars = env.get("CLAWFARM_API_FARM_VARS")
     return Settings(
@@ -85,8 +106,10 @@ def load_settings(environ=None) -> Settings:
         inventory=Path(env.get("CLAWFARM_API_INVENTORY", REPO / "inventory")),
         farm_vars=Path(farm_vars) if farm_vars else None,
         workers=int(env.get("CLAWFARM_API_WORKERS", "4")),
-        webhook_url=env.get("CLAWFARM_API_WEBHOOK_URL") or None,
-        webhook_secret=env.get("CLAWFARM_API_WEBHOOK_SECRET") or None,
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
+        callback_hosts=callback_hosts,
+        openapi=openapi,
         max_body_bytes=int(env.get("CLAWFARM_API_MAX_BODY_BYTES", "65536")),
         job_timeout=int(env.get("CLAWFARM_API_JOB_TIMEOUT", "3600")),
         health_interval=float(env.get("CLAWFARM_API_HEALTH_INTERVAL", "60")),

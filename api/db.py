@@ -69,8 +69,14 @@ class JobEvent(Base):
 
 
 class IdempotencyKey(Base):
-    __tablename__ = "idempotency_keys"
+    """An ``Idempotency-Key`` as one API token used it: ``scope`` is a digest of the caller's token, ``request``
+    a digest of method, path and body. The same key from the same token for the same request gives the same job;
+    another request under that key is refused (422); another token's key of the same name is a different key.
+    (A new table: the unscoped ``idempotency_keys`` table of older releases is no longer read.)"""
+    __tablename__ = "idempotency_keys_scoped"
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request: Mapped[str] = mapped_column(String(64))
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -85,8 +91,29 @@ class Claw(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+def private_sqlite_file(url: str) -> None:
+    """Create a SQLite database file 0600 before SQLite opens it (SQLite gives its -wal and -shm files the
+    database file's mode), and make an existing one 0600: job records name the claws and their Minis."""
+    import os
+
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url[len(prefix):] in ("", ":memory:") or url[len(prefix):].startswith("file:"):
+        return
+    path = url[len(prefix):].split("?", 1)[0]
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm", "-journal"):
+        if os.path.isfile(path + suffix) and not os.path.islink(path + suffix):
+            os.chmod(path + suffix, 0o600)
+
+
 def make_sessionmaker(url: str):
-    """Engine + session factory; SQLite gets WAL and a busy timeout so the API and job threads share it."""
+    """Engine + session factory; SQLite gets WAL and a busy timeout so the API and job threads share it, and its
+    file is 0600 (:func:`private_sqlite_file`)."""
+    private_sqlite_file(url)
     kwargs = {"json_serializer": lambda obj: json.dumps(obj, default=str)}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}

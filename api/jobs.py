@@ -7,7 +7,9 @@ interrupted, ``result`` (the playbook's ``set_stats`` data, e.g. the claw record
 Scheduling: a dispatcher thread starts queued jobs in order, at most ``workers`` at once, and never two jobs for the
 same Mini or the same claw at the same time. Secrets (gateway token, env values) live only in memory and in the
 job's private run directory (0700, a 0600 vars file), which is removed when the job ends; events are redacted
-against them before they are stored. ansible-runner's own secret files are suppressed (``suppress_env_files``),
+against them before they are stored. Every request value reaches the playbook as data Ansible never renders: the
+vars file is YAML whose every string is tagged ``!unsafe`` (:func:`unsafe_yaml`), so a value such as
+``{{ lookup('pipe', 'id') }}`` arrives byte for byte and runs nothing. ansible-runner's own secret files are suppressed (``suppress_env_files``),
 its job_events are not written (the handler returns False) and its stdout is not kept (shared/reference/
 ansible-runner-api.md section 2.3).
 """
@@ -27,9 +29,11 @@ import uuid
 from pathlib import Path
 
 import httpx
+import yaml
 from prometheus_client import Histogram
 from sqlalchemy import select
 
+from .callbacks import CallbackRefused, post_checked
 from .config import REPO, Settings
 from .db import Claw, IdempotencyKey, Job, JobEvent, utcnow
 
@@ -38,15 +42,20 @@ log = logging.getLogger("clawfarm.api.jobs")
 PLAYBOOKS = {
     "provision": "provision.yml", "deprovision": "deprovision.yml", "start": "start.yml", "stop": "stop.yml",
     "restart": "restart.yml", "status": "status.yml", "backup": "backup.yml", "restore": "restore.yml",
-    "migrate": "migrate.yml", "drain": "drain.yml", "health": "health.yml",
+    "migrate": "migrate.yml", "drain": "drain.yml", "health": "health.yml", "configure": "configure.yml",
 }
 JOB_DURATION = Histogram("clawfarm_job_duration_seconds", "Duration of finished jobs, from start to end", ["kind"],
                          buckets=(5, 15, 30, 60, 120, 300, 600, 1200, 3600))
 
 
+def playbook_path(kind: str) -> Path:
+    """The playbook a job kind runs (absolute)."""
+    return REPO / "playbooks" / PLAYBOOKS[kind]
+
+
 def playbook_available(kind: str) -> bool:
     """Whether this release ships the playbook behind a job kind (migrate and drain come with the fleet work)."""
-    return (REPO / "playbooks" / PLAYBOOKS[kind]).exists()
+    return playbook_path(kind).exists()
 
 
 def redact(value, secrets: list[str]):
@@ -59,6 +68,27 @@ def redact(value, secrets: list[str]):
     return json.loads(text)
 
 
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was already used by this API token for another request (method, path or body)."""
+
+
+class _UnsafeDumper(yaml.SafeDumper):
+    """YAML dumper whose every string (keys included) is written ``!unsafe "..."``."""
+
+
+_UnsafeDumper.add_representer(str, lambda dumper, value: dumper.represent_scalar("!unsafe", value, style='"'))
+
+
+def unsafe_yaml(data) -> str:
+    """YAML text of ``data`` for ``ansible-playbook -e @file`` in which Ansible renders no string.
+
+    ansible-core renders the strings of a JSON or plain YAML vars file as templates (trusted, like the playbook's
+    own); a string tagged ``!unsafe`` is data it never renders (ansible-core 2.19 data tagging: not trusted as a
+    template). Every string, at any depth, is tagged; numbers, booleans and null stay as they are.
+    """
+    return yaml.dump(data, Dumper=_UnsafeDumper, default_flow_style=False, allow_unicode=False, sort_keys=True, width=1 << 20)
+
+
 def job_minis(job) -> set[str]:
     """The Minis a job touches: its ``mini`` and, for a migration, its ``target`` (``params["target"]``).
 
@@ -68,9 +98,15 @@ def job_minis(job) -> set[str]:
     return {name for name in (job.mini, (job.params or {}).get("target")) if name}
 
 
-def sign(body: bytes, secret: str | None) -> str:
-    """``sha256=<hex HMAC-SHA256 of the body>`` for the ``X-Clawfarm-Signature`` webhook header."""
-    return "sha256=" + hmac.new((secret or "").encode(), body, hashlib.sha256).hexdigest()
+def sign(body: bytes, secret: str) -> str:
+    """``sha256=<hex HMAC-SHA256 of the body>`` for the ``X-Clawfarm-Signature`` webhook header.
+
+    Raises:
+        ValueError: no secret (nothing is ever signed with an empty key; load_settings refuses webhooks without one).
+    """
+    if not secret:
+        raise ValueError("no webhook secret: set CLAWFARM_API_WEBHOOK_SECRET")
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 class JobEngine:
@@ -120,19 +156,28 @@ class JobEngine:
     # ---- submission --------------------------------------------------------------------------------------------
 
     def submit(self, kind: str, claw_id: str | None, mini: str | None, params: dict, secrets: dict | None = None,
-               callback_url: str | None = None, idempotency_key: str | None = None) -> tuple[Job, bool]:
-        """Queue a job; returns ``(job, created)``. The same ``idempotency_key`` returns the first job."""
+               callback_url: str | None = None, idempotency: tuple[str, str, str] | None = None) -> tuple[Job, bool]:
+        """Queue a job; returns ``(job, created)``.
+
+        ``idempotency`` is ``(scope, key, request)``: the caller's token digest, the Idempotency-Key, and a digest of
+        method, path and body. The same triple returns the first job (``created`` False).
+
+        Raises:
+            IdempotencyConflict: this scope used the key for a different request.
+        """
         with self.lock, self.Session() as s:
-            if idempotency_key:
-                known = s.get(IdempotencyKey, idempotency_key)
+            if idempotency:
+                known = s.get(IdempotencyKey, (idempotency[0], idempotency[1]))
                 if known:
+                    if not hmac.compare_digest(known.request, idempotency[2]):
+                        raise IdempotencyConflict(idempotency[1])
                     return s.get(Job, known.job_id), False
             job = Job(id=str(uuid.uuid4()), kind=kind, state="queued", claw_id=claw_id, mini=mini,
                       params={**params, "has_secrets": bool(secrets)}, callback_url=callback_url)
             s.add(job)
             s.flush()
-            if idempotency_key:
-                s.add(IdempotencyKey(key=idempotency_key, job_id=job.id))
+            if idempotency:
+                s.add(IdempotencyKey(scope=idempotency[0], key=idempotency[1], request=idempotency[2], job_id=job.id))
             s.commit()
             if secrets:
                 self.secrets[job.id] = secrets
@@ -197,10 +242,15 @@ class JobEngine:
         for name in ("restore", "archive", "key", "target"):
             if p.get(name) is not None:
                 extra[name] = p[name]
+        if p.get("env_unset"):
+            extra["claw_env_unset"] = list(p["env_unset"])
         if secrets.get("gateway_token"):
             extra["gateway_token"] = secrets["gateway_token"]
-        if secrets.get("env"):
+        # claw_env only when the request gave env (even {}: replace with nothing); omitted, the claw keeps its env.
+        if secrets.get("env") is not None:
             extra["claw_env"] = secrets["env"]
+        if secrets.get("env_set"):
+            extra["claw_env_set"] = secrets["env_set"]
         # Tokens the playbook generates stay on the control node (0600), never in the job.
         return extra
 
@@ -210,7 +260,8 @@ class JobEngine:
         with self.Session() as s:
             job = s.get(Job, job_id)
         secrets = self.secrets.get(job_id, {})
-        secret_values = [v for v in [secrets.get("gateway_token"), *(secrets.get("env") or {}).values()] if v and len(str(v)) >= 4]
+        secret_values = [v for v in [secrets.get("gateway_token"), *(secrets.get("env") or {}).values(), *(secrets.get("env_set") or {}).values()]
+                         if v and len(str(v)) >= 4]
         pdd = Path(tempfile.mkdtemp(prefix=f"job-{job_id[:8]}-", dir=self.settings.run_dir))
         outcome = {"artifact": {}, "stats": None, "error": None, "counter": 0}
         started = time.monotonic()
@@ -218,12 +269,14 @@ class JobEngine:
         try:
             os.chmod(pdd, 0o700)
             (pdd / "env").mkdir(mode=0o700)
-            (pdd / "env" / "settings").write_text(json.dumps({"suppress_output_file": True, "suppress_ansible_output": True,
-                                                              "pexpect_timeout": 1, "job_timeout": self.settings.job_timeout}))
-            vars_file = pdd / "job-vars.json"
-            fd = os.open(vars_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(pdd / "env" / "settings", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "w") as handle:
-                json.dump(self._extra_vars(job, secrets), handle)
+                json.dump({"suppress_output_file": True, "suppress_ansible_output": True, "pexpect_timeout": 1,
+                           "job_timeout": self.settings.job_timeout}, handle)
+            vars_file = pdd / "job-vars.yml"
+            fd = os.open(vars_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(unsafe_yaml(self._extra_vars(job, secrets)))
             cmdline = f"-e @{vars_file}"
             if self.settings.farm_vars:
                 cmdline = f"-e @{self.settings.farm_vars} " + cmdline
@@ -237,7 +290,7 @@ class JobEngine:
                 return bool(ctx.get("cancel")) or self.stopping.is_set()
 
             runner = ansible_runner.run(
-                private_data_dir=str(pdd), project_dir=str(REPO), playbook=f"playbooks/{PLAYBOOKS[job.kind]}",
+                private_data_dir=str(pdd), project_dir=str(REPO), playbook=str(playbook_path(job.kind)),
                 inventory=str(self.settings.inventory), cmdline=cmdline, ident=job_id, quiet=True, suppress_env_files=True,
                 envvars={"ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
                          # ansible-playbook of this Python's environment, whatever PATH the service was started with
@@ -331,11 +384,14 @@ class JobEngine:
 
     def _finish_side_effects(self, job: Job) -> None:
         url = job.callback_url or self.settings.webhook_url
-        if url:
-            threading.Thread(target=self._deliver, args=(job.id, url), name=f"webhook-{job.id[:8]}", daemon=True).start()
+        if url and self.settings.webhook_secret:
+            checked = bool(job.callback_url)
+            threading.Thread(target=self._deliver, args=(job.id, url, checked), name=f"webhook-{job.id[:8]}", daemon=True).start()
 
-    def _deliver(self, job_id: str, url: str) -> None:
-        """POST the final job to the webhook, signed, retried with back-off; never blocks a job."""
+    def _deliver(self, job_id: str, url: str, checked: bool = True) -> None:
+        """POST the final job to the webhook, signed, retried with back-off; never blocks a job. A request's
+        ``callback_url`` (``checked``) goes only to a global address checked at each attempt
+        (:func:`api.callbacks.post_checked`); the operator's webhook URL is used as configured."""
         with self.Session() as s:
             job = s.get(Job, job_id)
             body = json.dumps({"type": "job.finished", "job": job.to_dict()}, sort_keys=True).encode()
@@ -346,10 +402,13 @@ class JobEngine:
         for attempt, delay in enumerate(delays, start=1):
             time.sleep(delay)
             try:
-                response = httpx.post(url, content=body, headers=headers, timeout=10)
+                response = post_checked(url, body, headers) if checked else httpx.post(url, content=body, headers=headers, timeout=10)
                 if response.status_code < 300:
                     outcome = f"delivered (attempt {attempt})"
                     break
+            except CallbackRefused:
+                outcome = "refused: host not public at send time"
+                break
             except httpx.HTTPError:
                 pass
             outcome = f"failed after {attempt} attempts"
