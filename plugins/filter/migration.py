@@ -20,7 +20,8 @@ def _wrap(func):
 
 class FilterModule:
     """``peer_address``, ``migration_ssh_command``, ``migration_remote``, ``migration_rsync_argv``, ``rsync_stats``,
-    ``migration_authorized_key``, ``migration_known_hosts``."""
+    ``migration_authorized_key``, ``migration_known_hosts``, ``migration_resolve``, ``migration_expiry``,
+    ``migration_receiver_command``, ``expired_migration_keys``."""
 
     def filters(self):
         return {
@@ -31,4 +32,8 @@ class FilterModule:
             "rsync_stats": _wrap(_migration.parse_rsync_stats),
             "migration_authorized_key": _wrap(_migration.authorized_key_line),
             "migration_known_hosts": _wrap(_migration.known_hosts_line),
+            "migration_resolve": _wrap(_migration.resolve_addresses),
+            "migration_expiry": _wrap(_migration.expiry_time),
+            "migration_receiver_command": _wrap(_migration.receiver_command),
+            "expired_migration_keys": _wrap(_migration.expired_migration_keys),
         }

@@ -3,10 +3,12 @@
 """Moving a claw's home from one Mini to another with rsync over SSH (PRIVATE to the collection).
 
 The source Mini pushes to the target with a key made for this one migration: the target's admin account accepts
-it only from the source's address and without a shell's extras (no pty, no forwarding), the source trusts only the
-target's real host key (read over Ansible's own connection, never learnt on first use), and both are removed when
-the migration ends. rsync's receiving side runs as root through ``sudo -n`` so owners map by name (the claw's user
-has the same name, not necessarily the same UID, on the target).
+it only from the source's resolved addresses, only until the migration's job would have ended (``expiry-time``),
+with ``restrict`` (no pty, no forwarding) and a forced command that runs nothing but an ``rsync --server`` into the
+claw's home; the source trusts only the target's real host key (read over Ansible's own connection, never learnt on
+first use), and both are removed when the migration ends (a sweep removes keys a killed job left behind).
+rsync's receiving side runs as root through ``sudo -n`` so owners map by name (the claw's user has the same name,
+not necessarily the same UID, on the target).
 
 Works with the rsync that macOS ships (openrsync since macOS 15.4, rsync 2.6.9 before) and with rsync 3.x:
 only options all three accept are used (``-a``, ``-H``, ``--delete``, ``--exclude``, ``-e``, ``--rsync-path``,
@@ -124,26 +126,126 @@ def parse_rsync_stats(output: str) -> dict:
     }
 
 
-def authorized_key_line(public_key: str, from_address: str, claw_id: str) -> str:
-    """The target's authorized_keys line for one migration's key.
+def resolve_addresses(address: str, resolver=None) -> list:
+    """The IP addresses a peer's address stands for (an IP literal: itself; a name: what it resolves to).
 
-    Restricted to the source's address when it is an IP literal (``from=`` matches names only with sshd's UseDNS,
-    which is off by default), and without pty, agent, port or X11 forwarding.
+    ``from=`` in authorized_keys matches names only with sshd's ``UseDNS`` (off by default), so a migration key is
+    bound to the resolved addresses.
 
     Raises:
-        MigrationError: not a single OpenSSH public key, or a bad address.
+        MigrationError: a bad address, or a name that does not resolve.
+    """
+    import socket
+
+    text = peer_address(address)
+    try:
+        return [str(ipaddress.ip_address(text))]
+    except ValueError:
+        pass
+    try:
+        infos = (resolver or socket.getaddrinfo)(text, None, 0, socket.SOCK_STREAM)
+    except OSError as exc:
+        raise MigrationError(f"cannot resolve {text}: {exc}") from None
+    found = sorted({str(ipaddress.ip_address(info[4][0].split("%")[0])) for info in infos})
+    if not found:
+        raise MigrationError(f"{text} resolves to no address")
+    return found
+
+
+def expiry_time(lifetime: int, now: float | None = None) -> str:
+    """``YYYYMMDDHHMMSSZ`` (UTC) ``lifetime`` seconds from now, for authorized_keys ``expiry-time``.
+
+    Raises:
+        MigrationError: a lifetime that is not a positive number of seconds.
+    """
+    import time
+
+    seconds = int(lifetime)
+    if seconds <= 0:
+        raise MigrationError(f"the migration key's lifetime must be a positive number of seconds, not {lifetime!r}")
+    return time.strftime("%Y%m%d%H%M%SZ", time.gmtime((time.time() if now is None else now) + seconds))
+
+
+def receiver_command(receiver: str, dest: str) -> str:
+    """The forced ``command=`` of a migration key: the receiver wrapper and the one directory it may write.
+
+    The wrapper (roles/claw/files/clawfarm-rsync-receive) runs only ``sudo -n rsync --version`` or an
+    ``rsync --server`` line (receiving, allowlisted options) whose destination is exactly ``dest``.
+
+    Raises:
+        MigrationError: a path with spaces, quotes or ``..``.
+    """
+    return f"{_safe_path(receiver, 'receiver')} {_safe_path(dest.rstrip('/'), 'destination')}/"
+
+
+def authorized_key_line(public_key: str, from_addresses, claw_id: str, command: str, expiry: str) -> str:
+    """The target's authorized_keys line for one migration's key.
+
+    ``restrict`` (no pty, forwarding or ~/.ssh/rc), ``command=`` (the receiver wrapper: nothing but the claw's
+    rsync), ``from=`` the source's resolved addresses, ``expiry-time=`` the end of the migration's job, so a key
+    left behind by a job that was killed stops working by itself (and :func:`expired_migration_keys` finds it).
+
+    Raises:
+        MigrationError: not a single OpenSSH public key, a bad address, command or expiry.
     """
     parts = str(public_key).split()
     if len(parts) < 2 or not _PUBLIC_KEY.match(" ".join(parts[:2])):
         raise MigrationError("the migration key is not an OpenSSH public key")
-    options = ["no-pty", "no-agent-forwarding", "no-port-forwarding", "no-X11-forwarding"]
-    address = peer_address(from_address)
-    try:
-        ipaddress.ip_address(address)
-        options.insert(0, f'from="{address}"')
-    except ValueError:
-        pass
-    return f"{','.join(options)} {parts[0]} {parts[1]} {MIGRATION_KEY_COMMENT}-{claw_id}"
+    addresses = [from_addresses] if isinstance(from_addresses, str) else list(from_addresses or [])
+    if not addresses:
+        raise MigrationError("the migration key needs the source's address (from=)")
+    for index, address in enumerate(addresses):
+        try:
+            addresses[index] = str(ipaddress.ip_address(str(address).strip()))
+        except ValueError:
+            raise MigrationError(f"from= needs IP addresses (resolve {address!r} first): sshd does not match names "
+                                 "unless UseDNS is on") from None
+    words = str(command).split(" ")
+    if len(words) != 2:
+        raise MigrationError(f"forced command {command!r} must be '<receiver> <destination>/'")
+    receiver_command(words[0], words[1])
+    if not _EXPIRY.match(str(expiry)):
+        raise MigrationError(f"expiry {expiry!r} must be YYYYMMDDHHMM[SS]Z")
+    claw = str(claw_id)
+    if not re.match(r"^[0-9a-f-]{1,64}$", claw):
+        raise MigrationError(f"claw id {claw_id!r} is not a claw id")
+    options = ["restrict", f'command="{command}"', f'from="{",".join(addresses)}"', f'expiry-time="{expiry}"']
+    return f"{','.join(options)} {parts[0]} {parts[1]} {MIGRATION_KEY_COMMENT}-{claw}"
+
+
+_EXPIRY = re.compile(r"^\d{8}(\d{4}(\d{2})?)?Z$")
+_KEY_LINE = re.compile(rf"\s{MIGRATION_KEY_COMMENT}-([0-9a-f-]+)\s*$")
+_EXPIRY_OPTION = re.compile(r'(?:^|,)expiry-time="(\d{8})(\d{4})?(\d{2})?(Z?)"')
+
+
+def expired_migration_keys(authorized_keys: str, now: float | None = None) -> list:
+    """The claw ids of migration keys in an authorized_keys text that no longer work or never expire.
+
+    A line ending in ``clawfarm-migrate-<claw id>`` is expired when its ``expiry-time`` has passed, or when it has
+    none (a key from before expiry-time was set, left by a job that was killed). Other lines are never listed.
+
+    Returns:
+        Sorted claw ids (a sweep removes their lines).
+    """
+    import calendar
+    import time
+
+    moment = time.time() if now is None else now
+    found = set()
+    for line in str(authorized_keys or "").splitlines():
+        match = _KEY_LINE.search(line)
+        if not match:
+            continue
+        option = _EXPIRY_OPTION.search(line)
+        if option is None:
+            found.add(match.group(1))
+            continue
+        day, hm, sec, utc = option.groups()
+        stamp = time.strptime(day + (hm or "0000") + (sec or "00"), "%Y%m%d%H%M%S")
+        expires = calendar.timegm(stamp) if utc else time.mktime(stamp)
+        if expires <= moment:
+            found.add(match.group(1))
+    return sorted(found)
 
 
 def known_hosts_line(address: str, port: int, host_public_key: str) -> str:

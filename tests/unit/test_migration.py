@@ -1,6 +1,9 @@
 """Migration helpers: the exact rsync/ssh command lines, rsync --stats of three implementations, key restrictions."""
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
 from ansible_collections.mirascope.clawfarm.plugins.module_utils import _migration as mg
 
@@ -80,14 +83,70 @@ def test_rsync_stats_of_each_implementation(output, sent, received, transferred,
                                             "files": files}
 
 
-def test_authorized_key_is_restricted_to_the_source_address():
-    line = mg.authorized_key_line(PUB, "10.77.1.2", CLAW)
-    assert line == ('from="10.77.1.2",no-pty,no-agent-forwarding,no-port-forwarding,no-X11-forwarding '
+RECEIVER = "/opt/mirascope/libexec/clawfarm-rsync-receive"
+HOME = "/Users/claw-1a2b3c4d"
+COMMAND = f"{RECEIVER} {HOME}/"
+
+
+def test_authorized_key_is_restricted_to_the_claws_rsync_from_the_source_until_the_job_ends():
+    line = mg.authorized_key_line(PUB, ["10.77.1.2"], CLAW, mg.receiver_command(RECEIVER, HOME), "20261130120000Z")
+    assert line == (f'restrict,command="{COMMAND}",from="10.77.1.2",expiry-time="20261130120000Z" '
                     f"{' '.join(PUB.split()[:2])} clawfarm-migrate-{CLAW}")
-    # A DNS name cannot be matched by from= without UseDNS: the key is still restricted otherwise.
-    assert mg.authorized_key_line(PUB, "mini-01.tailnet.ts.net", CLAW).startswith("no-pty,")
+    two = mg.authorized_key_line(PUB, ["10.77.1.2", "fd7a::2"], CLAW, COMMAND, "20261130120000Z")
+    assert 'from="10.77.1.2,fd7a::2"' in two
+
+
+@pytest.mark.parametrize("change", [
+    {"public_key": 'command="sh" ssh-ed25519 AAAA'},
+    {"from_addresses": "mini-01.tailnet.ts.net"},  # a name: resolve it first (from= matches names only with UseDNS)
+    {"from_addresses": []},
+    {"command": "/bin/sh"},
+    {"command": f'{RECEIVER} {HOME}/" ssh-ed25519'},
+    {"command": f"{RECEIVER} /Users/../etc/"},
+    {"expiry": "tomorrow"},
+    {"expiry": "20261130120000"},  # no Z: the Mini's time zone would decide
+    {"claw_id": "x y"},
+])
+def test_bad_migration_key_input_is_refused(change):
+    args = dict(public_key=PUB, from_addresses=["10.0.0.1"], claw_id=CLAW, command=COMMAND, expiry="20261130120000Z")
+    args.update(change)
     with pytest.raises(mg.MigrationError):
-        mg.authorized_key_line("command=\"sh\" ssh-ed25519 AAAA", "10.0.0.1", CLAW)
+        mg.authorized_key_line(**args)
+
+
+def test_names_resolve_to_every_address():
+    def resolver(name, *_):
+        assert name == "mini-01.tailnet.ts.net"
+        return [(2, 1, 6, "", ("100.64.0.2", 0)), (10, 1, 6, "", ("fd7a:115c::2", 0, 0, 0)), (2, 1, 6, "", ("100.64.0.2", 0))]
+
+    assert mg.resolve_addresses("mini-01.tailnet.ts.net", resolver) == ["100.64.0.2", "fd7a:115c::2"]
+    assert mg.resolve_addresses("10.77.1.2") == ["10.77.1.2"]
+
+    def failing(*_):
+        raise OSError("Name or service not known")
+
+    with pytest.raises(mg.MigrationError, match="cannot resolve"):
+        mg.resolve_addresses("nowhere.invalid", failing)
+
+
+def test_expiry_time_is_utc_with_z():
+    assert mg.expiry_time(3600, now=1796040000) == "20261130130000Z"  # 2026-11-30 12:00:00 UTC + 1 h
+    with pytest.raises(mg.MigrationError):
+        mg.expiry_time(0)
+
+
+def test_sweep_finds_expired_and_never_expiring_migration_keys_only():
+    old = "2" * 1
+    text = "\n".join([
+        "ssh-ed25519 AAAAadmin admin@laptop",
+        f'restrict,command="{COMMAND}",from="10.0.0.1",expiry-time="20261130115959Z" ssh-ed25519 AAAA clawfarm-migrate-{CLAW}',
+        f'restrict,command="{COMMAND}",from="10.0.0.1",expiry-time="202611301300Z" ssh-ed25519 AAAA clawfarm-migrate-bbbb{old}',
+        'from="10.0.0.1",no-pty ssh-ed25519 AAAA clawfarm-migrate-cccc',  # before expiry-time: never expires
+        'expiry-time="20200101Z" ssh-ed25519 AAAA someone-else',
+    ])
+    assert mg.expired_migration_keys(text, now=1796040000) == [CLAW, "cccc"]
+    assert mg.expired_migration_keys(text, now=1796043600) == [CLAW, "bbbb2", "cccc"]
+    assert mg.expired_migration_keys("", now=0) == []
 
 
 def test_known_hosts_pins_the_target_key():
@@ -95,3 +154,67 @@ def test_known_hosts_pins_the_target_key():
     assert mg.known_hosts_line("10.77.2.2", 2222, PUB).startswith("[10.77.2.2]:2222 ssh-ed25519 ")
     with pytest.raises(mg.MigrationError):
         mg.known_hosts_line("10.77.2.2", 22, "not a key")
+
+
+RECEIVE_SCRIPT = Path(__file__).resolve().parents[2] / "roles/claw/files/clawfarm-rsync-receive"
+SERVER = "sudo -n rsync --server -lHogDtpre.iLsfxCIvu --timeout=600 --delete --stats . /Users/claw-1a2b3c4d/"
+
+
+@pytest.fixture
+def receiver(tmp_path):
+    """The forced command with a fake ``sudo`` that prints what it would run (PATH pointed at it)."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "sudo").write_text('#!/bin/sh\necho "RAN sudo $*"\n')
+    (fake / "sudo").chmod(0o755)
+    script = tmp_path / "receive"
+    text = RECEIVE_SCRIPT.read_text()
+    assert "\nPATH=/usr/bin:/bin:/usr/sbin:/sbin\n" in text
+    script.write_text(text.replace("\nPATH=/usr/bin:/bin:/usr/sbin:/sbin\n", f"\nPATH={fake}:/usr/bin:/bin\n"))
+
+    def run(original, dest="/Users/claw-1a2b3c4d/"):
+        env = {"PATH": "/usr/bin:/bin"}
+        if original is not None:
+            env["SSH_ORIGINAL_COMMAND"] = original
+        return subprocess.run(["/bin/sh", str(script), dest], env=env, capture_output=True, text=True)
+    return run
+
+
+@pytest.mark.parametrize("original", [
+    "sudo -n rsync --version",
+    SERVER,
+    "sudo -n rsync --server -logDtprHe.iLsfxC --delete --timeout=600 . /Users/claw-1a2b3c4d/",  # rsync 2.6.9
+    "sudo -n rsync --server -lHogDtpr --delete . /Users/claw-1a2b3c4d/",  # openrsync
+])
+def test_receiver_runs_the_claws_rsync_and_the_probe(receiver, original):
+    result = receiver(original)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"RAN {original}\n"
+
+
+@pytest.mark.parametrize("original", [
+    None,
+    "sh",
+    "sudo -n rsync --server --sender -logDtpr . /Users/claw-1a2b3c4d/",  # would read this Mini's files
+    "sudo -n rsync --server -logDtpr --log-file=/etc/sudoers . /Users/claw-1a2b3c4d/",
+    "sudo -n rsync --server -logDtpr --temp-dir=/etc . /Users/claw-1a2b3c4d/",
+    "sudo -n rsync --server -logDtpr . /Users/claw-99999999/",  # another claw's home
+    "sudo -n rsync --server -logDtpr . /",
+    "sudo -n rsync --server -logDtpr . /Users/claw-1a2b3c4d/../../etc/",
+    "sudo -n rsync --server -logDtpr . /Users/claw-1a2b3c4d/ extra",
+    "sudo -n rsync --server -logDtpr/ . /Users/claw-1a2b3c4d/",
+    "sudo -n rsync --version; id",
+    "sudo -n rsync --version\nid",
+    "sudo -n rsync --server -logDtpr . /Users/claw-1a2b3c4d/\nid",
+    "sudo -n rsync --server -logDtpr --timeout=1;id . /Users/claw-1a2b3c4d/",
+    "sudo -n sh --server -logDtpr . /Users/claw-1a2b3c4d/",
+    "sudo -n rsync --server -logDtpr . /Users/claw-*/",
+])
+def test_receiver_refuses_everything_else(receiver, original):
+    result = receiver(original)
+    assert result.returncode == 126 and "RAN" not in result.stdout
+    assert "refused" in result.stderr
+
+
+def test_receiver_needs_its_destination(receiver):
+    assert receiver(SERVER, dest="").returncode == 126
