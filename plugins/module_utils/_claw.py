@@ -173,6 +173,30 @@ def desired_env(current, replace=None, set_=None, unset=None):
     return env, sorted(dropped)
 
 
+def validate_settings(env=None, env_set=None, env_unset=None, gateway_token=None, require_one: bool = False) -> dict:
+    """Check a change of a claw's settings (``claw_env``, ``claw_env_set``, ``claw_env_unset``, ``gateway_token``).
+
+    An empty or missing ``env`` means "keep the current env" (as a missing token keeps the token).
+
+    Returns:
+        What the change asks for, names only: ``{"replace": [names] or None, "set": [names], "unset": [names],
+        "token": bool}``.
+
+    Raises:
+        ClawInputError: an invalid entry (see :func:`validate_env`, :func:`validate_env_unset`, :func:`validate_token`),
+            a name both set and unset, or (``require_one``) nothing asked at all.
+    """
+    replace = validate_env(env) if env else None
+    desired_env({}, replace, env_set, env_unset)
+    if gateway_token:
+        validate_token(gateway_token)
+    summary = {"replace": sorted(replace) if replace is not None else None, "set": sorted(validate_env(env_set)),
+               "unset": validate_env_unset(env_unset), "token": bool(gateway_token)}
+    if require_one and not (summary["replace"] or summary["set"] or summary["unset"] or summary["token"]):
+        raise ClawInputError("nothing to change: give claw_env, claw_env_set, claw_env_unset or gateway_token")
+    return summary
+
+
 def validate_token(token) -> str:
     """A gateway token must be at least 32 printable characters without spaces or quotes.  Raises ClawInputError."""
     if not isinstance(token, str) or len(token) < MIN_TOKEN_LENGTH or not re.fullmatch(r"[A-Za-z0-9._~+/=-]+", token):

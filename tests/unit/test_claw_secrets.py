@@ -275,3 +275,24 @@ def test_no_holder_seen_means_no_token():
     listener.close()
     assert outcome["result"] == probe.FOREIGN and "no process was seen" in outcome["error"]
     assert len(calls) == 3 and all(c[:3] == ["/usr/sbin/lsof", "-nP", calls[0][2]] for c in calls)
+
+
+# ---- a settings change, checked on the control node ------------------------------------------------------------
+
+def test_validate_settings_names_only():
+    summary = _claw.validate_settings(None, {"B": "secret-value"}, ["C"], TOKEN)
+    assert summary == {"replace": None, "set": ["B"], "unset": ["C"], "token": True}
+    assert _claw.validate_settings({}, {}, [], "")["replace"] is None, "an empty claw_env keeps the env"
+    assert _claw.validate_settings({"A": "1"})["replace"] == ["A"]
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({}, "nothing to change"),
+    ({"gateway_token": "short"}, "at least 32"),
+    ({"env_unset": ["PATH"]}, "cannot be removed"),
+    ({"env": {"A": "x\ny"}}, "newline"),
+])
+def test_validate_settings_refuses(kwargs, message):
+    with pytest.raises(_claw.ClawInputError, match=message) as info:
+        _claw.validate_settings(require_one=True, **kwargs)
+    assert "x\ny" not in str(info.value) and "short" not in str(info.value)
