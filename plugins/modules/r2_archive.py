@@ -17,11 +17,23 @@ description:
     manifest C(<key>.manifest.json) is written beside it. Then it is verified - a HEAD of the object (size, ETag
     recomputed from the part MD5s, sha256 metadata) and a read-back of the manifest - before the task succeeds.
     The manifest is the commit marker; an archive without one is never restored and is pruned later.
-  - O(state=restored) reads the manifest, streams the object through sha256 and zstd into a staging directory
-    beside O(dest), refusing any member that would land outside it (absolute paths, C(..), links pointing out,
-    writes through links) and device files or FIFOs, compares size and sha256 with the manifest, sets ownership to
-    O(owner)/O(group), and only then swaps the staging directory into place. A failed or corrupt restore leaves
-    O(dest) untouched.
+  - O(state=present) reads O(src) as root without ever following a link the tenant may plant or swap while it runs
+    - directories are walked through file descriptors, every file is opened C(O_NOFOLLOW|O_NONBLOCK) and must be the
+    entry that was listed (same device, inode and type). Left out and reported in RV(skipped) (never an error) -
+    entries that changed between listing and reading, sockets, FIFOs and devices, names with control characters,
+    symlinks that are absolute or contain C(..) (the restore refuses them, so the backup stays restorable), and files
+    with several links that the owner of O(src) does not own (a hard link to a file the tenant cannot read).
+  - O(state=restored) reads the manifest, checks the free space beside O(dest) (content bytes plus a block per
+    entry), streams the object through sha256 and zstd into a new root-owned 0700 staging directory beside O(dest)
+    and extracts it member by member relative to directory file descriptors, never through a link and never over
+    an existing entry. The whole restore is refused (nothing replaced) for an archive with - absolute names, C(..)
+    components, control characters in a name or link target; symlinks whose target is absolute or contains C(..);
+    hard links to anything but an earlier regular file of the archive; a name used twice (including a file or
+    directory over an earlier link) or a member under a symlink or file; sparse members, devices, FIFOs and other
+    special members; more entries or content bytes than its manifest records (archive bombs). setuid/setgid bits
+    never survive. Then size and sha256 are compared with the manifest, ownership is set to O(owner)/O(group)
+    without following links (the staging directory gets the archive's top mode and its owner last), and only then
+    the staging directory is swapped into place. A failed, refused or corrupt restore leaves O(dest) untouched.
   - O(state=pruned) keeps, among complete archives under O(prefix), the newest of each of the O(keep_daily) most
     recent days, O(keep_weekly) most recent ISO weeks and O(keep_monthly) most recent months that have a backup
     (plus always the newest), and deletes the rest one key at a time (DeleteObjects always sends a checksum header R2
@@ -188,6 +200,24 @@ content_bytes:
   description: Bytes of file content before compression.
   returned: when state is present
   type: int
+entries:
+  description: Tar members in the archive (the restore refuses an archive with more).
+  returned: when state is present or restored
+  type: int
+skipped:
+  description:
+    - What the backup left out, by reason - C(changed) (swapped or removed between listing and reading, or shrank while
+      read and padded with zeros), C(special) (socket, FIFO, device), C(unsafe_name) (control characters),
+      C(unsafe_link) (absolute or C(..) target), C(foreign_hard_link) (several links, not owned by the owner of O(src)).
+  returned: when state is present
+  type: dict
+  sample: {changed: 0, special: 1, unsafe_name: 0, unsafe_link: 2, foreign_hard_link: 0}
+skipped_paths:
+  description: The first 20 paths left out, each with its reason.
+  returned: when state is present
+  type: list
+  elements: str
+  sample: ["venv/bin/python3 (unsafe_link)"]
 parts:
   description: Multipart parts uploaded (1 for a single PUT).
   returned: when state is present
@@ -315,7 +345,8 @@ def run(module, p, client) -> dict:
         result = r2.archive_and_verify(client, p["bucket"], key, p["src"], p["claw_id"], p["kind"], p["excludes"],
                                        p["part_size"] * r2.MIB, p["compression_level"])
         return {"changed": True, "bucket_created": created, **{k: result[k] for k in (
-            "key", "size", "sha256", "files", "content_bytes", "parts", "duration", "throughput", "verified", "etag")}}
+            "key", "size", "sha256", "files", "entries", "content_bytes", "skipped", "skipped_paths", "parts", "duration",
+            "throughput", "verified", "etag")}}
     if state == "restored":
         key = p["key"]
         if not key:

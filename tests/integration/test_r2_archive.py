@@ -61,6 +61,7 @@ def test_round_trip_is_byte_identical_with_modes(s3_server, run_module, tmp_path
     archived = run_module("r2_archive", {"bucket": name, "src": str(home), "claw_id": "c", "part_size": 5, **s3_server.module_args()})
     assert archived["changed"] and archived["verified"] and archived["bucket_created"], archived
     assert archived["parts"] == 3 and archived["files"] == 5
+    assert not any(archived["skipped"].values()) and archived["skipped_paths"] == [], archived
     assert s3_server.secret_access_key not in json.dumps(archived)
 
     client = s3_server.client()
@@ -83,6 +84,28 @@ def test_round_trip_is_byte_identical_with_modes(s3_server, run_module, tmp_path
     listing = run_module("r2_archive_info", {"bucket": name, **s3_server.module_args()})
     assert listing["latest"]["key"] == archived["key"] and listing["latest"]["sha256"] == archived["sha256"]
     assert listing["archives"][0]["complete"] is True
+
+
+def test_what_the_restore_would_refuse_is_left_out_and_reported_so_the_backup_restores(s3_server, run_module, tmp_path):
+    """Issue 12: a home with an absolute link (a venv's python), a '..' link, a FIFO and a name with a newline."""
+    home = tmp_path / "home"
+    (home / "venv" / "bin").mkdir(parents=True)
+    os.symlink("/usr/bin/python3", home / "venv" / "bin" / "python3")
+    os.symlink("../../etc", home / "up")
+    os.mkfifo(home / "pipe")
+    (home / "bad\nname").write_text("x")
+    (home / "kept.txt").write_text("kept")
+    name = bucket()
+    archived = run_module("r2_archive", {"bucket": name, "src": str(home), **s3_server.module_args()})
+    assert archived["skipped"] == {"changed": 0, "special": 1, "unsafe_name": 1, "unsafe_link": 2, "foreign_hard_link": 0}
+    assert "venv/bin/python3 (unsafe_link)" in archived["skipped_paths"], archived
+    manifest = json.loads(s3_server.client().get_object(Bucket=name, Key=archived["key"] + ".manifest.json")["Body"].read())
+    assert manifest["skipped"] == archived["skipped"] and manifest["entries"] == archived["entries"] == 4
+
+    dest = tmp_path / "restored"
+    restored = run_module("r2_archive", {"state": "restored", "bucket": name, "dest": str(dest), **s3_server.module_args()})
+    assert restored["changed"] and restored["entries"] == 4, restored
+    assert sorted(os.listdir(dest)) == ["kept.txt", "venv"] and (dest / "kept.txt").read_text() == "kept"
 
 
 def test_corrupted_object_is_refused_and_dest_is_untouched(s3_server, run_module, tmp_path):
