@@ -21,16 +21,44 @@ CLAW_ID = "a7c3e9f1-2b4d-4e6f-8a0b-1c2d3e4f5a6b"
 RETRY_CLAW = "c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f"
 SECRET_TOKEN = "gw-token-SECRET-7c1e5a9b3d2f4e6a8b0c1d2e3f4a5b6c"
 SECRET_KEY = "sk-ant-SECRET-ffee99887766554433221100"
+WEBHOOK_SECRET = "webhook-secret-0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+
+
+class Hook:
+    """The backend's webhook receiver (the operator's CLAWFARM_API_WEBHOOK_URL): the first delivery of each job
+    gets a 500, so every job's webhook is retried once."""
+
+    def __init__(self):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                job = self.headers.get("X-Clawfarm-Job")
+                first = not any(j == job for j, _, _ in received)
+                received.append((job, self.headers["X-Clawfarm-Signature"], body))
+                self.send_response(500 if first else 204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 class Service:
-    def __init__(self, workdir: Path, inventory: Path, farm_vars: Path | None):
+    def __init__(self, workdir: Path, inventory: Path, farm_vars: Path | None, webhook_url: str):
         self.workdir, self.port = workdir, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / "service.log"
         self.env = dict(os.environ, CLAWFARM_API_TOKENS=TOKEN, CLAWFARM_API_STATE_DIR=str(workdir / "state"),
                         CLAWFARM_API_INVENTORY=str(inventory), CLAWFARM_API_WORKERS="2",
-                        CLAWFARM_API_HEALTH_INTERVAL="0", CLAWFARM_API_BACKUP_SCHEDULE="off")
+                        CLAWFARM_API_HEALTH_INTERVAL="0", CLAWFARM_API_BACKUP_SCHEDULE="off", CLAWFARM_API_OPENAPI="token",
+                        CLAWFARM_API_WEBHOOK_URL=webhook_url, CLAWFARM_API_WEBHOOK_SECRET=WEBHOOK_SECRET)
         if farm_vars:
             self.env["CLAWFARM_API_FARM_VARS"] = str(farm_vars)
         self.proc = None
@@ -71,8 +99,15 @@ class Service:
 
 
 @pytest.fixture(scope="module")
-def service(mini, tmp_path_factory):
-    svc = Service(tmp_path_factory.mktemp("api"), mini.inventory, mini.farm_vars)
+def hook():
+    receiver = Hook()
+    yield receiver
+    receiver.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def service(mini, hook, tmp_path_factory):
+    svc = Service(tmp_path_factory.mktemp("api"), mini.inventory, mini.farm_vars, hook.url)
     svc.start()
     yield svc
     svc.stop()
@@ -80,6 +115,8 @@ def service(mini, tmp_path_factory):
 
 def test_healthz_needs_no_token_and_everything_else_does(service):
     assert service.call("GET", "/healthz", auth=False).status_code == 200
+    assert service.call("GET", "/openapi.json", auth=False).status_code == 401
+    assert service.call("GET", "/docs", auth=False).status_code == 404
     paths = service.call("GET", "/openapi.json").json()["paths"]
     checked = 0
     for path, methods in paths.items():
@@ -94,18 +131,21 @@ def test_healthz_needs_no_token_and_everything_else_does(service):
     assert checked >= 30
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"claw_id": "not-a-uuid"}, "claw_id"),
-    ({"claw_id": CLAW_ID, "mini": "no-such-mini"}, "mini"),
-    ({"claw_id": CLAW_ID, "env": {"BAD-KEY": "x"}}, "env"),
-    ({"claw_id": CLAW_ID, "gateway_token": "short"}, "gateway_token"),
-    ({"claw_id": CLAW_ID, "env": {"A": "x" * 70000}}, "body"),
+@pytest.mark.parametrize("body, field, status", [
+    ({"claw_id": "not-a-uuid"}, "claw_id", 422),
+    ({"claw_id": CLAW_ID, "mini": "no-such-mini"}, "mini", 422),
+    ({"claw_id": CLAW_ID, "env": {"BAD-KEY": "x"}}, "env", 422),
+    ({"claw_id": CLAW_ID, "env": {"PATH": SECRET_KEY}}, "env", 422),
+    ({"claw_id": CLAW_ID, "env": {"A": SECRET_KEY + "\nB=1"}}, "env", 422),
+    ({"claw_id": CLAW_ID, "gateway_token": "short"}, "gateway_token", 422),
+    ({"claw_id": CLAW_ID, "callback_url": "http://169.254.169.254/latest"}, "callback_url", 422),
+    ({"claw_id": CLAW_ID, "env": {"A": "x" * 70000}}, "body", 413),
 ])
-def test_bad_input_is_422_naming_the_field_and_starts_no_job(service, body, field):
+def test_bad_input_is_rejected_naming_the_field_and_starts_no_job(service, body, field, status):
     before = service.call("GET", "/metrics").text
     response = service.call("POST", "/v1/claws", json=body)
-    assert response.status_code == 422, response.text
-    assert field in response.text
+    assert response.status_code == status, response.text
+    assert field in response.text and SECRET_KEY not in response.text
     assert service.call("GET", "/metrics").text.count('state="queued"') == before.count('state="queued"')
 
 
@@ -146,6 +186,19 @@ def test_provision_status_deprovision_with_live_events(service, mini):
     events = service.call("GET", f"/v1/jobs/{job['id']}/events").json()
     assert any(e.get("task") == "Wait until the gateway answers its health call with the claw's token" for e in events)
 
+    # Request values are data: a Jinja value reaches .env byte for byte and runs nothing (issue 12).
+    # PATCH changes single settings in place; a re-provision without env keeps them (issue 14).
+    jinja = "{{ lookup('ansible.builtin.pipe', 'touch /tmp/api-pwned') }}"
+    patched = service.call("PATCH", f"/v1/claws/{CLAW_ID}", json={"env_set": {"JINJA_VALUE": jinja}, "env_unset": ["PRIMARY_MODEL_ID"]})
+    assert patched.status_code == 202, patched.text
+    assert service.wait_job(patched.json()["id"])["state"] == "succeeded"
+    again = service.call("POST", "/v1/claws", json={"claw_id": CLAW_ID})
+    assert service.wait_job(again.json()["id"])["state"] == "succeeded"
+    dotenv = mini.sh("cat /Users/claw-a7c3e9f1/.openclaw/.env").stdout
+    assert f"ANTHROPIC_API_KEY={SECRET_KEY}" in dotenv and f"CLAW_GATEWAY_TOKEN={SECRET_TOKEN}" in dotenv
+    assert f'JINJA_VALUE="{jinja}"' in dotenv.splitlines() and "PRIMARY_MODEL_ID" not in dotenv
+    assert not Path("/tmp/api-pwned").exists() and mini.sh("test -e /tmp/api-pwned", check=False).returncode != 0
+
     gone = service.call("DELETE", f"/v1/claws/{CLAW_ID}", headers={"Idempotency-Key": "deprov-1"})
     assert gone.status_code == 202
     assert service.wait_job(gone.json()["id"])["state"] == "succeeded"
@@ -185,33 +238,18 @@ def test_a_job_running_when_the_service_stops_is_interrupted_and_can_be_retried(
     assert service.wait_job(cleanup["id"])["state"] == "succeeded"
 
 
-def test_webhook_is_signed_and_cancel_of_an_ended_job_is_409(service, mini):
+def test_webhook_is_signed_and_cancel_of_an_ended_job_is_409(service, hook, mini):
     import hashlib
     import hmac
-    from http.server import BaseHTTPRequestHandler, HTTPServer
 
-    received = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append((self.headers["X-Clawfarm-Signature"], body))
-            self.send_response(500 if len(received) == 1 else 204)  # the first delivery fails: it is retried
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}/hook"
-        job = service.call("POST", f"/v1/claws/{CLAW_ID}/stop", json={"mini": mini.name, "callback_url": url}).json()
-        finished = service.wait_job(job["id"])
-        assert wait_for(lambda: len(received) >= 2, 30, 0.5), received
-        signature, body = received[-1]
-        assert signature == "sha256=" + hmac.new(b"", body, hashlib.sha256).hexdigest()
-        assert json.loads(body)["job"]["id"] == job["id"] and json.loads(body)["job"]["state"] == finished["state"]
-        assert service.call("POST", f"/v1/jobs/{job['id']}/cancel").status_code == 409
-    finally:
-        server.shutdown()
+    refused = service.call("POST", f"/v1/claws/{CLAW_ID}/stop", json={"mini": mini.name, "callback_url": hook.url})
+    assert refused.status_code == 422 and "callback_url" in refused.text, "a request may not send webhooks to loopback"
+    job = service.call("POST", f"/v1/claws/{CLAW_ID}/stop", json={"mini": mini.name}).json()
+    finished = service.wait_job(job["id"])
+    mine = lambda: [(s, b) for j, s, b in hook.received if j == job["id"]]  # noqa: E731
+    assert wait_for(lambda: len(mine()) >= 2, 30, 0.5), hook.received
+    signature, body = mine()[-1]
+    assert signature == "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    assert json.loads(body)["job"]["id"] == job["id"] and json.loads(body)["job"]["state"] == finished["state"]
+    assert service.call("GET", f"/v1/jobs/{job['id']}").json()["webhook_status"] == "delivered (attempt 2)"
+    assert service.call("POST", f"/v1/jobs/{job['id']}/cancel").status_code == 409
