@@ -232,7 +232,7 @@ def _names():
 
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 _OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-SKIP_REASONS = ("changed", "special", "unsafe_name", "unsafe_link", "foreign_hard_link")
+SKIP_REASONS = ("changed", "special", "unsafe_name", "unsafe_link", "foreign")
 
 
 def restorable_name(relpath: str) -> bool:
@@ -284,8 +284,9 @@ def write_tar(src: str, fileobj, excludes, counters: dict, hook=None) -> None:
     same device, inode and type as the ``lstat`` taken while listing.  Skipped and counted in
     ``counters["skipped"]`` (never an error): entries that changed between the listing and the open (``changed``);
     sockets, FIFOs and devices (``special``); names with control characters (``unsafe_name``) and symlinks the restore
-    would refuse - absolute, with ``..`` (``unsafe_link``); files with several links that the home's owner does not own
-    (``foreign_hard_link``: a hard link to a file the tenant cannot read).  ``counters["skipped_paths"]`` lists the
+    would refuse - absolute, with ``..`` (``unsafe_link``); files that the owner of ``src`` neither owns nor could read
+    as "other" (``foreign``: a hard link the tenant made to a root-only file - perhaps one root has since replaced by
+    a rename, so its link count is 1 - would otherwise reach the tenant through its backup and restore).  ``counters["skipped_paths"]`` lists the
     first 20 skipped paths.
 
     ``counters`` gets ``files`` (regular files), ``entries`` (tar members), ``bytes`` (file content bytes),
@@ -381,10 +382,10 @@ def write_tar(src: str, fileobj, excludes, counters: dict, hook=None) -> None:
                 if not _same(fst, st):
                     skip("changed", rel)
                     return
+                if fst.st_uid != owner and not fst.st_mode & stat.S_IROTH:
+                    skip("foreign", rel)
+                    return
                 if fst.st_nlink > 1:
-                    if fst.st_uid != owner:
-                        skip("foreign_hard_link", rel)
-                        return
                     inode = (fst.st_dev, fst.st_ino)
                     if inode in inodes:
                         info = _typed(header(arcname, fst), tarfile.LNKTYPE)
@@ -857,6 +858,31 @@ class _Staging:
             self.cached = None
 
 
+class CappedReader:
+    """A read-only stream that raises :class:`ArchiveError` once more than ``limit`` bytes passed through it: bounds
+    what tarfile reads, headers included (a PAX or long-name header's data is read into memory whole)."""
+
+    def __init__(self, raw, limit: int):
+        self.raw, self.limit, self.size = raw, limit, 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size) if size is not None and size >= 0 else self.raw.read()
+        self.size += len(data)
+        if self.size > self.limit:
+            raise ArchiveError(f"the archive's tar stream exceeds {self.limit} bytes, more than its manifest's entries and "
+                               "content bytes allow; refusing it (an archive bomb or a corrupt archive)")
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+
+def tar_stream_limit(limits: dict) -> int:
+    """Upper bound of a tar stream's size for extraction limits: the content plus 64 KiB of headers per entry
+    (PAX records for long names) plus 1 MiB of end padding."""
+    return (limits.get("bytes") or 0) + limits["entries"] * 64 * 1024 + MIB
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -1047,8 +1073,9 @@ def restore_archive(client, bucket: str, key: str, dest: str, uid: int | None, g
     zstd into a new root-owned 0700 staging directory next to ``dest`` with :func:`extract_stream` (nothing can
     land outside it); drain and compare size and sha256 with the manifest; fix ownership without following links,
     giving the staging directory the archive's top mode and its owner last (:func:`chown_tree`); then rename
-    ``dest`` aside and the staging directory into place, and delete the old tree (or keep it as
-    ``<dest>.pre-restore-<time>`` with ``keep_previous``).  Any failure before the swap removes the staging
+    ``dest`` aside and the staging directory into place, and delete the old tree without following its links (or
+    keep it as ``<dest>.pre-restore-<time>`` with ``keep_previous``, or when this Python's ``shutil.rmtree`` cannot
+    avoid symlink attacks).  Any failure before the swap removes the staging
     directory and leaves ``dest`` untouched.
 
     Returns:
@@ -1074,7 +1101,7 @@ def restore_archive(client, bucket: str, key: str, dest: str, uid: int | None, g
         body = client.get_object(Bucket=bucket, Key=key)["Body"]
         hashing = HashingReader(body)
         reader = zstandard.ZstdDecompressor().stream_reader(hashing, read_across_frames=True)
-        counts = extract_stream(reader, staging, limits)
+        counts = extract_stream(CappedReader(reader, tar_stream_limit(limits)), staging, limits)
         while read_exact(hashing, MIB):  # drain anything after the tar end (padding) so the hash covers the object
             pass
         if hashing.size != manifest["size"] or hashing.sha256.hexdigest() != manifest["sha256"]:
@@ -1102,7 +1129,9 @@ def restore_archive(client, bucket: str, key: str, dest: str, uid: int | None, g
             os.rename(previous, dest)
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if previous and not keep_previous:
+    if previous and not keep_previous and shutil.rmtree.avoids_symlink_attacks:
+        # the replaced home is the tenant's: rmtree walks it by directory fds and never follows its links; a Python
+        # without that (no *at functions) keeps it as <dest>.pre-restore-<time> instead
         shutil.rmtree(previous)
         previous = None
     return {"key": key, "size": manifest["size"], "sha256": manifest["sha256"], "files": counts["files"],

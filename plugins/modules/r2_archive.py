@@ -22,7 +22,7 @@ description:
     entry that was listed (same device, inode and type). Left out and reported in RV(skipped) (never an error) -
     entries that changed between listing and reading, sockets, FIFOs and devices, names with control characters,
     symlinks that are absolute or contain C(..) (the restore refuses them, so the backup stays restorable), and files
-    with several links that the owner of O(src) does not own (a hard link to a file the tenant cannot read).
+    that the owner of O(src) neither owns nor could read as other (a hard link to a file the tenant cannot read).
   - O(state=restored) reads the manifest, checks the free space beside O(dest) (content bytes plus a block per
     entry), streams the object through sha256 and zstd into a new root-owned 0700 staging directory beside O(dest)
     and extracts it member by member relative to directory file descriptors, never through a link and never over
@@ -208,10 +208,10 @@ skipped:
   description:
     - What the backup left out, by reason - C(changed) (swapped or removed between listing and reading, or shrank while
       read and padded with zeros), C(special) (socket, FIFO, device), C(unsafe_name) (control characters),
-      C(unsafe_link) (absolute or C(..) target), C(foreign_hard_link) (several links, not owned by the owner of O(src)).
+      C(unsafe_link) (absolute or C(..) target), C(foreign) (neither owned by the owner of O(src) nor world-readable).
   returned: when state is present
   type: dict
-  sample: {changed: 0, special: 1, unsafe_name: 0, unsafe_link: 2, foreign_hard_link: 0}
+  sample: {changed: 0, special: 1, unsafe_name: 0, unsafe_link: 2, foreign: 0}
 skipped_paths:
   description: The first 20 paths left out, each with its reason.
   returned: when state is present

@@ -97,7 +97,7 @@ def test_what_the_restore_would_refuse_is_left_out_and_reported_so_the_backup_re
     (home / "kept.txt").write_text("kept")
     name = bucket()
     archived = run_module("r2_archive", {"bucket": name, "src": str(home), **s3_server.module_args()})
-    assert archived["skipped"] == {"changed": 0, "special": 1, "unsafe_name": 1, "unsafe_link": 2, "foreign_hard_link": 0}
+    assert archived["skipped"] == {"changed": 0, "special": 1, "unsafe_name": 1, "unsafe_link": 2, "foreign": 0}
     assert "venv/bin/python3 (unsafe_link)" in archived["skipped_paths"], archived
     manifest = json.loads(s3_server.client().get_object(Bucket=name, Key=archived["key"] + ".manifest.json")["Body"].read())
     assert manifest["skipped"] == archived["skipped"] and manifest["entries"] == archived["entries"] == 4

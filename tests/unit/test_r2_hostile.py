@@ -428,15 +428,25 @@ def test_a_file_that_shrinks_while_read_keeps_the_stream_valid(home, monkeypatch
 
 
 @needs_root
-def test_a_hard_link_to_a_file_the_tenant_does_not_own_is_skipped(home):
+def test_files_the_tenant_neither_owns_nor_could_read_are_skipped(home):
     os.chown(home, TENANT, TENANT)
     os.link(home.parent / "secret", home / "stolen")  # as if the tenant had linked a root-only file
+    replaced = home.parent / "shadow"
+    replaced.write_text("ROOT-ONLY-OLD-VERSION")
+    os.chmod(replaced, 0o600)
+    os.link(replaced, home / "kept-old")
+    os.unlink(replaced)  # root replaced it by a rename: the tenant's link is now the only one (st_nlink 1)
+    public = home.parent / "public"
+    public.write_text("world readable")
+    os.chmod(public, 0o644)
+    os.link(public, home / "public")
     (home / "own").write_text("own")
     os.chown(home / "own", TENANT, TENANT)
     os.link(home / "own", home / "own2")
     members, counters, raw = write(home)
-    assert b"ROOT-ONLY" not in raw and counters["skipped"]["foreign_hard_link"] == 1
-    assert members["./own2"][:2] == (H, "./own")
+    assert b"ROOT-ONLY" not in raw and counters["skipped"]["foreign"] == 2
+    assert sorted(counters["skipped_paths"]) == ["kept-old (foreign)", "stolen (foreign)"]
+    assert members["./own2"][:2] == (H, "./own") and members["./public"][2] == b"world readable"
 
 
 def test_specials_unsafe_names_and_unsafe_links_are_skipped_so_the_backup_stays_restorable(home, tmp_path):
@@ -446,7 +456,7 @@ def test_specials_unsafe_names_and_unsafe_links_are_skipped_so_the_backup_stays_
     os.symlink("../secret", home / "up")
     os.symlink("sub/deep", home / "ok")
     members, counters, raw = write(home)
-    assert counters["skipped"] == {"changed": 0, "special": 1, "unsafe_name": 1, "unsafe_link": 2, "foreign_hard_link": 0}
+    assert counters["skipped"] == {"changed": 0, "special": 1, "unsafe_name": 1, "unsafe_link": 2, "foreign": 0}
     assert set(members) == {".", "./notes", "./sub", "./ok", "./sub/deep"}
     counts = r2.extract_stream(io.BytesIO(raw), str(tmp_path / "restored"))
     assert counts["entries"] == counters["entries"] == 5 and counts["bytes"] == counters["bytes"]
@@ -464,3 +474,12 @@ def test_writer_round_trip_keeps_links_hard_links_and_modes(home, tmp_path):
     assert os.lstat(restored / "notes").st_ino == os.lstat(restored / "sub" / "notes-again").st_ino
     assert stat.S_IMODE(os.lstat(restored / "sub").st_mode) == 0o750
     assert (restored / "sub" / "deep").read_text() == "deep" and os.readlink(restored / "link") == "notes"
+
+
+def test_a_huge_pax_header_is_cut_off_by_the_stream_limit(box):
+    data = archive(member("f", data=b"x", comment="A" * 3_000_000))  # 3 MB of PAX header for a 1-byte file
+    limits = {"entries": 1, "bytes": 1}
+    assert r2.tar_stream_limit(limits) < len(data)
+    with pytest.raises(r2.ArchiveError, match="tar stream exceeds"):
+        r2.extract_stream(r2.CappedReader(io.BytesIO(data), r2.tar_stream_limit(limits)), box.staging, limits)
+    box.check_untouched()
