@@ -14,11 +14,11 @@ description:
     for the system domain, and compares it semantically with the plist on disk.
   - Loads and unloads with C(launchctl bootstrap <domain> <plist>) and C(launchctl bootout <domain>/<label>);
     reads the job with C(launchctl print <domain>/<label>) (exit status 0 loaded, 113 not loaded).
-  - C(bootout) sends SIGTERM (SIGKILL after C(ExitTimeOut)) and may return before the process is gone: with 0,
-    or on current macOS with C(36 Operation now in progress) (C(37 Operation already in progress) when a bootout
-    is already under way). All three mean "stopping": the module then polls C(print) until it answers 113, for at
+  - C(bootout) sends SIGTERM (SIGKILL after C(ExitTimeOut)) and may return before the process is gone, with 0
+    or, on current macOS, with C(36 Operation now in progress) (C(37 Operation already in progress) when a bootout
+    is already under way). All three mean "stopping", and the module then polls C(print) until it answers 113, for at
     most O(wait_timeout) plus the job's C(ExitTimeOut), and fails with what to do when the job is still there.
-  - Restarts gracefully: C(launchctl kill SIGTERM <domain>/<label>) lets the program shut down cleanly, launchd
+  - Restarts gracefully. C(launchctl kill SIGTERM <domain>/<label>) lets the program shut down cleanly, launchd
     spawns it again (C(KeepAlive)), and the module waits for the new run (C(runs) grows, a new pid). A job that
     launchd does not spawn again by itself is started with C(launchctl kickstart) (without C(-k)); one whose
     process is still there C(ExitTimeOut) seconds after the SIGTERM gets C(launchctl kill SIGKILL), as launchd's
@@ -128,8 +128,8 @@ options:
     description:
       - V(running) writes the plist, loads the job and waits until it runs.
       - V(stopped) writes the plist and boots the job out (the plist stays).
-      - V(restarted) is V(running) plus a graceful restart when nothing else restarted it: C(launchctl kill SIGTERM),
-        then wait for launchd to spawn it again (C(kickstart) without C(-k) when it does not), then wait until it runs.
+      - V(restarted) is V(running) plus a graceful restart when nothing else restarted it (C(launchctl kill SIGTERM),
+        then wait for launchd to spawn it again, with C(kickstart) without C(-k) when it does not), then wait until it runs.
       - V(loaded) writes the plist and loads the job (C(bootstrap)) without waiting for it or starting it again,
         for one-shot jobs (O(run_at_load=true), no O(keep_alive)) that run at load and at every boot and then exit.
         A loaded job that has exited is left as it is.
