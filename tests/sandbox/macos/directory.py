@@ -81,7 +81,7 @@ def set_password(name: str, password: str) -> None:
 def remote_session_lacks_full_disk_access() -> bool:
     """True for a process started from an SSH login while "Allow full disk access for remote users" is off.
 
-    The grant is simulated by tcc.py (flag file /var/db/sandbox/fda-missing); macOS then refuses to delete
+    The grant is simulated by tcc.py (flag file /var/run/sandbox-fda-missing); macOS then refuses to delete
     directory records over SSH with eDSPermissionError (-14120), as reference 2.1/2.2 says.
     """
     import tcc

@@ -6,13 +6,13 @@ places: the TCC databases' folder ``/Library/Application Support/com.apple.TCC``
 ``Desktop``, ``Documents``, ``Downloads`` and ``Library/Mail`` & co.  Everything started from an SSH login
 inherits Remote Login's grant; without it even root gets ``Operation not permitted`` (EPERM) there.
 
-Here the grant is the absence of the flag file ``/var/db/sandbox/fda-missing`` (kept on the Mini's disk, like
-``/var/db/sandbox/filevault``).  ``revoke-remote-fda`` writes it and starts a small enforcer that holds
+Here the grant is the absence of the flag file ``/var/run/sandbox-fda-missing`` (gone after a reboot, like the
+enforcer: a reboot grants again).  ``revoke-remote-fda`` writes it and starts a small enforcer that holds
 fanotify permission marks (``FAN_OPEN_PERM``) on those folders and answers ``FAN_DENY`` (the opener gets
 EPERM) to every process that descends from sshd, as TCC does for remote sessions; everything else (launchd's
 jobs, ``mini.py exec``) is allowed.  ``grant-remote-fda`` removes the flag and stops the enforcer.
 
-    tcc.py boot                # create the TCC folder (macOS always has it); restart the enforcer if revoked
+    tcc.py boot                # create the TCC folder (macOS always has it)
     tcc.py revoke-remote-fda   # as if "Allow full disk access for remote users" were off
     tcc.py grant-remote-fda    # turned on again
     tcc.py status              # granted | revoked
@@ -27,7 +27,7 @@ import struct
 import sys
 import time
 
-FLAG = "/var/db/sandbox/fda-missing"
+FLAG = "/var/run/sandbox-fda-missing"  # /var/run is fresh at every boot: a reboot grants again
 PIDFILE = "/var/run/sandbox-tcc-enforcer.pid"
 TCC_DIR = "/Library/Application Support/com.apple.TCC"
 # Per-home folders TCC protects (the user template's Desktop, Documents, Downloads; Mail and Messages data).
@@ -171,8 +171,6 @@ def main(argv) -> int:
     command = argv[0] if argv else "status"
     if command == "boot":
         ensure_tcc_dir()
-        if os.path.exists(FLAG):
-            start_enforcer()
     elif command == "revoke-remote-fda":
         ensure_tcc_dir()
         os.makedirs(os.path.dirname(FLAG), exist_ok=True)
