@@ -107,7 +107,7 @@ def test_no_full_disk_access_over_ssh_fails_early_with_the_fix_and_changes_nothi
     folder "Operation not permitted" (tests/sandbox/macos/tcc.py), so bootstrap stops before any change and says
     where the setting is; with the grant back it goes on."""
     tcc = "/usr/bin/python3 /usr/local/libexec/sandbox-macos/tcc.py"
-    state = ("ls -la /Users /Library/LaunchDaemons /etc/ssh/sshd_config.d; ls /opt; dscl . -list /Users UniqueID; "
+    state = ("ls -A /Users /Library/LaunchDaemons /etc/ssh/sshd_config.d /opt /var/db; dscl . -list /Users UniqueID; "
              "pmset -g; scutil --get LocalHostName; true")
     before = fresh_mini.sh(state).stdout
     fresh_mini.sh(f"{tcc} revoke-remote-fda")
