@@ -8,6 +8,7 @@ PyYAML). The e2e suite runs the same code on sandbox Minis under 3.9; this is th
 """
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import os
@@ -82,6 +83,20 @@ def test_the_guard_catches_310_syntax(import_root, tmp_path):
     done = subprocess.run([python39(), "-I", "-B", "-c", CHECK, str(tmp_path), json.dumps([(str(bad), "bad")])],
                           capture_output=True, text=True)
     assert "SyntaxError" in json.loads(done.stdout)["failures"][str(bad)]
+
+
+def test_no_tarfile_extraction_filters():
+    """tarfile's ``filter=`` and ``*_filter`` came in 3.9.17: the 3.9.18 here has them, a Mac's 3.9.6 does not."""
+    found = []
+    for path in MINI_SIDE:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in (
+                    "extract", "extractall") and any(k.arg == "filter" for k in node.keywords):
+                found.append(f"{path.name}:{node.lineno}: {node.func.attr}(filter=...)")
+            if isinstance(node, ast.Attribute) and node.attr in (
+                    "data_filter", "tar_filter", "fully_trusted_filter", "extraction_filter"):
+                found.append(f"{path.name}:{node.lineno}: tarfile.{node.attr}")
+    assert not found, "tarfile extraction filters do not exist on a Mac's Python 3.9.6: " + "; ".join(found)
 
 
 def test_module_utils_unit_tests_pass_under_python_39(import_root):
