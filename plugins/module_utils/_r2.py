@@ -281,9 +281,9 @@ def write_tar(src: str, fileobj, excludes, counters: dict, hook=None) -> None:
     Root reads a tree its tenant can change while it runs, so nothing here follows a link or a swapped entry:
     directories are walked through file descriptors (each opened ``O_NOFOLLOW|O_DIRECTORY`` relative to its verified
     parent), every file is opened ``O_NOFOLLOW|O_NONBLOCK`` relative to its directory and its ``fstat`` must show the
-    same device, inode and type as the ``lstat`` taken while listing.  Skipped and counted in
-    ``counters["skipped"]`` (never an error): entries that changed between the listing and the open (``changed``);
-    sockets, FIFOs and devices (``special``); names with control characters (``unsafe_name``) and symlinks the restore
+    same device, inode and type as the ``lstat`` taken while listing.  Sockets are left out silently.  Skipped and
+    counted in ``counters["skipped"]`` (never an error): entries that changed between the listing and the open
+    (``changed``); FIFOs and devices (``special``); names with control characters (``unsafe_name``) and symlinks the restore
     would refuse - absolute, with ``..`` (``unsafe_link``); files that the owner of ``src`` neither owns nor could read
     as "other" (``foreign``: a hard link the tenant made to a root-only file - perhaps one root has since replaced by
     a rename, so its link count is 1 - would otherwise reach the tenant through its backup and restore).  ``counters["skipped_paths"]`` lists the
@@ -355,7 +355,7 @@ def write_tar(src: str, fileobj, excludes, counters: dict, hook=None) -> None:
                     add(info)
                 elif stat.S_ISREG(st.st_mode):
                     add_file(dir_fd, name, rel, arcname, st, owner)
-                else:
+                elif not stat.S_ISSOCK(st.st_mode):  # sockets are never data: left out without a word, as before
                     skip("special", rel)
             for name, rel, st in subdirs:
                 try:

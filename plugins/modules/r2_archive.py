@@ -20,7 +20,7 @@ description:
   - O(state=present) reads O(src) as root without ever following a link the tenant may plant or swap while it runs
     - directories are walked through file descriptors, every file is opened C(O_NOFOLLOW|O_NONBLOCK) and must be the
     entry that was listed (same device, inode and type). Left out and reported in RV(skipped) (never an error) -
-    entries that changed between listing and reading, sockets, FIFOs and devices, names with control characters,
+    entries that changed between listing and reading, FIFOs and devices (sockets silently), names with control characters,
     symlinks that are absolute or contain C(..) (the restore refuses them, so the backup stays restorable), and files
     that the owner of O(src) neither owns nor could read as other (a hard link to a file the tenant cannot read).
   - O(state=restored) reads the manifest, checks the free space beside O(dest) (content bytes plus a block per
@@ -207,7 +207,7 @@ entries:
 skipped:
   description:
     - What the backup left out, by reason - C(changed) (swapped or removed between listing and reading, or shrank while
-      read and padded with zeros), C(special) (socket, FIFO, device), C(unsafe_name) (control characters),
+      read and padded with zeros), C(special) (FIFO, device), C(unsafe_name) (control characters),
       C(unsafe_link) (absolute or C(..) target), C(foreign) (neither owned by the owner of O(src) nor world-readable).
   returned: when state is present
   type: dict

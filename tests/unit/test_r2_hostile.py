@@ -483,3 +483,12 @@ def test_a_huge_pax_header_is_cut_off_by_the_stream_limit(box):
     with pytest.raises(r2.ArchiveError, match="tar stream exceeds"):
         r2.extract_stream(r2.CappedReader(io.BytesIO(data), r2.tar_stream_limit(limits)), box.staging, limits)
     box.check_untouched()
+
+
+def test_sockets_are_left_out_silently(home):
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(home / "gateway"))
+        members, counters, _ = write(home)
+    assert "./gateway" not in members and not any(counters["skipped"].values())
