@@ -25,7 +25,8 @@ def contract_service(tmp_path_factory):
                          "      ansible_connection: ssh\n      ansible_ssh_common_args: -o ConnectTimeout=2\n")
     port = free_port()
     env = dict(os.environ, CLAWFARM_API_TOKENS=TOKEN, CLAWFARM_API_STATE_DIR=str(work / "state"), CLAWFARM_API_INVENTORY=str(inventory),
-               CLAWFARM_API_WORKERS="1", CLAWFARM_API_HEALTH_INTERVAL="0", CLAWFARM_API_BACKUP_SCHEDULE="off")
+               CLAWFARM_API_WORKERS="1", CLAWFARM_API_HEALTH_INTERVAL="0", CLAWFARM_API_BACKUP_SCHEDULE="off",
+               CLAWFARM_API_OPENAPI="token")
     log = open(work / "service.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "api", "--port", str(port), "--log-level", "warning"], cwd=REPO, env=env,
                             stdout=log, stderr=log)
@@ -39,6 +40,13 @@ def contract_service(tmp_path_factory):
     yield url, work
     proc.terminate()
     proc.wait(60)
+
+
+def test_openapi_needs_the_token(contract_service):
+    url, _ = contract_service
+    assert httpx.get(f"{url}/openapi.json", timeout=10).status_code == 401
+    assert httpx.get(f"{url}/docs", timeout=10).status_code == 404
+    assert "/v1/claws/{claw_id}" in httpx.get(f"{url}/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10).json()["paths"]
 
 
 def test_schemathesis_finds_no_server_error(contract_service):
