@@ -126,3 +126,30 @@ def test_no_full_disk_access_over_ssh_fails_early_with_the_fix_and_changes_nothi
     granted = fresh_mini.playbook("bootstrap", "--tags", "base")
     assert granted.returncode == 0 and recap(granted.stdout)[FRESH]["failed"] == 0, granted.stdout[-4000:]
     assert fresh_mini.sh("test -d /var/db/mirascope/ports", check=False).returncode == 0
+
+
+def test_bootstrap_rerun_and_reprovision_keep_every_claws_settings(mini, tmp_path):
+    """Issue 14: bootstrap re-applied every claw without claw_env on every run, and .env was rewritten as exactly that
+    (no ANTHROPIC_API_KEY any more); a re-provision without env (the API's update) did the same. Both keep it now, and
+    bootstrap leaves a claw already on the installed runtime alone (same gateway pid)."""
+    import json
+
+    claw_id, home = "c0ffee00-3333-4333-8333-333333333333", "/Users/claw-c0ffee00"
+    settings = tmp_path / "claw.json"
+    settings.write_text(json.dumps({"claw_env": {"ANTHROPIC_API_KEY": "sk-ant-kept", "ANTHROPIC_BASE_URL": "https://llm.example/v1",
+                                                 "PRIMARY_MODEL_ID": "claude-kept"}}))
+    mini.playbook("provision", "-e", f"claw_id={claw_id}", "-e", f"@{settings}", check=True)
+
+    def env_and_pid():
+        env = mini.sh(f"sha256sum {home}/.openclaw/.env; grep -c -E '^(ANTHROPIC_API_KEY|ANTHROPIC_BASE_URL|PRIMARY_MODEL_ID)=' "
+                      f"{home}/.openclaw/.env").stdout
+        pid = mini.sh(f"launchctl print system/com.mirascope.claw.{claw_id} | grep -E '^\\s+pid = '").stdout.strip()
+        return env, pid
+
+    before = env_and_pid()
+    assert before[0].split()[-1] == "3"
+    mini.playbook("bootstrap", check=True)
+    assert env_and_pid() == before, "bootstrap changed the claw's .env or restarted it"
+    mini.playbook("provision", "-e", f"claw_id={claw_id}", check=True)
+    assert env_and_pid()[0] == before[0], "a re-provision without claw_env changed the claw's .env"
+    mini.playbook("deprovision", "-e", f"claw_id={claw_id}", "-e", "archive=false", "-e", "claw_purge_home=true", check=True)

@@ -87,3 +87,50 @@ def test_resubscribe_restores_the_archive(mini):
     assert healthy(mini)
     cleanup = mini.playbook("deprovision", "-e", f"claw_id={CLAW_ID}", "-e", "archive=false", "-e", "claw_purge_home=true", check=True)
     assert recap(cleanup.stdout)[mini.name]["failed"] == 0
+
+
+def test_configure_then_restore_keeps_the_present_settings_unless_asked(mini, tmp_path):
+    """Issue 14: restore swapped in the archived .env (old token, old keys) silently. Now the claw keeps its present
+    token and env (restore_settings=archived takes the archive's), and the result names env and token fingerprint.
+    configure.yml changes single keys and the token, check mode shows names only, a second run changes nothing."""
+    import json
+
+    from ansible_collections.mirascope.clawfarm.plugins.module_utils import _claw, _facts
+
+    claw_id, home = "d00dfeed-4444-4444-8444-444444444444", "/Users/claw-d00dfeed"
+    first_token, second_token = "first-token-" + "1" * 32, "second-token-" + "2" * 32
+    first_env = {"ANTHROPIC_API_KEY": "sk-one", "ANTHROPIC_BASE_URL": "https://one.example/v1", "PRIMARY_MODEL_ID": "m-one"}
+
+    def vars_file(name, data):
+        path = tmp_path / name
+        path.write_text(json.dumps(data))
+        path.chmod(0o600)
+        return f"@{path}"
+
+    def env():
+        return _claw.parse_dotenv(mini.sh(f"cat {home}/.openclaw/.env").stdout)
+
+    mini.playbook("provision", "-e", f"claw_id={claw_id}", "-e", vars_file("claw.json", dict(gateway_token=first_token, claw_env=first_env)),
+                  check=True)
+    mini.playbook("backup", "-e", f"claw_id={claw_id}", check=True)
+    change = vars_file("change.json", {"claw_env_set": {"PRIMARY_MODEL_ID": "m-two"}, "claw_env_unset": ["ANTHROPIC_BASE_URL"],
+                                       "gateway_token": second_token})
+    checked = mini.playbook("configure", "-e", f"claw_id={claw_id}", "-e", change, "--check", "--diff", check=True)
+    assert "PRIMARY_MODEL_ID=<hidden (changed)>" in checked.stdout and "m-two" not in checked.stdout
+    assert second_token not in checked.stdout + checked.stderr and env()["PRIMARY_MODEL_ID"] == "m-one"
+    done = mini.playbook("configure", "-e", f"claw_id={claw_id}", "-e", change, check=True)
+    assert "changed, gateway restarted" in " ".join(done.stdout.split()) and "health ok" in " ".join(done.stdout.split())
+    assert recap(mini.playbook("configure", "-e", f"claw_id={claw_id}", "-e", change, check=True).stdout)[mini.name]["changed"] == 0
+    present = {"ANTHROPIC_API_KEY": "sk-one", "PRIMARY_MODEL_ID": "m-two", "CLAW_GATEWAY_TOKEN": second_token}
+    assert env() == present
+    mini.sh(f"echo after > {home}/.openclaw/workspace/after-backup.txt")
+    restored = " ".join(mini.playbook("restore", "-e", f"claw_id={claw_id}", check=True).stdout.split())
+    assert mini.sh(f"test -e {home}/.openclaw/workspace/after-backup.txt", check=False).returncode != 0, "the data was not restored"
+    assert env() == present, "restore replaced the claw's present settings with the archived ones"
+    assert f"token {_facts.token_fingerprint(second_token)}" in restored and "env ANTHROPIC_API_KEY, PRIMARY_MODEL_ID" in restored
+    assert mini.sh("ls /Users | grep -c pre-restore", check=False).stdout.strip() == "0"
+    archived = " ".join(mini.playbook("restore", "-e", f"claw_id={claw_id}", "-e", "restore_settings=archived", check=True).stdout.split())
+    assert env() == dict(first_env, CLAW_GATEWAY_TOKEN=first_token) and f"token {_facts.token_fingerprint(first_token)}" in archived
+    status = mini.playbook("status", "-e", f"claw_id={claw_id}", check=True)
+    assert "health: ok" in status.stdout
+    mini.playbook("deprovision", "-e", f"claw_id={claw_id}", "-e", "archive=false", "-e", "claw_purge_home=true", check=True)
