@@ -350,6 +350,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         callback_url = callback(body.callback_url)
         mini = body.mini
         with engine.lock:  # placement and queueing are one step: two requests never pick the same last slot
+            try:
+                first = engine.replay(key)  # a retry gets its job even when that job took the last slot
+            except IdempotencyConflict:
+                first = None  # submit() answers the conflict
+            if first is not None:
+                return accepted(first, False)
             if mini:
                 known_mini(mini)
             else:

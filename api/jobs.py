@@ -166,12 +166,9 @@ class JobEngine:
             IdempotencyConflict: this scope used the key for a different request.
         """
         with self.lock, self.Session() as s:
-            if idempotency:
-                known = s.get(IdempotencyKey, (idempotency[0], idempotency[1]))
-                if known:
-                    if not hmac.compare_digest(known.request, idempotency[2]):
-                        raise IdempotencyConflict(idempotency[1])
-                    return s.get(Job, known.job_id), False
+            first = self.replay(idempotency)
+            if first is not None:
+                return first, False
             job = Job(id=str(uuid.uuid4()), kind=kind, state="queued", claw_id=claw_id, mini=mini,
                       params={**params, "has_secrets": bool(secrets)}, callback_url=callback_url)
             s.add(job)
@@ -183,6 +180,22 @@ class JobEngine:
                 self.secrets[job.id] = secrets
         self.wakeup.set()
         return job, True
+
+    def replay(self, idempotency: tuple[str, str, str] | None) -> Job | None:
+        """The job an earlier request with this ``(scope, key, request)`` created, or None.
+
+        Raises:
+            IdempotencyConflict: this scope used the key for a different request.
+        """
+        if not idempotency:
+            return None
+        with self.lock, self.Session() as s:
+            known = s.get(IdempotencyKey, (idempotency[0], idempotency[1]))
+            if known is None:
+                return None
+            if not hmac.compare_digest(known.request, idempotency[2]):
+                raise IdempotencyConflict(idempotency[1])
+            return s.get(Job, known.job_id)
 
     def cancel(self, job_id: str) -> str | None:
         """Cancel a queued job at once or ask a running one to stop; returns the state after, None if unknown."""

@@ -287,3 +287,15 @@ def test_patch_without_configure_playbook_is_409(api, monkeypatch):
     _, client = api
     monkeypatch.setattr("api.app.playbook_available", lambda kind: False)
     assert client.patch(f"/v1/claws/{CLAW}", json={"env_unset": ["A"]}).status_code == 409
+
+
+def test_a_retry_gets_its_job_even_when_it_took_the_last_slot(tmp_path):
+    _, client = make(tmp_path)
+    # The inventory is read on first use: one Mini with one slot.
+    (tmp_path / "hosts.yml").write_text("minis:\n  hosts:\n    mini-01:\n      claw_max_per_mini: 1\n")
+    body = {"claw_id": CLAW}
+    first = client.post("/v1/claws", json=body, headers={"Idempotency-Key": "last-slot"})
+    assert first.status_code == 202, first.text
+    assert client.post("/v1/claws", json={"claw_id": CLAW[:-1] + "2"}).status_code == 409
+    again = client.post("/v1/claws", json=body, headers={"Idempotency-Key": "last-slot"})
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
