@@ -1064,6 +1064,30 @@ def _chown_children(dir_fd: int, uid: int, gid: int) -> None:
             os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
 
 
+def check_restore(client, bucket: str, key: str, dest: str) -> tuple:
+    """What a restore checks before it writes anything (check mode runs just this): the manifest is readable and
+    valid, the directory that holds ``dest`` exists, and the free space there is enough (:func:`archive_limits`).
+
+    Returns:
+        ``(manifest, limits)``.
+    Raises:
+        ArchiveError: saying which check failed and what to do.
+    """
+    try:
+        manifest = parse_manifest(client.get_object(Bucket=bucket, Key=manifest_key(key))["Body"].read(), key)
+    except ArchiveError:
+        raise
+    except Exception as exc:
+        raise ArchiveError(f"archive s3://{bucket}/{key} has no readable manifest ({describe_s3_error(exc)}); "
+                           "it is incomplete or not a clawfarm archive, refusing to restore it")
+    parent = os.path.dirname(os.path.normpath(dest))
+    try:
+        free = free_space(parent)
+    except OSError as exc:
+        raise ArchiveError(f"cannot restore into {dest}: its parent directory {parent} is not usable ({exc.strerror})")
+    return manifest, archive_limits(manifest, free)
+
+
 def restore_archive(client, bucket: str, key: str, dest: str, uid: int | None, gid: int | None,
                     keep_previous: bool = False, now: datetime | None = None) -> dict:
     """Download, verify and extract an archive beside ``dest``, then swap it in.
@@ -1087,16 +1111,9 @@ def restore_archive(client, bucket: str, key: str, dest: str, uid: int | None, g
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     parent, base = os.path.split(os.path.normpath(dest))
     staging = os.path.join(parent, f".{base}.restore-{stamp}")
-    try:
-        manifest = parse_manifest(client.get_object(Bucket=bucket, Key=manifest_key(key))["Body"].read(), key)
-    except ArchiveError:
-        raise
-    except Exception as exc:
-        raise ArchiveError(f"archive s3://{bucket}/{key} has no readable manifest ({describe_s3_error(exc)}); "
-                           "it is incomplete or not a clawfarm archive, refusing to restore it")
+    manifest, limits = check_restore(client, bucket, key, dest)
     if os.path.lexists(staging):
         raise ArchiveError(f"{staging} already exists (a restore of the same second, or a leftover); remove it and retry")
-    limits = archive_limits(manifest, free_space(parent))
     try:
         body = client.get_object(Bucket=bucket, Key=key)["Body"]
         hashing = HashingReader(body)

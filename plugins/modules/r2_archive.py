@@ -54,7 +54,9 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: present and restored report what they would do; pruned lists what would be deleted; nothing is written.
+    details: >-
+      present and restored report what they would do (restored also reads the manifest and checks the free space);
+      pruned lists what would be deleted; nothing is written.
   diff_mode:
     support: none
   idempotent:
@@ -357,6 +359,7 @@ def run(module, p, client) -> dict:
             key = complete[0]["key"]
         uid, gid = resolve_ids(p["owner"], p["group"])
         if module.check_mode:
+            r2.check_restore(client, p["bucket"], key, p["dest"])
             return {"changed": True, "key": key, "dest": p["dest"], "msg": f"would restore s3://{p['bucket']}/{key} into {p['dest']}"}
         result = r2.restore_archive(client, p["bucket"], key, p["dest"], uid, gid, p["keep_previous"])
         return {"changed": True, **result}

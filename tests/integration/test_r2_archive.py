@@ -73,6 +73,8 @@ def test_round_trip_is_byte_identical_with_modes(s3_server, run_module, tmp_path
     dest = tmp_path / "restored"
     dest.mkdir()
     (dest / "stale.txt").write_text("replaced by the restore")
+    preview = run_module("r2_archive", {"state": "restored", "bucket": name, "dest": str(dest), **s3_server.module_args()}, check=True)
+    assert preview["changed"] and sorted(os.listdir(dest)) == ["stale.txt"], preview
     restored = run_module("r2_archive", {"state": "restored", "bucket": name, "dest": str(dest), "owner": "0", "group": "0",
                                          **s3_server.module_args()})
     assert restored["changed"] and restored["key"] == archived["key"], restored

@@ -492,3 +492,14 @@ def test_sockets_are_left_out_silently(home):
         sock.bind(str(home / "gateway"))
         members, counters, _ = write(home)
     assert "./gateway" not in members and not any(counters["skipped"].values())
+
+
+def test_check_restore_reads_the_manifest_and_checks_the_destination(box, monkeypatch):
+    client = FakeClient(KEY, archive(member(".", D)), entries=1, content_bytes=0)
+    manifest, limits = r2.check_restore(client, "b", KEY, str(box.root / "stage" / "home"))
+    assert manifest["entries"] == 1 and limits == {"entries": 1, "bytes": 0}
+    with pytest.raises(r2.ArchiveError, match="parent directory .* is not usable"):
+        r2.check_restore(client, "b", KEY, str(box.root / "missing" / "home"))
+    monkeypatch.setattr(r2, "free_space", lambda path: 0)
+    with pytest.raises(r2.ArchiveError, match="MiB free"):
+        r2.check_restore(FakeClient(KEY, b"", entries=1, content_bytes=10 * r2.MIB), "b", KEY, str(box.root / "stage" / "h"))
