@@ -236,3 +236,73 @@ def test_deprovision_removes_job_and_user_and_keeps_the_home(mini):
     assert mini.sh("ls /var/db/mirascope/ports").stdout.strip() == ""
     again = mini.playbook("deprovision", "-e", f"claw_id={CLAW_ID}", "-e", "archive=false")
     assert recap(again.stdout)[mini.name]["changed"] == 0
+
+
+# -- launchd as macOS behaves (issue 13) --------------------------------------------------------
+
+BOOT_JOB = "com.mirascope.openclaw-tmp"
+TMP_CLEANER = "/usr/local/libexec/sandbox-macos/bin/tmp_cleaner"
+
+
+def launchd_print(mini, label: str) -> dict:
+    """Top-level ``key = value`` lines of ``launchctl print system/<label>``."""
+    out = mini.sh(f"launchctl print system/{label}").stdout
+    return dict(line.strip().split(" = ", 1) for line in out.splitlines()
+                if line.startswith("\t") and not line.startswith("\t\t") and " = " in line)
+
+
+def gateway_log_count(mini, text: str) -> int:
+    """How often the claw's gateway logged ``text`` (launchd's stdout/stderr files and the gateway's own logs)."""
+    return int(mini.sh(f"cat /Library/Logs/mirascope/claws/{USER}/*.log /Users/{USER}/.openclaw/logs/*.log "
+                       f"2>/dev/null | grep -c '{text}'", check=False).stdout.strip() or 0)
+
+
+def test_restart_is_graceful_and_the_boot_job_outlives_the_nightly_tmp_cleaner(mini, claw_vars):
+    """kickstart -k is a SIGKILL on macOS (and in the sandbox): a restart is launchctl kill SIGTERM, the gateway shuts
+    down cleanly (exit 0, not signal 9) and launchd starts it again. The boot job runs every hour and keeps OpenClaw's
+    /tmp directories fresh for macOS's nightly cleaner, and brings them back when the cleaner took them anyway."""
+    mini.playbook("provision", "-e", f"claw_id={CLAW_ID}", "-e", f"@{claw_vars}", check=True)
+    old = status(mini)["pid"]
+    clean_before = gateway_log_count(mini, "shutdown completed cleanly")
+    result = mini.playbook("restart", "-e", f"claw_id={CLAW_ID}", "-v", check=True)
+    # -v shows the task's result (YAML): its actions and every launchctl command line, none with -k
+    assert "- kill SIGTERM" in result.stdout and all(line.strip() != "- -k" for line in result.stdout.splitlines())
+    info = status(mini)
+    assert info["health"] == "ok" and info["pid"] != old
+    job = launchd_print(mini, LABEL)
+    assert job["last exit code"] == "0" and "last terminating signal" not in job, job
+    assert gateway_log_count(mini, "shutdown completed cleanly") > clean_before
+
+    uid = mini.sh(f"id -u {USER}").stdout.strip()
+    dirs = f"/tmp/openclaw /tmp/openclaw-state-locks-{uid}"
+
+    def tmp_dirs():
+        return mini.sh(f"stat -c '%U %a' {dirs}", check=False).stdout.split()
+
+    def run_boot_job():
+        """Its next StartInterval run, now (the interval is an hour; kickstart starts the same run)."""
+        runs = int(launchd_print(mini, BOOT_JOB)["runs"])
+        mini.sh(f"launchctl kickstart system/{BOOT_JOB}")
+        assert wait_for(lambda: (j := launchd_print(mini, BOOT_JOB)) and int(j["runs"]) > runs
+                        and j["state"] == "not running", timeout=60)
+
+    assert launchd_print(mini, BOOT_JOB)["run interval"] == "3600 seconds"
+    assert tmp_dirs() == ["root", "755", USER, "700"]
+    # Untouched for 4 days; the job's hourly run touches them, so tonight's cleaner (3 days) leaves them.
+    mini.sh(f"find {dirs} -exec touch -h -d '4 days ago' {{}} +")
+    run_boot_job()
+    mini.sh(TMP_CLEANER)
+    assert tmp_dirs() == ["root", "755", USER, "700"]
+    # A cleaner that takes everything (as after days with the job not loaded): the running gateway does not notice,
+    # the job's next run recreates both with their owners, and a restart of the gateway finds its lock directory.
+    assert gateway_pid(mini)
+    mini.sh(f"{TMP_CLEANER} --age 0")
+    assert tmp_dirs() == []
+    assert gateway_pid(mini)
+    run_boot_job()
+    assert tmp_dirs() == ["root", "755", USER, "700"]
+    old = status(mini)["pid"]
+    mini.playbook("restart", "-e", f"claw_id={CLAW_ID}", check=True)
+    info = status(mini)
+    assert info["health"] == "ok" and info["pid"] != old
+    mini.playbook("deprovision", "-e", f"claw_id={CLAW_ID}", "-e", "archive=false", check=True)
