@@ -17,12 +17,12 @@ description:
     When O(gateway_token) is not given, the token already in the file is kept; when there is none,
     O(fallback_token) is used, so re-running the task never rotates a token or drops a key by accident.
   - The current file is trusted only if it is a regular file owned by O(owner) with one link (opened with
-    C(O_NOFOLLOW) and checked with C(fstat)). A symlink or hard link (to another claw's file, say) is never read
-    - no token or variable of it is kept and the diff never lists its names. It is replaced by a new file holding
+    C(O_NOFOLLOW) and checked with C(fstat)). A symlink or hard link (to another claw's file, say) is never read;
+    no token or variable of it is kept and the diff never lists its names. It is replaced by a new file holding
     O(gateway_token), or else O(fallback_token) (a new token the caller has saved), and only the variables of
     O(env) and O(env_set); a warning names what was found.
   - The file is written atomically through a descriptor of its directory (opened with C(O_NOFOLLOW); a linked
-    state dir is refused): a new temporary file created exclusively, owned by O(owner)/O(group), mode 0600,
+    state dir is refused). A new temporary file is created exclusively, owned by O(owner)/O(group), mode 0600,
     then renamed over C(.env) (a link there is replaced, never followed). Secrets never appear on a command line;
     the module runs no command.
   - The diff lists variable names that are added, changed or removed; values are never shown.
