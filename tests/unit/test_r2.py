@@ -8,10 +8,12 @@ import json
 import os
 import random
 import tarfile
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from ansible_collections.mirascope.clawfarm.plugins.module_utils import _r2 as r2
+
+UTC = timezone.utc  # noqa: UP017 - these tests run under 3.9 too (test_py39.py)
 
 
 def t(text: str) -> datetime:
