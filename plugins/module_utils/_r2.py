@@ -21,6 +21,7 @@ they are unit-tested without a server; the streaming functions take a boto3 S3 c
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import hashlib
 import json
@@ -283,11 +284,11 @@ def write_tar(src: str, fileobj, excludes, counters: dict, hook=None) -> None:
     parent), every file is opened ``O_NOFOLLOW|O_NONBLOCK`` relative to its directory and its ``fstat`` must show the
     same device, inode and type as the ``lstat`` taken while listing.  Sockets are left out silently.  Skipped and
     counted in ``counters["skipped"]`` (never an error): entries that changed between the listing and the open
-    (``changed``); FIFOs and devices (``special``); names with control characters (``unsafe_name``) and symlinks the restore
-    would refuse - absolute, with ``..`` (``unsafe_link``); files that the owner of ``src`` neither owns nor could read
-    as "other" (``foreign``: a hard link the tenant made to a root-only file - perhaps one root has since replaced by
-    a rename, so its link count is 1 - would otherwise reach the tenant through its backup and restore).  ``counters["skipped_paths"]`` lists the
-    first 20 skipped paths.
+    (``changed``); FIFOs and devices (``special``); names with control characters (``unsafe_name``) and symlinks the
+    restore would refuse - absolute, with ``..`` (``unsafe_link``); files that the owner of ``src`` neither owns nor
+    could read as "other" (``foreign``: a hard link the tenant made to a root-only file - perhaps one root has since
+    replaced by a rename, so its link count is 1 - would otherwise reach the tenant through its backup and restore).
+    ``counters["skipped_paths"]`` lists the first 20 skipped paths.
 
     ``counters`` gets ``files`` (regular files), ``entries`` (tar members), ``bytes`` (file content bytes),
     ``skipped`` and ``skipped_paths``.  ``hook(relpath)``, if given, is called after an entry is listed and before it is
@@ -332,7 +333,8 @@ def write_tar(src: str, fileobj, excludes, counters: dict, hook=None) -> None:
                     continue
                 try:
                     st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-                except OSError:
+                except OSError as exc:
+                    _raise_unless_swapped(exc, rel)
                     skip("changed", rel)
                     continue
                 if hook:
@@ -344,7 +346,8 @@ def write_tar(src: str, fileobj, excludes, counters: dict, hook=None) -> None:
                 elif stat.S_ISLNK(st.st_mode):
                     try:
                         target = os.readlink(name, dir_fd=dir_fd)
-                    except OSError:  # no longer a link
+                    except OSError as exc:  # no longer a link
+                        _raise_unless_swapped(exc, rel)
                         skip("changed", rel)
                         continue
                     if not restorable_link(target):
@@ -360,7 +363,8 @@ def write_tar(src: str, fileobj, excludes, counters: dict, hook=None) -> None:
             for name, rel, st in subdirs:
                 try:
                     fd = os.open(name, _OPEN_DIR, dir_fd=dir_fd)
-                except OSError:
+                except OSError as exc:
+                    _raise_unless_swapped(exc, rel)
                     skip("changed", rel + "/")
                     continue
                 try:
@@ -374,7 +378,8 @@ def write_tar(src: str, fileobj, excludes, counters: dict, hook=None) -> None:
         def add_file(dir_fd, name, rel, arcname, st, owner) -> None:
             try:
                 fd = os.open(name, _OPEN_FILE, dir_fd=dir_fd)
-            except OSError:
+            except OSError as exc:
+                _raise_unless_swapped(exc, rel)
                 skip("changed", rel)
                 return
             try:
@@ -410,6 +415,18 @@ def write_tar(src: str, fileobj, excludes, counters: dict, hook=None) -> None:
             walk(top, "", root.st_uid)
         finally:
             os.close(top)
+
+
+# what an open/lstat/readlink of an entry swapped or removed since it was listed fails with (a link: ELOOP; not a
+# directory or not a link any more: ENOTDIR, EINVAL; a socket: ENXIO on Linux, EOPNOTSUPP on macOS)
+_SWAPPED = {errno.ENOENT, errno.ELOOP, errno.ENOTDIR, errno.EINVAL, errno.ENXIO, errno.EOPNOTSUPP}
+
+
+def _raise_unless_swapped(exc: OSError, rel: str) -> None:
+    """Re-raise an error that does not mean "the entry changed under us" (permissions, too many open files...): the
+    backup fails and says where, rather than leaving data out under a wrong reason."""
+    if exc.errno not in _SWAPPED:
+        raise ArchiveError(f"reading {rel} failed: {exc.strerror} (errno {exc.errno})")
 
 
 def _typed(info: tarfile.TarInfo, kind: bytes) -> tarfile.TarInfo:

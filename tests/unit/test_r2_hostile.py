@@ -503,3 +503,18 @@ def test_check_restore_reads_the_manifest_and_checks_the_destination(box, monkey
     monkeypatch.setattr(r2, "free_space", lambda path: 0)
     with pytest.raises(r2.ArchiveError, match="MiB free"):
         r2.check_restore(FakeClient(KEY, b"", entries=1, content_bytes=10 * r2.MIB), "b", KEY, str(box.root / "stage" / "h"))
+
+
+def test_an_open_failing_for_another_reason_fails_the_backup_and_names_the_path(home, monkeypatch):
+    import errno
+
+    real_open = os.open
+
+    def emfile(path, flags, mode=0o777, *, dir_fd=None):
+        if path == "sub":
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_open(path, flags, mode, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "open", emfile)
+    with pytest.raises(r2.ArchiveError, match="reading sub failed: Too many open files"):
+        write(home)
