@@ -1116,8 +1116,8 @@ def restore_archive(client, bucket: str, key: str, dest: str, uid: int | None, g
     giving the staging directory the archive's top mode and its owner last (:func:`chown_tree`); then rename
     ``dest`` aside and the staging directory into place, and delete the old tree without following its links (or
     keep it as ``<dest>.pre-restore-<time>`` with ``keep_previous``, or when this Python's ``shutil.rmtree`` cannot
-    avoid symlink attacks).  Any failure before the swap removes the staging
-    directory and leaves ``dest`` untouched.
+    avoid symlink attacks).  Any failure before the swap removes the staging directory and leaves ``dest``
+    untouched.
 
     Returns:
         ``{"key", "size", "sha256", "files", "entries", "dest", "previous", "duration"}``.

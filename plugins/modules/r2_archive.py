@@ -244,6 +244,12 @@ dest:
   description: The restored directory.
   returned: when state is restored
   type: str
+previous:
+  description:
+    - Where the replaced directory was kept (C(<dest>.pre-restore-<time>)) with O(keep_previous), or when this Python
+      cannot delete a tree without following its links; null when it was deleted or there was none.
+  returned: when state is restored
+  type: str
 kept:
   description: Archive keys kept by the retention policy.
   returned: when state is pruned
