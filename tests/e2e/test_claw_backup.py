@@ -94,6 +94,7 @@ def test_configure_then_restore_keeps_the_present_settings_unless_asked(mini, tm
     token and env (restore_settings=archived takes the archive's), and the result names env and token fingerprint.
     configure.yml changes single keys and the token, check mode shows names only, a second run changes nothing."""
     import json
+    from pathlib import Path
 
     from ansible_collections.mirascope.clawfarm.plugins.module_utils import _claw, _facts
 
@@ -113,21 +114,24 @@ def test_configure_then_restore_keeps_the_present_settings_unless_asked(mini, tm
     mini.playbook("provision", "-e", f"claw_id={claw_id}", "-e", vars_file("claw.json", dict(gateway_token=first_token, claw_env=first_env)),
                   check=True)
     mini.playbook("backup", "-e", f"claw_id={claw_id}", check=True)
-    change = vars_file("change.json", {"claw_env_set": {"PRIMARY_MODEL_ID": "m-two"}, "claw_env_unset": ["ANTHROPIC_BASE_URL"],
-                                       "gateway_token": second_token})
+    # A customer's value full of Jinja arrives verbatim and nothing runs (the file is read as data).
+    jinja = "{{ lookup('ansible.builtin.pipe', 'touch /tmp/clawfarm-configure-pwned') }}"
+    change = "claw_file=" + vars_file("change.json", {"claw_env_set": {"PRIMARY_MODEL_ID": "m-two", "NOTE": jinja},
+                                                      "claw_env_unset": ["ANTHROPIC_BASE_URL"], "gateway_token": second_token})[1:]
     checked = mini.playbook("configure", "-e", f"claw_id={claw_id}", "-e", change, "--check", "--diff", check=True)
     assert "PRIMARY_MODEL_ID=<hidden (changed)>" in checked.stdout and "m-two" not in checked.stdout
     assert second_token not in checked.stdout + checked.stderr and env()["PRIMARY_MODEL_ID"] == "m-one"
     done = mini.playbook("configure", "-e", f"claw_id={claw_id}", "-e", change, check=True)
     assert "changed, gateway restarted" in " ".join(done.stdout.split()) and "health ok" in " ".join(done.stdout.split())
     assert recap(mini.playbook("configure", "-e", f"claw_id={claw_id}", "-e", change, check=True).stdout)[mini.name]["changed"] == 0
-    present = {"ANTHROPIC_API_KEY": "sk-one", "PRIMARY_MODEL_ID": "m-two", "CLAW_GATEWAY_TOKEN": second_token}
+    present = {"ANTHROPIC_API_KEY": "sk-one", "PRIMARY_MODEL_ID": "m-two", "NOTE": jinja, "CLAW_GATEWAY_TOKEN": second_token}
     assert env() == present
+    assert not Path("/tmp/clawfarm-configure-pwned").exists()
     mini.sh(f"echo after > {home}/.openclaw/workspace/after-backup.txt")
     restored = " ".join(mini.playbook("restore", "-e", f"claw_id={claw_id}", check=True).stdout.split())
     assert mini.sh(f"test -e {home}/.openclaw/workspace/after-backup.txt", check=False).returncode != 0, "the data was not restored"
     assert env() == present, "restore replaced the claw's present settings with the archived ones"
-    assert f"token {_facts.token_fingerprint(second_token)}" in restored and "env ANTHROPIC_API_KEY, PRIMARY_MODEL_ID" in restored
+    assert f"token {_facts.token_fingerprint(second_token)}" in restored and "env ANTHROPIC_API_KEY, NOTE, PRIMARY_MODEL_ID" in restored
     assert mini.sh("ls /Users | grep -c pre-restore", check=False).stdout.strip() == "0"
     archived = " ".join(mini.playbook("restore", "-e", f"claw_id={claw_id}", "-e", "restore_settings=archived", check=True).stdout.split())
     assert env() == dict(first_env, CLAW_GATEWAY_TOKEN=first_token) and f"token {_facts.token_fingerprint(first_token)}" in archived
