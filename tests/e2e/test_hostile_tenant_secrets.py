@@ -79,12 +79,13 @@ def port_of(mini, claw_id: str) -> int:
 
 def module(mini, name: str, args: dict, python: str | None = None) -> dict:
     """Run one collection module on the Mini as root (ad hoc), return its result."""
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-               ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_NOCOLOR="1")
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_CALLBACK_RESULT_FORMAT="json", ANSIBLE_NOCOLOR="1",
+               PATH=f"{BIN}:{os.environ['PATH']}")
     extra = ["-e", f"ansible_python_interpreter={python}"] if python else []
     done = subprocess.run([str(BIN / "ansible"), mini.name, "-i", str(mini.inventory), "-b", "-m", f"mirascope.clawfarm.{name}",
                            "-a", json.dumps(args), *extra], cwd=REPO, env=env, text=True, capture_output=True)
-    return json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"][mini.name]
+    # "<host> | SUCCESS => {...}" (or FAILED!)
+    return json.loads(done.stdout[done.stdout.index(" => {") + 4:])
 
 
 def status(mini, claw_id: str, user: str, home: str) -> dict:
