@@ -361,8 +361,10 @@ class MacosUser:
                             f"({errors}); enable 'Allow full disk access for remote users' and retry"
                         )
             except (mu.UserSafetyError, CommandError):
-                # The account stays: so does its home, at its own path (the claw is as it was).
-                self.put_home_back(home, home_identity)
+                # The account stays: so does its home, at its own path (the claw is as it was). The deletion's
+                # error is the one to report, so a home that cannot be put back does not hide it.
+                with contextlib.suppress(mu.UserSafetyError, OSError):
+                    self.put_home_back(home, home_identity)
                 raise
             self.runner.run(mu.cmd_flush_cache())
             moved_from = self.put_home_back(home, home_identity)
