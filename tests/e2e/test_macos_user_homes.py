@@ -9,6 +9,7 @@ import subprocess
 from conftest import BIN, REPO, recap
 
 USER = "claw-4e4e4e4e"
+TCC = "/usr/bin/python3 /usr/local/libexec/sandbox-macos/tcc.py"
 PLAY = """
 - name: One claw user
   hosts: minis
@@ -27,13 +28,13 @@ PLAY = """
 """
 
 
-def run_play(mini, tmp_path, state: str) -> subprocess.CompletedProcess:
+def run_play(mini, tmp_path, state: str, check: bool = True) -> subprocess.CompletedProcess:
     play = tmp_path / "user.yml"
     play.write_text(PLAY.format(user=USER))
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1", PATH=f"{BIN}:{os.environ['PATH']}")
     result = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(mini.inventory), str(play), "-e", f"user_state={state}"],
                             cwd=REPO, env=env, text=True, capture_output=True)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert result.returncode == 0 or not check, result.stdout[-4000:] + result.stderr[-2000:]
     return result
 
 
@@ -64,4 +65,24 @@ def test_a_claw_home_has_no_tcc_folders_and_stays_in_place_after_deletion(mini, 
 
     again = run_play(mini, tmp_path, "absent")
     assert recap(again.stdout)[mini.name]["changed"] == 0
+    mini.sh(f"rm -rf /Users/{USER}")
+
+
+def test_without_full_disk_access_deletion_fails_and_the_claw_stays_as_it_was(mini, tmp_path):
+    """Remote Login without Full Disk Access: sysadminctl moves the home aside, leaves the record (-14120) and
+    exits 0, dscl -delete is refused; the module fails with the fix and puts the home back."""
+    run_play(mini, tmp_path, "present")
+    mini.sh(f"mkdir -p /Users/{USER}/.openclaw")
+    mini.sh(f"{TCC} revoke-remote-fda")
+    try:
+        refused = run_play(mini, tmp_path, "absent", check=False)
+    finally:
+        mini.sh(f"{TCC} grant-remote-fda")
+    out = " ".join(refused.stdout.split())
+    assert refused.returncode != 0 and "-14120" in out and "Allow full disk access for remote users" in out, out[-3000:]
+    assert mini.sh(f"dscl . -read /Users/{USER} UniqueID", check=False).returncode == 0, "the record was deleted"
+    assert mini.sh(f"test -d /Users/{USER}/.openclaw && ls /Users").stdout.split().count("(Deleted)") == 0
+
+    deleted = run_play(mini, tmp_path, "absent")
+    assert f"moved_from=/Users/{USER} (Deleted)" in " ".join(deleted.stdout.split())
     mini.sh(f"rm -rf /Users/{USER}")
