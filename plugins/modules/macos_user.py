@@ -108,7 +108,8 @@ options:
     default: /var/run/mirascope.macos_user.lock
 notes:
   - Deleting users over SSH needs "Allow full disk access for remote users" (Remote Login settings) on
-    macOS 13 and later, otherwise C(dscl) answers C(eDSPermissionError) (-14120).
+    macOS 13 and later, otherwise C(dscl) answers C(eDSPermissionError) (-14120). The mini_base role
+    (bootstrap) checks that grant first.
   - Needs root (C(become=true)).
 seealso:
   - name: dscl(1)
