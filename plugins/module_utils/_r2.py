@@ -1120,7 +1120,8 @@ def restore_archive(client, bucket: str, key: str, dest: str, uid: int | None, g
     untouched.
 
     Returns:
-        ``{"key", "size", "sha256", "files", "entries", "dest", "previous", "duration"}``.
+        ``{"key", "size", "sha256", "files", "entries", "dest", "previous", "cleanup_error", "duration"}``;
+        ``cleanup_error`` says why the replaced directory could not be deleted (the restore itself succeeded).
     """
     import zstandard
 
@@ -1163,13 +1164,18 @@ def restore_archive(client, bucket: str, key: str, dest: str, uid: int | None, g
             os.rename(previous, dest)
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    cleanup_error = None
     if previous and not keep_previous and shutil.rmtree.avoids_symlink_attacks:
         # the replaced home is the tenant's: rmtree walks it by directory fds and never follows its links; a Python
         # without that (no *at functions) keeps it as <dest>.pre-restore-<time> instead
-        shutil.rmtree(previous)
-        previous = None
+        try:
+            shutil.rmtree(previous)
+            previous = None
+        except OSError as exc:  # e.g. an immutable flag the tenant set: the restore itself is done, say what is left
+            cleanup_error = f"the replaced directory was kept as {previous}: deleting it failed ({exc}); remove it by hand"
     return {"key": key, "size": manifest["size"], "sha256": manifest["sha256"], "files": counts["files"],
-            "entries": counts["entries"], "dest": dest, "previous": previous, "duration": round(time.monotonic() - started, 3)}
+            "entries": counts["entries"], "dest": dest, "previous": previous, "cleanup_error": cleanup_error,
+            "duration": round(time.monotonic() - started, 3)}
 
 
 def make_s3_client(endpoint_url: str, access_key_id: str, secret_access_key: str, region: str = "auto",

@@ -247,7 +247,8 @@ dest:
 previous:
   description:
     - Where the replaced directory was kept (C(<dest>.pre-restore-<time>)) with O(keep_previous), or when this Python
-      cannot delete a tree without following its links; null when it was deleted or there was none.
+      cannot delete a tree without following its links, or when deleting it failed (a warning says why); null when
+      it was deleted or there was none.
   returned: when state is restored
   type: str
 kept:
@@ -368,6 +369,9 @@ def run(module, p, client) -> dict:
             r2.check_restore(client, p["bucket"], key, p["dest"])
             return {"changed": True, "key": key, "dest": p["dest"], "msg": f"would restore s3://{p['bucket']}/{key} into {p['dest']}"}
         result = r2.restore_archive(client, p["bucket"], key, p["dest"], uid, gid, p["keep_previous"])
+        cleanup_error = result.pop("cleanup_error", None)
+        if cleanup_error:
+            module.warn(cleanup_error)
         return {"changed": True, **result}
     if state == "pruned":
         keys = r2.list_keys(client, p["bucket"], prefix) if _bucket_exists(client, p["bucket"]) else []

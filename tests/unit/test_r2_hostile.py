@@ -518,3 +518,19 @@ def test_an_open_failing_for_another_reason_fails_the_backup_and_names_the_path(
     monkeypatch.setattr(os, "open", emfile)
     with pytest.raises(r2.ArchiveError, match="reading sub failed: Too many open files"):
         write(home)
+
+
+def test_a_replaced_home_that_cannot_be_deleted_is_kept_and_reported(box, monkeypatch):
+    dest = box.root / "stage" / "home"
+    dest.mkdir()
+    (dest / "old").write_text("old")
+
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(1, "Operation not permitted", path)
+
+    monkeypatch.setattr(r2.shutil, "rmtree", refuse)
+    monkeypatch.setattr(refuse, "avoids_symlink_attacks", True, raising=False)
+    result = r2.restore_archive(FakeClient(KEY, archive(member(".", D), member("new", data=b"n"))), "b", KEY, str(dest),
+                                None, None)
+    assert (dest / "new").read_text() == "n" and os.path.basename(result["previous"]).startswith("home.pre-restore-")
+    assert "deleting it failed" in result["cleanup_error"] and (box.root / "stage" / os.path.basename(result["previous"])).is_dir()
