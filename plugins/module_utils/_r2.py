@@ -917,7 +917,7 @@ def extract_stream(fileobj, staging: str, limits: dict | None = None) -> dict:
     earlier regular member, more members than ``limits["entries"]`` or more content bytes than ``limits["bytes"]``.
     Files get their mode without setuid/setgid/sticky bits, directories without setuid/setgid (applied after all
     members are in); the archive's ``.`` mode is not applied to ``staging`` (it stays 0700) but returned as
-    ``root_mode`` for the final swap.  Ownership is left to the caller (:func:`finish_staging`).
+    ``root_mode`` for the final swap.  Ownership is left to the caller (:func:`chown_tree`).
 
     Returns:
         ``{"entries", "files", "bytes", "root_mode"}`` (``root_mode`` None when the archive has no ``.`` member).
