@@ -4,7 +4,7 @@ Every file of plugins/module_utils and plugins/modules is compiled and imported 
 Minis run (tests/sandbox/mini.py finds it: pyenv's 3.9.*), with the installed ansible-core's package on its path
 (ansible-core's module_utils are themselves target-side code that supports 3.9); the host-free unit tests of
 module_utils then run under it too, in the small 3.9 venv scripts/setup.sh makes (.cache/py39-tests: pytest,
-PyYAML). The e2e suite runs the same code on sandbox Minis under 3.9; this is the fast guard.
+PyYAML, zstandard). The e2e suite runs the same code on sandbox Minis under 3.9; this is the fast guard.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ TEST_VENV = REPO / ".cache/py39-tests"
 # with tests/unit/conftest.py as a plugin and no other conftest).
 UNIT_TESTS = ["test_claw.py", "test_claw_paths.py", "test_claw_secrets.py", "test_facts.py", "test_ingress.py",
               "test_launchd_service.py", "test_macos_settings.py", "test_macos_user.py", "test_migration.py",
-              "test_rank_minis.py"]
+              "test_r2.py", "test_r2_hostile.py", "test_rank_minis.py"]
 
 CHECK = r"""
 import importlib, json, sys, traceback
