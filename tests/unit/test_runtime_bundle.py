@@ -284,3 +284,29 @@ def test_host_target(monkeypatch, system, machine, expected):
     monkeypatch.setattr(build.platform, "system", lambda: system)
     monkeypatch.setattr(build.platform, "machine", lambda: machine)
     assert build.host_target() == expected
+
+
+# --- the build's gate before packing ------------------------------------------------------------------------
+
+def test_build_gate_prunes_and_passes_a_clean_stage(tmp_path, capsys):
+    _bundle(tmp_path)
+    build.verify_darwin_stage(str(tmp_path), "darwin", "arm64")
+    out = capsys.readouterr().out
+    assert "pruned another platform's prebuilt addon: lib/node_modules/openclaw/node_modules/pi-tui/native/win32" in out
+    assert "3 native files checked: all Mach-O arm64" in out
+
+
+def test_build_gate_refuses_a_linux_addon(tmp_path, capsys):
+    nm = _bundle(tmp_path)
+    _write(nm / "koffi" / "build" / "koffi" / "linux_x64" / "koffi.node", elf(62))
+    with pytest.raises(SystemExit, match="holds native files for another platform"):
+        build.verify_darwin_stage(str(tmp_path), "darwin", "arm64")
+    assert "FAIL lib/node_modules/openclaw/node_modules/koffi/build/koffi/linux_x64/koffi.node: ELF 64-bit x86-64" in (
+        capsys.readouterr().out)
+
+
+def test_build_gate_refuses_a_missing_platform_package(tmp_path):
+    nm = _bundle(tmp_path)
+    (nm / "@koromix" / "koffi-darwin-arm64" / "package.json").unlink()
+    with pytest.raises(SystemExit, match="npm did not install the darwin-arm64 native packages: @koromix/koffi-darwin-arm64"):
+        build.verify_darwin_stage(str(tmp_path), "darwin", "arm64")
