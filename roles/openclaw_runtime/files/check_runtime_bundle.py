@@ -280,8 +280,9 @@ def check_bundle(path: str, os_name: str, cpu: str) -> Report:
     return check_tarball(path, os_name, cpu)
 
 
-def print_report(report: Report, os_name: str, cpu: str, out=sys.stdout) -> bool:
-    """Print what was checked and what failed; True when the bundle passes (something checked, no problem)."""
+def print_report(report: Report, os_name: str, cpu: str, out=None) -> bool:
+    """Print what was checked and what failed (to ``out``, default stdout); True when the bundle passes."""
+    out = out or sys.stdout
     want_format, want_arch = EXPECTED[(os_name, cpu)]
     for relpath, summary in report.checked:
         mark = "FAIL" if (relpath, summary) in report.problems else "ok  "
