@@ -9,10 +9,11 @@ safely. The tests run in file order and share one claw.
 from __future__ import annotations
 
 import shlex
+import sys
 
 import pytest
 import yaml
-from conftest import recap
+from conftest import REPO, recap
 
 CLAW_ID = "badc1a40-7e4a-4c1a-9d2b-0000000000a7"
 USER = "claw-badc1a40"
@@ -159,3 +160,66 @@ def test_a_neighbours_lock_dir_taken_first_is_moved_aside(claw, claw_vars, tmp_p
     assert uid < n_uid < uid + 4  # the uid the tenant guessed
     assert owner_of(mini, f"/tmp/openclaw-state-locks-{n_uid}") == ["directory", NEIGHBOUR, "700"]
     assert mini.sh(f"ls -d /tmp/openclaw-state-locks-{n_uid}.moved-*").returncode == 0
+
+
+# -- the migration key, against the fleet's real sshd (Debian OpenSSH) ---------------------------------------------
+
+SWEEP_IDS = {"expired": "0e0e0e0e-0000-4000-8000-000000000001", "never": "0e0e0e0e-0000-4000-8000-000000000002",
+             "valid": "0e0e0e0e-0000-4000-8000-000000000003"}
+RECEIVER = "/opt/mirascope/libexec/clawfarm-rsync-receive"
+
+
+def test_a_migration_key_runs_only_the_claws_rsync_from_the_source_until_it_expires(fleet):
+    """The real authorized_keys line (_migration.authorized_key_line) in fl2's sshd, used from fl1."""
+    if str(REPO / ".collections") not in sys.path:
+        sys.path.insert(0, str(REPO / ".collections"))
+    from ansible_collections.mirascope.clawfarm.plugins.module_utils import _migration as mg
+    key = "/root/h7a-migrate-key"
+    fleet.sh("fl1", f"rm -f {key} {key}.pub && ssh-keygen -q -t ed25519 -N '' -C test -f {key}")
+    public = fleet.sh("fl1", f"cat {key}.pub").stdout
+    receiver = (REPO / "roles/claw/files/clawfarm-rsync-receive").read_text()
+    fleet.sh("fl2", f"mkdir -p {RECEIVER.rsplit('/', 1)[0]} && cat > {RECEIVER} <<'EOF_R'\n{receiver}EOF_R\nchmod 0755 {RECEIVER}")
+    source, target = fleet.hosts["fl1"]["ansible_host"], fleet.hosts["fl2"]["ansible_host"]
+    command = mg.receiver_command(RECEIVER, "/Users/claw-0e0e0e0e")
+    lines = {name: mg.authorized_key_line(public, [source], claw_id, command, expiry)
+             for name, claw_id, expiry in (("valid", SWEEP_IDS["valid"], mg.expiry_time(3600)),
+                                           ("expired", SWEEP_IDS["expired"], "20200101000000Z"))}
+    keys = "/Users/admin/.ssh/authorized_keys"
+    fleet.sh("fl2", f"cp -p {keys} {keys}.h7a && printf '%s\\n' {shlex.quote(lines['valid'])} >> {keys}")
+    ssh = f"ssh -i {key} -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null admin@{target}"
+    try:
+        probe = fleet.sh("fl1", f"{ssh} 'sudo -n rsync --version'", check=False)
+        assert probe.returncode == 0 and "rsync" in probe.stdout, probe.stderr
+        for attempt in ("id", "sudo -n rsync --server --sender -logDtpr . /etc/", "sudo -n rsync --server -logDtpr . /Users/claw-11111111/"):
+            result = fleet.sh("fl1", f"{ssh} {shlex.quote(attempt)}", check=False)
+            assert result.returncode == 126 and "refused" in result.stderr, (attempt, result.stdout, result.stderr)
+        # from=: the same key from another address (fl3) is not accepted
+        fleet.sh("fl3", f"rm -f {key}*")
+        for suffix in ("", ".pub"):
+            body = fleet.sh("fl1", f"cat {key}{suffix}").stdout
+            fleet.sh("fl3", f"cat > {key}{suffix} <<'EOF_K'\n{body}EOF_K\nchmod 0600 {key}{suffix}")
+        assert fleet.sh("fl3", f"{ssh} 'sudo -n rsync --version'", check=False).returncode == 255
+        # expiry-time: an expired key is not accepted
+        fleet.sh("fl2", f"cp -p {keys}.h7a {keys} && printf '%s\\n' {shlex.quote(lines['expired'])} >> {keys}")
+        assert fleet.sh("fl1", f"{ssh} 'sudo -n rsync --version'", check=False).returncode == 255
+    finally:
+        fleet.sh("fl2", f"mv {keys}.h7a {keys}", check=False)
+        fleet.sh("fl1", f"rm -f {key} {key}.pub", check=False)
+        fleet.sh("fl3", f"rm -f {key} {key}.pub", check=False)
+
+
+def test_audit_sweeps_expired_migration_keys_and_keeps_the_rest(fleet):
+    keys = "/Users/admin/.ssh/authorized_keys"
+    pub = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGE4mCRQbJYb7okSymCW4cdjvTQaSTaWGljTyldt6ycF"
+    planted = [f'restrict,expiry-time="20200101000000Z" {pub} clawfarm-migrate-{SWEEP_IDS["expired"]}',
+               f'from="10.77.1.2",no-pty {pub} clawfarm-migrate-{SWEEP_IDS["never"]}',
+               f'restrict,expiry-time="20991231000000Z" {pub} clawfarm-migrate-{SWEEP_IDS["valid"]}']
+    fleet.sh("fl2", f"cp -p {keys} {keys}.h7a && printf '%s\\n' " + " ".join(shlex.quote(line) for line in planted) + f" >> {keys}")
+    try:
+        fleet.playbook(fleet.inventory("hostile-audit"), "audit", "-l", "fl2")  # anomalies may fail it: only the keys matter
+        text = fleet.sh("fl2", f"cat {keys}").stdout
+        assert SWEEP_IDS["expired"] not in text and SWEEP_IDS["never"] not in text
+        assert SWEEP_IDS["valid"] in text
+        assert fleet.sh("fl2", f"grep -v clawfarm-migrate- {keys}").stdout == fleet.sh("fl2", f"cat {keys}.h7a").stdout
+    finally:
+        fleet.sh("fl2", f"mv {keys}.h7a {keys}", check=False)
