@@ -84,9 +84,6 @@ def load_settings(environ=None) -> Settings:
                       ("BACKUP_MAX_AGE_SECONDS", "backup_max_age_seconds")):
         if env.get(f"CLAWFARM_API_ALERT_{name}"):
             thresholds[key] = float(env[f"CLAWFARM_API_ALERT_{name}"])
-    for name in ("CLAWFARM_API_TOKENS", "CLAWFARM_API_WEBHOOK_SECRET", "CLAWFARM_API_DISCORD_WEBHOOK_URL"):
-        if environ is None:
-            os.environ.pop(name, None)
     webhook_url = env.get("CLAWFARM_API_WEBHOOK_URL") or None
     webhook_secret = env.get("CLAWFARM_API_WEBHOOK_SECRET") or None
     callback_hosts = sorted({h.strip().lower().rstrip(".") for h in env.get("CLAWFARM_API_CALLBACK_HOSTS", "").split(",") if h.strip()})
@@ -96,6 +93,9 @@ def load_settings(environ=None) -> Settings:
     openapi = env.get("CLAWFARM_API_OPENAPI", "off").strip().lower() or "off"
     if openapi not in ("off", "token"):
         raise RuntimeError(f"CLAWFARM_API_OPENAPI must be 'off' or 'token', got {openapi[:32]!r}")
+    for name in ("CLAWFARM_API_TOKENS", "CLAWFARM_API_WEBHOOK_SECRET", "CLAWFARM_API_DISCORD_WEBHOOK_URL"):
+        if environ is None:  # read above; gone before any playbook inherits the environment
+            os.environ.pop(name, None)
     state_dir = Path(env.get("CLAWFARM_API_STATE_DIR", REPO / ".cache" / "api"))
     farm_vars = env.get("CLAWFARM_API_FARM_VARS")
     return Settings(

@@ -299,3 +299,14 @@ def test_a_retry_gets_its_job_even_when_it_took_the_last_slot(tmp_path):
     assert client.post("/v1/claws", json={"claw_id": CLAW[:-1] + "2"}).status_code == 409
     again = client.post("/v1/claws", json=body, headers={"Idempotency-Key": "last-slot"})
     assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+
+
+def test_secrets_are_read_from_the_process_environment_then_removed(monkeypatch):
+    import os
+
+    monkeypatch.setenv("CLAWFARM_API_TOKENS", TOKEN)
+    monkeypatch.setenv("CLAWFARM_API_WEBHOOK_URL", "https://hooks.example.com/x")
+    monkeypatch.setenv("CLAWFARM_API_WEBHOOK_SECRET", "w" * 40)
+    settings = load_settings()
+    assert settings.webhook_secret == "w" * 40 and settings.tokens == [TOKEN]
+    assert "CLAWFARM_API_WEBHOOK_SECRET" not in os.environ and "CLAWFARM_API_TOKENS" not in os.environ
