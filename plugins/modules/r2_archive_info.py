@@ -78,6 +78,12 @@ archives:
     files:
       description: Regular files in the archive.
       type: int
+    skipped:
+      description:
+        - What the backup left out, by reason (see RV(mirascope.clawfarm.r2_archive#module:skipped)); null for
+          archives made before this was recorded, or incomplete ones.
+      type: dict
+      sample: {changed: 0, special: 0, unsafe_name: 0, unsafe_link: 1, foreign: 0}
     complete:
       description: The archive has a valid manifest.
       type: bool

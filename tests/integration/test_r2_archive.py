@@ -85,7 +85,7 @@ def test_round_trip_is_byte_identical_with_modes(s3_server, run_module, tmp_path
 
     listing = run_module("r2_archive_info", {"bucket": name, **s3_server.module_args()})
     assert listing["latest"]["key"] == archived["key"] and listing["latest"]["sha256"] == archived["sha256"]
-    assert listing["archives"][0]["complete"] is True
+    assert listing["archives"][0]["complete"] is True and listing["archives"][0]["skipped"] == archived["skipped"]
 
 
 def test_what_the_restore_would_refuse_is_left_out_and_reported_so_the_backup_restores(s3_server, run_module, tmp_path):
