@@ -296,3 +296,55 @@ def test_validate_settings_refuses(kwargs, message):
     with pytest.raises(_claw.ClawInputError, match=message) as info:
         _claw.validate_settings(require_one=True, **kwargs)
     assert "x\ny" not in str(info.value) and "short" not in str(info.value)
+
+
+class LoopRecorder(Recorder):
+    """A Recorder that keeps accepting (claw_status first checks that the port answers, then probes)."""
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.settimeout(2)
+            try:
+                while True:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    self.received += chunk
+            except OSError:
+                pass
+            conn.close()
+
+
+@pytest.mark.skipif(not os.path.exists(LSOF_BIN), reason="needs lsof")
+def test_claw_status_never_reports_ok_for_a_job_launchd_does_not_know(tmp_path):
+    """Issue 12: the probe said `health: ok` for a job launchd does not know, to whoever listened on its port."""
+    import pwd
+
+    from ansible_collections.mirascope.clawfarm.plugins.module_utils._command import CommandRunner
+    from ansible_collections.mirascope.clawfarm.plugins.modules import claw_status
+    from conftest import FakeModule
+
+    trap = LoopRecorder()
+    env_file = write_env(tmp_path / ".env", TOKEN, os.getuid())
+
+    class Module(FakeModule):
+        def run_command(self, argv, environ_update=None, data=None, binary_data=False):
+            self.calls.append(list(argv))
+            if argv[0] == "/bin/launchctl":
+                return 113, "", f'Bad request.\nCould not find service "{LABEL}" in domain for system\n'
+            result = Runner()(argv)
+            return result.rc, result.stdout, result.stderr
+
+    module = Module({})
+    status = claw_status.snapshot(CommandRunner(module), {"user": pwd.getpwuid(os.getuid()).pw_name, "label": LABEL,
+                                                          "port": trap.port, "env_file": str(env_file)},
+                                  {"lsof": LSOF_BIN, "ps": shutil.which("ps") or "/bin/ps"})
+    assert status["loaded"] is False and status["listening"] is True
+    assert status["health"] == "foreign listener" and "launchd reports no running process" in status["health_error"]
+    assert module.calls[0] == ["/bin/launchctl", "print", f"system/{LABEL}"]
+    assert module.calls[1][:2] == [LSOF_BIN, "-nP"] and module.calls[1][3] == "-FpRuLn"
+    assert trap.received == b"", "nothing was sent to the listener"
