@@ -194,6 +194,11 @@ def current_state(dir_fd: int, path: str, uid: int):
     return _claw.parse_dotenv(text), text, (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)), None
 
 
+def shown(name: str) -> str:
+    """A name from the tenant's file as output may show it: valid names as they are, anything else quoted and cut."""
+    return name if _claw.ENV_NAME.match(name) else repr(name)[:64]
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -254,11 +259,11 @@ def main():
     if refusal:
         module.warn(f"replaced an untrusted .env without reading it: {refusal}")
     if dropped:
-        module.warn(f"dropped from {p['path']} entries that are not valid claw_env names: {', '.join(dropped)}")
+        module.warn(f"dropped from {p['path']} entries that are not valid claw_env names: {', '.join(map(shown, dropped))}")
     names_before, names_after = set(current), set(desired)
     changed_names = sorted(n for n in names_before & names_after if current[n] != desired[n])
     diff = {
-        "before": "".join(f"{n}=<hidden>\n" for n in sorted(names_before)),
+        "before": "".join(f"{shown(n)}=<hidden>\n" for n in sorted(names_before)),
         "after": "".join(f"{n}=<hidden{' (changed)' if n in changed_names else ''}>\n" for n in sorted(names_after)),
         "before_header": p["path"], "after_header": p["path"],
     }
