@@ -21,13 +21,13 @@ description:
     - directories are walked through file descriptors, every file is opened C(O_NOFOLLOW|O_NONBLOCK) and must be the
     entry that was listed (same device, inode and type). Left out and reported in RV(skipped) (never an error) -
     entries that changed between listing and reading, FIFOs and devices (sockets silently), names with control characters,
-    symlinks that are absolute or contain C(..) (the restore refuses them, so the backup stays restorable), and files
+    symlinks whose target is empty or has control characters (the restore refuses them, so the backup stays restorable), and files
     that the owner of O(src) neither owns nor could read as other (a hard link to a file the tenant cannot read).
   - O(state=restored) reads the manifest, checks the free space beside O(dest) (content bytes plus a block per
     entry), streams the object through sha256 and zstd into a new root-owned 0700 staging directory beside O(dest)
     and extracts it member by member relative to directory file descriptors, never through a link and never over
     an existing entry. The whole restore is refused (nothing replaced) for an archive with - absolute names, C(..)
-    components, control characters in a name or link target; symlinks whose target is absolute or contains C(..);
+    components, control characters in a name or link target; empty or overlong symlink targets;
     hard links to anything but an earlier regular file of the archive; a name used twice (including a file or
     directory over an earlier link) or a member under a symlink or file; sparse members, devices, FIFOs and other
     special members; more entries or content bytes than its manifest records (archive bombs). setuid/setgid bits
@@ -210,7 +210,7 @@ skipped:
   description:
     - What the backup left out, by reason - C(changed) (swapped or removed between listing and reading, or shrank while
       read and padded with zeros), C(special) (FIFO, device), C(unsafe_name) (control characters),
-      C(unsafe_link) (absolute or C(..) target), C(foreign) (neither owned by the owner of O(src) nor world-readable).
+      C(unsafe_link) (empty or control-character target), C(foreign) (neither owned by the owner of O(src) nor world-readable).
   returned: when state is present
   type: dict
   sample: {changed: 0, special: 1, unsafe_name: 0, unsafe_link: 2, foreign: 0}

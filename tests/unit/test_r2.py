@@ -169,16 +169,14 @@ def member(name, kind=tarfile.REGTYPE, linkname="", mode=0o644):
     (member("../outside"), "contains '..'"),
     (member("a/../../outside"), "contains '..'"),
     (member("./a/../../b"), "contains '..'"),
-    (member("link", tarfile.SYMTYPE, "/etc"), "absolute path"),
-    (member("link", tarfile.SYMTYPE, "../../etc"), "pointing outside"),
-    (member("a/b/link", tarfile.SYMTYPE, "../../../x"), "pointing outside"),
+    (member("link", tarfile.SYMTYPE, ""), "empty, overlong or control-character target"),
+    (member("link", tarfile.SYMTYPE, "a\x1bb"), "empty, overlong or control-character target"),
     (member("hard", tarfile.LNKTYPE, "/etc/passwd"), "hard link outside"),
     (member("hard", tarfile.LNKTYPE, "../x"), "hard link outside"),
     (member("dev", tarfile.CHRTYPE), "device"),
     (member("blk", tarfile.BLKTYPE), "device"),
     (member("fifo", tarfile.FIFOTYPE), "FIFO"),
     (member("C:/x"), "absolute path"),
-    (member("a/up", tarfile.SYMTYPE, "../x"), "may not contain '..'"),
     (member("a/b\nc"), "control characters"),
     (member("sparse", tarfile.GNUTYPE_SPARSE), "sparse"),
 ])
@@ -190,7 +188,10 @@ def test_traversal_tricks_are_refused(tmp_path, info, reason):
 def test_plain_members_pass(tmp_path):
     for info in (member(".", tarfile.DIRTYPE), member("./a"), member("a/b/c.txt"), member("d", tarfile.DIRTYPE),
                  member("a/link", tarfile.SYMTYPE, "b/c.txt"), member("a/side", tarfile.SYMTYPE, "x"),
-                 member("h", tarfile.LNKTYPE, "a/b/c.txt")):
+                 member("h", tarfile.LNKTYPE, "a/b/c.txt"),
+                 # link targets are inert data (the extractor never follows a link): kept verbatim
+                 member("venv/python3", tarfile.SYMTYPE, "/usr/bin/python3"),
+                 member("node_modules/.bin/x", tarfile.SYMTYPE, "../pkg/cli.js")):
         r2.check_member(info, str(tmp_path))
 
 
