@@ -2,7 +2,7 @@
 """launchd stand-in: PID 1 of a sandbox Mini.
 
 What it does, following launchd(8), launchctl(1), launchd.plist(5) and
-shared/reference/macos-admin.md 2.4-2.7:
+docs/macos-launchd.md:
 
 * boot: seeds the local directory on first boot, starts sshd, then loads every plist in
   /Library/LaunchDaemons that is not disabled in the override database and starts those
