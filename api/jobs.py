@@ -10,7 +10,7 @@ job's private run directory (0700, a 0600 vars file), which is removed when the 
 against them before they are stored. Every request value reaches the playbook as data Ansible never renders: the
 vars file is YAML whose every string is tagged ``!unsafe`` (:func:`unsafe_yaml`), so a value such as
 ``{{ lookup('pipe', 'id') }}`` arrives byte for byte and runs nothing. ansible-runner's own secret files are suppressed (``suppress_env_files``),
-its job_events are not written (the handler returns False) and its stdout is not kept (shared/reference/
+its job_events are not written (the handler returns False) and its stdout is not kept (docs/reference/
 ansible-runner-api.md section 2.3).
 """
 from __future__ import annotations
@@ -255,12 +255,16 @@ class JobEngine:
         for name in ("restore", "archive", "key", "target"):
             if p.get(name) is not None:
                 extra[name] = p[name]
+        if job.kind in ("migrate", "drain"):
+            # The per-migration SSH key expires when the job would be killed (expiry-time in authorized_keys).
+            extra["claw_migrate_key_lifetime"] = int(self.settings.job_timeout)
         if p.get("env_unset"):
             extra["claw_env_unset"] = list(p["env_unset"])
         if secrets.get("gateway_token"):
             extra["gateway_token"] = secrets["gateway_token"]
-        # claw_env only when the request gave env (even {}: replace with nothing); omitted, the claw keeps its env.
-        if secrets.get("env") is not None:
+        # claw_env only when the request gave a non-empty env, which replaces the claw's; omitted or {}, the claw keeps
+        # its env, as the role does with an empty claw_env (remove names with PATCH env_unset).
+        if secrets.get("env"):
             extra["claw_env"] = secrets["env"]
         if secrets.get("env_set"):
             extra["claw_env_set"] = secrets["env_set"]

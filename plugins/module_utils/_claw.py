@@ -239,7 +239,7 @@ def parse_dotenv(text: str) -> dict:
 def gateway_config(port: int, state_dir: str, control_ui: bool = False) -> dict:
     """The claw's ``openclaw.json`` (no secrets: the token is a SecretRef to ``CLAW_GATEWAY_TOKEN``).
 
-    Follows shared/reference/openclaw-gateway.md 1.2: ``gateway.mode: local`` (required),
+    Follows docs/reference/openclaw-gateway.md 1.2: ``gateway.mode: local`` (required),
     loopback bind, token auth whose missing secret makes the gateway exit instead of running
     with a random token, logs inside the state dir, no update check, no mDNS, no heartbeat turns.
     """

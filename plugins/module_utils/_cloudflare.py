@@ -4,7 +4,7 @@
 
 API: https://developers.cloudflare.com/api/resources/zero_trust/subresources/tunnels/subresources/cloudflared/subresources/configurations/
 and https://developers.cloudflare.com/api/resources/dns/subresources/records/ (summary in
-shared/reference/cloudflare-r2.md section 1).  The client is ``cloudflare.Cloudflare`` (v5),
+docs/reference/cloudflare-r2.md section 1).  The client is ``cloudflare.Cloudflare`` (v5),
 given to every function here, so tests point it at a local stand-in with ``base_url``.
 
 The tunnel configuration PUT replaces the whole document and takes no precondition, so

@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Claw discovery on a Mini and the "unique tuple" contract (PRIVATE to the collection).
 
-Each claw owns a label, a port, a state dir and a token, each unique on the Mini (shared/reference/
+Each claw owns a label, a port, a state dir and a token, each unique on the Mini (docs/reference/
 openclaw-gateway.md). :func:`find_anomalies` compares what is really there - LaunchDaemon plists, users matching the
 managed pattern, port claims, the gateway configs - and names every break of that contract. Tokens are compared by
 a short sha256 prefix; a token itself is never returned.

@@ -5,7 +5,7 @@
 The gateway's HTTP ``/healthz`` answers without authentication, so it proves
 nothing about the claw's token.  This probe performs the gateway's WebSocket
 handshake (protocol 4) with the token and then calls the ``health`` RPC, as
-described in shared/reference/openclaw-gateway.md section 3.3:
+described in docs/reference/openclaw-gateway.md section 3.3:
 
 1. connect to ``ws://127.0.0.1:<port>/`` with **no Origin header**;
 2. read the ``connect.challenge`` event;

@@ -8,7 +8,7 @@ spelling: ``{"hostname": str, "path": str, "service": str, "originRequest": dict
 ``service`` is required, and a rule without hostname and path is the catch-all.
 
 The validation mirrors cloudflared's own (``ingress/ingress.go``, ``ingress/rule.go`` of
-cloudflared 2026.8; summarised in shared/reference/cloudflare-r2.md section 2.2), so the module
+cloudflared 2026.8; summarised in docs/reference/cloudflare-r2.md section 2.2), so the module
 refuses a configuration that ``cloudflared tunnel ingress validate`` would reject.
 """
 

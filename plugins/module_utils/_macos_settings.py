@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Parsers of macOS settings output used by the mini_base role (PRIVATE to the collection).
 
-Formats (shared/reference/macos-admin.md 2.8, pmset(1), systemsetup(8)):
+Formats (docs/reference/macos-admin.md 2.8, pmset(1), systemsetup(8)):
 ``pmset -g`` prints a header then one setting per line, the name padded to a column and the value first:
 `` sleep                0 (sleep prevented by sharingd, powerd)``; names may contain spaces
 (`` Sleep On Power Button 1``). ``systemsetup -getrestartpowerfailure`` prints

@@ -4,7 +4,7 @@
 
 Everything here is a plain function over strings and dicts: the command lines the
 module runs, the parsers for what ``dscl`` and ``sysadminctl`` print, and the
-safety rules.  Facts follow shared/reference/macos-admin.md section 2.1-2.3 and
+safety rules.  Facts follow docs/reference/macos-admin.md section 2.1-2.3 and
 dscl(1), sysadminctl(8) (usage text); the choices about homes are in docs/macos-tcc.md.
 """
 

@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Claw archives in R2 (S3 API): streaming tar+zstd upload, verified restore, retention (PRIVATE).
 
-Facts followed (shared/reference/cloudflare-r2.md section 3): R2 needs every multipart part except the last
+Facts followed (docs/reference/cloudflare-r2.md section 3): R2 needs every multipart part except the last
 to have the same size; botocore >= 1.36 must be told ``request_checksum_calculation`` /
 ``response_checksum_validation`` = ``when_required`` or it sends ``aws-chunked`` trailers over HTTPS that R2
 rejects; ``DeleteObjects`` always carries a checksum header, so keys are deleted one by one; R2 has no object
@@ -1185,7 +1185,7 @@ def restore_archive(client, bucket: str, key: str, dest: str, uid: int | None, g
 def make_s3_client(endpoint_url: str, access_key_id: str, secret_access_key: str, region: str = "auto",
                    ca_bundle: str | None = None, max_attempts: int = 5):
     """A boto3 S3 client configured for R2: path-style addressing, standard retries, and both checksum settings
-    ``when_required`` (no ``aws-chunked`` trailers, no default CRC32 on uploads; shared/reference/cloudflare-r2.md 3.5).
+    ``when_required`` (no ``aws-chunked`` trailers, no default CRC32 on uploads; docs/reference/cloudflare-r2.md 3.5).
 
     Raises:
         ArchiveError: boto3 is not installed in the module's Python (run bootstrap's mini_python role).

@@ -17,8 +17,8 @@ description:
   - O(mode=local) edits a locally managed tunnel's C(config.yml) on the host running the module. The file is
     written atomically (temporary file and rename) with its owner and mode kept. cloudflared does B(not) reload
     C(config.yml) by itself (not on change, not on SIGHUP), so the module returns RV(restart_needed) and the
-    caller restarts the connector (for example C(launchctl kickstart -k system/com.cloudflare.cloudflared) through
-    a handler). Reading a YAML file needs PyYAML in the module's Python; a file in JSON form (valid YAML) does not.
+    caller restarts the connector (for example M(mirascope.clawfarm.launchd_service) O(state=restarted), a graceful
+    C(launchctl kill SIGTERM), through a handler). Reading a YAML file needs PyYAML in the module's Python; a file in JSON form (valid YAML) does not.
   - O(mode=api) edits a remotely managed tunnel through the official C(cloudflare) Python SDK
     (C(GET)/C(PUT /accounts/{account_id}/cfd_tunnel/{tunnel_id}/configurations)). The PUT replaces the whole
     configuration and has no precondition, so the module serialises writers to one tunnel on this host with an

@@ -12,7 +12,7 @@ description:
   - Reads the claw user's UID (C(getpwnam)), the launchd job with C(launchctl print system/<label>)
     (exit 113 = not loaded), whether the port accepts TCP connections on 127.0.0.1, and the gateway's
     health through its WebSocket handshake with the claw's own token followed by the C(health) call
-    (shared/reference/openclaw-gateway.md 3.3). C(/healthz) is not used, because it answers without auth.
+    (docs/reference/openclaw-gateway.md 3.3). C(/healthz) is not used, because it answers without auth.
   - The token is read on the Mini from the claw's dotenv file (O(env_file)); it is never a module
     option, never on a command line, never returned. The file is read only if it is a regular file owned by the
     claw's uid with one link (opened with C(O_NOFOLLOW), checked with C(fstat)); a symlink or a hard link to another
@@ -232,9 +232,9 @@ def main():
     if p["fail_unhealthy"] and status["health"] != "ok":
         hints = {
             "config error (exit 78)": "OpenClaw rejected its configuration (exit 78, EX_CONFIG); launchd keeps restarting it. "
-                                      "Read <state dir>/logs/launchd.err.log",
+                                      "Read /Library/Logs/mirascope/claws/<user>/launchd.err.log",
             "auth failed": "the gateway refused the claw's token; check CLAW_GATEWAY_TOKEN in the claw's .env",
-            "not running": "the gateway does not listen; read <state dir>/logs/launchd.err.log and `launchctl print`",
+            "not running": "the gateway does not listen; read /Library/Logs/mirascope/claws/<user>/launchd.err.log and `launchctl print`",
             "foreign listener": "another process holds the claw's port: stop it (see health_error), then start the claw",
         }
         module.fail_json(msg=f"claw {p['label']} is not healthy after {status['waited']} s: {status['health']}"

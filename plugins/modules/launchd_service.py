@@ -172,8 +172,8 @@ EXAMPLES = r"""
     working_directory: /Users/claw-1a2b3c4d
     keep_alive: true
     run_at_load: true
-    standard_out_path: /Users/claw-1a2b3c4d/.openclaw/logs/launchd.out.log
-    standard_error_path: /Users/claw-1a2b3c4d/.openclaw/logs/launchd.err.log
+    standard_out_path: /Library/Logs/mirascope/claws/claw-1a2b3c4d/launchd.out.log
+    standard_error_path: /Library/Logs/mirascope/claws/claw-1a2b3c4d/launchd.err.log
     umask: "0077"
     wait_timeout: 60
   become: true

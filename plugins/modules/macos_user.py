@@ -30,7 +30,7 @@ description:
     person's account.
   - When O(real_name) records the claw id, an existing user with the same name but another real name
     (a second claw whose id shares the first 8 hex characters) is refused instead of shared.
-  - Follows dscl(1), sysadminctl(8) usage, dseditgroup(8), shared/reference/macos-admin.md sections
+  - Follows dscl(1), sysadminctl(8) usage, dseditgroup(8), docs/reference/macos-admin.md sections
     2.1-2.3 and the collection's docs/macos-tcc.md.
 author:
   - Mirascope platform team

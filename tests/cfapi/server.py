@@ -2,7 +2,7 @@
 
 The real API is unreachable from the test machines, so the official ``cloudflare`` SDK is pointed
 at this app (``base_url=http://127.0.0.1:<port>/client/v4``).  It implements exactly the endpoints
-the collection calls, with Cloudflare's behaviour as documented in shared/reference/cloudflare-r2.md
+the collection calls, with Cloudflare's behaviour as documented in docs/reference/cloudflare-r2.md
 section 1 (and the API reference at https://developers.cloudflare.com/api/):
 
 - the response envelope ``{"success", "errors", "messages", "result"}`` (+ ``result_info`` on lists),

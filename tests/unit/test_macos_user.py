@@ -1,4 +1,4 @@
-"""macos_user: exact command lines, real macOS output samples (shared/reference/macos-admin.md), refusals."""
+"""macos_user: exact command lines, real macOS output samples (docs/reference/macos-admin.md), refusals."""
 from __future__ import annotations
 
 import plistlib
