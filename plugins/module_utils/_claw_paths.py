@@ -227,8 +227,17 @@ def _read_own_file(name: str, dfd: int, uid: int):
         os.close(fd)
 
 
-def _write_file(name: str, dfd: int, data: bytes, uid: int, gid: int, mode: int) -> None:
-    """Write ``data`` to a fresh temporary name in ``dfd`` and rename it over ``name`` (never through it)."""
+def replace_file(name: str, dfd: int, data: bytes, uid: int, gid: int, mode: int) -> None:
+    """Write ``data`` to a fresh temporary name in the directory ``dfd`` and rename it over ``name``.
+
+    The temporary file is created ``O_CREAT | O_EXCL | O_NOFOLLOW`` relative to ``dfd``, owned ``uid``/``gid`` and
+    given ``mode`` (permission bits) on its descriptor before any byte is written, then ``fsync``ed and renamed: a
+    symlink, hard link or FIFO at ``name`` is replaced, never written through.  Used for every file root writes in a
+    claw's state dir (``openclaw.json``, ``.env``).
+
+    Raises:
+        OSError: from the create, write or rename; the temporary file is removed.
+    """
     tmp = f".{name}.clawfarm-{secrets.token_hex(6)}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600,
                  dir_fd=dfd)
@@ -321,7 +330,7 @@ def ensure_claw_tree(home: str, uid: int, gid: int, directories=(), files=(), mo
                 if action:
                     actions.append(action)
                     if apply:
-                        _write_file(rel.rpartition("/")[2], dfd, data, uid, gid, fmode)
+                        replace_file(rel.rpartition("/")[2], dfd, data, uid, gid, fmode)
         finally:
             for fd in fds.values():
                 os.close(fd)

@@ -133,7 +133,7 @@ import pwd
 import stat
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.mirascope.clawfarm.plugins.module_utils import _claw, _facts
+from ansible_collections.mirascope.clawfarm.plugins.module_utils import _claw, _claw_paths, _facts
 
 
 def open_state_dir(path: str, uid: int) -> int:
@@ -155,30 +155,6 @@ def open_state_dir(path: str, uid: int) -> int:
         os.close(fd)
         raise _claw.DotenvRefused(f"{directory} is owned by uid {st.st_uid}, not the claw's uid {uid}")
     return fd
-
-
-def write_file(dir_fd: int, name: str, content: str, uid: int, gid: int) -> None:
-    """Create a new file next to ``name`` (exclusive, never through a link), 0600, then rename it over ``name``."""
-    tmp = f".{name}.{os.urandom(6).hex()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600,
-                 dir_fd=dir_fd)
-    try:
-        try:
-            os.fchown(fd, uid, gid)
-            os.fchmod(fd, 0o600)
-            data = content.encode()
-            while data:
-                data = data[os.write(fd, data):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-    except BaseException:
-        try:
-            os.unlink(tmp, dir_fd=dir_fd)
-        except OSError:
-            pass
-        raise
 
 
 def current_state(dir_fd: int, path: str, uid: int):
@@ -251,7 +227,7 @@ def main():
         content = _claw.render_dotenv(desired)
         changed = text != content or owner_mode != (uid, gid, 0o600)
         if changed and not module.check_mode:
-            write_file(dir_fd, os.path.basename(p["path"]), content, uid, gid)
+            _claw_paths.replace_file(os.path.basename(p["path"]), dir_fd, content.encode(), uid, gid, 0o600)
     except _claw.ClawInputError as exc:
         module.fail_json(msg=str(exc))
     finally:
