@@ -98,6 +98,7 @@ import json
 import os
 import plistlib
 import socket
+import stat
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -121,12 +122,27 @@ def read_plists(directory: str, prefix: str) -> list:
     return found
 
 
-def gateway_port(state_dir: str | None):
+def gateway_port(state_dir: str | None, max_bytes: int = 1 << 20):
+    """The ``gateway.port`` of a claw's ``openclaw.json`` (``None`` when unreadable).
+
+    The file sits in the tenant's home: it is opened ``O_NOFOLLOW | O_NONBLOCK`` and read only when ``fstat`` says it
+    is a regular file, at most ``max_bytes`` (a FIFO, a link to /dev/zero or a huge file never blocks or floods root).
+    """
     try:
-        with open(os.path.join(state_dir, "openclaw.json")) as handle:
-            return int(json.load(handle)["gateway"]["port"])
+        fd = os.open(os.path.join(state_dir, "openclaw.json"),
+                     os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except (OSError, TypeError):
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > max_bytes:
+            return None
+        data = os.read(fd, max_bytes + 1)
+        return int(json.loads(data[:max_bytes])["gateway"]["port"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    finally:
+        os.close(fd)
 
 
 def route_hostnames(path: str | None) -> set | None:

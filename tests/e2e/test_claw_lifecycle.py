@@ -192,8 +192,11 @@ def test_boot_job_moves_aside_what_another_user_put_in_openclaws_place(mini):
         mini.sh("sh /opt/mirascope/bin/openclaw-tmp-dirs")
         owners = mini.sh(f"stat -c '%U %a' /tmp/openclaw /tmp/openclaw-state-locks-{other_uid} /tmp/openclaw-state-locks-{uid}").stdout.split()
         assert owners == ["root", "755", other, "700", USER, "700"]
-        moved = mini.sh("ls -d /tmp/openclaw.moved-* /tmp/openclaw-state-locks-*.moved-*").stdout.split()
+        moved = mini.sh("ls -d /tmp/openclaw.moved-*/* /tmp/openclaw-state-locks-*.moved-*/*").stdout.split()
         assert len(moved) == 2 and all(mini.sh(f"stat -c %U {m}").stdout.strip() == USER for m in moved)
+        # moved INTO root's fresh mktemp directories (0700), never to a name a tenant could plant a link at
+        asides = mini.sh("stat -c '%U %a' -- /tmp/openclaw.moved-* /tmp/openclaw-state-locks-*.moved-*").stdout.split("\n")
+        assert [a for a in asides if a] == ["root 700", "root 700"]
         assert gateway_pid(mini)
     finally:
         mini.sh(f"dscl . -delete /Users/{other}; rm -rf /tmp/openclaw-state-locks-{other_uid}* /tmp/openclaw.moved-* "

@@ -1,6 +1,8 @@
 """Anomaly detection on crafted fact sets (the unique-tuple contract) and capacity."""
 from __future__ import annotations
 
+import os
+
 from ansible_collections.mirascope.clawfarm.plugins.module_utils import _facts
 
 A = "1a2b3c4d-0000-4000-8000-000000000001"
@@ -54,3 +56,19 @@ def test_plist_parsing_and_bad_labels():
 
 def test_capacity():
     assert _facts.capacity({8100: A, 8103: B}, 8100, 4) == {"used": 2, "free_slots": 2, "free_ports": [8101, 8102]}
+
+
+def test_gateway_port_never_blocks_or_floods_on_a_tenant_trap(tmp_path):
+    """openclaw.json sits in the tenant's home: a FIFO or a link to /dev/zero there must not hang or flood root."""
+    from ansible_collections.mirascope.clawfarm.plugins.modules import claw_facts
+
+    config = tmp_path / "openclaw.json"
+    config.write_text('{"gateway": {"port": 8101}}')
+    assert claw_facts.gateway_port(str(tmp_path)) == 8101
+    config.unlink()
+    os.mkfifo(config)
+    assert claw_facts.gateway_port(str(tmp_path)) is None
+    config.unlink()
+    config.symlink_to("/dev/zero")
+    assert claw_facts.gateway_port(str(tmp_path)) is None
+    assert claw_facts.gateway_port(None) is None
