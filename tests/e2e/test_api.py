@@ -51,14 +51,15 @@ class Hook:
 
 
 class Service:
-    def __init__(self, workdir: Path, inventory: Path, farm_vars: Path | None, webhook_url: str):
+    def __init__(self, workdir: Path, inventory: Path, farm_vars: Path | None, webhook_url: str | None = None):
         self.workdir, self.port = workdir, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / "service.log"
         self.env = dict(os.environ, CLAWFARM_API_TOKENS=TOKEN, CLAWFARM_API_STATE_DIR=str(workdir / "state"),
                         CLAWFARM_API_INVENTORY=str(inventory), CLAWFARM_API_WORKERS="2",
-                        CLAWFARM_API_HEALTH_INTERVAL="0", CLAWFARM_API_BACKUP_SCHEDULE="off", CLAWFARM_API_OPENAPI="token",
-                        CLAWFARM_API_WEBHOOK_URL=webhook_url, CLAWFARM_API_WEBHOOK_SECRET=WEBHOOK_SECRET)
+                        CLAWFARM_API_HEALTH_INTERVAL="0", CLAWFARM_API_BACKUP_SCHEDULE="off", CLAWFARM_API_OPENAPI="token")
+        if webhook_url:  # webhooks need their secret (the service refuses to start without it)
+            self.env.update(CLAWFARM_API_WEBHOOK_URL=webhook_url, CLAWFARM_API_WEBHOOK_SECRET=WEBHOOK_SECRET)
         if farm_vars:
             self.env["CLAWFARM_API_FARM_VARS"] = str(farm_vars)
         self.proc = None
