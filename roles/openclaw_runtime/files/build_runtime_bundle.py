@@ -15,7 +15,7 @@ node) runs npm with ``--ignore-scripts`` and never compiles anything: install sc
 code (koffi's test-loads the host's prebuilt binary, fails, and falls back to compiling a Linux addon from
 source).  Native addons come prebuilt in per-platform optional packages, which ``--os/--cpu`` select.  The
 openclaw package's own postinstall runs afterwards with its host-dependent native repair disabled (it only
-completes the package lifecycle marker).  A same-platform build (the sandbox's linux-x64) runs npm as before.
+completes the package lifecycle marker).  A same-platform build (e.g. linux-x64 on a linux-x64 control node) runs npm as before.
 
 A darwin bundle is then checked before it is packed (check_runtime_bundle.py): other platforms' prebuilt
 addons are pruned (``prebuilds/<other>-<arch>``), every target platform package that a package lists as
