@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from claw_invariants import Claw, ClawInvariants, seed
 from clawfarm_testlib import free_port
 from conftest import REPO, wait_for
 
@@ -150,8 +151,9 @@ def test_bad_input_is_rejected_naming_the_field_and_starts_no_job(service, body,
     assert service.call("GET", "/metrics").text.count('state="queued"') == before.count('state="queued"')
 
 
-def test_provision_status_deprovision_with_live_events(service, mini):
-    body = {"claw_id": CLAW_ID, "gateway_token": SECRET_TOKEN, "env": {"ANTHROPIC_API_KEY": SECRET_KEY, "PRIMARY_MODEL_ID": "claude-x"}}
+def test_provision_status_deprovision_with_live_events(service, mini, farm):
+    body = {"claw_id": CLAW_ID, "gateway_token": SECRET_TOKEN, "env": {"ANTHROPIC_API_KEY": SECRET_KEY, "PRIMARY_MODEL_ID": "claude-x",
+                                                                     "ANTHROPIC_BASE_URL": "https://llm-proxy.example.com/v1"}}
     first = service.call("POST", "/v1/claws", json=body, headers={"Idempotency-Key": "prov-1"})
     assert first.status_code == 202, first.text
     job = first.json()
@@ -186,6 +188,7 @@ def test_provision_status_deprovision_with_live_events(service, mini):
 
     events = service.call("GET", f"/v1/jobs/{job['id']}/events").json()
     assert any(e.get("task") == "Wait until the gateway answers its health call with the claw's token" for e in events)
+    seed(mini, Claw(CLAW_ID))  # a realistic claw: three env keys, the gateway's state, months of data (issue 14)
 
     # Request values are data: a Jinja value reaches .env byte for byte and runs nothing (issue 12).
     # PATCH changes single settings in place; a re-provision without env keeps them (issue 14).
@@ -193,8 +196,10 @@ def test_provision_status_deprovision_with_live_events(service, mini):
     patched = service.call("PATCH", f"/v1/claws/{CLAW_ID}", json={"env_set": {"JINJA_VALUE": jinja}, "env_unset": ["PRIMARY_MODEL_ID"]})
     assert patched.status_code == 202, patched.text
     assert service.wait_job(patched.json()["id"])["state"] == "succeeded"
+    before = ClawInvariants.capture(mini, Claw(CLAW_ID), cf=farm["cf"])
     again = service.call("POST", "/v1/claws", json={"claw_id": CLAW_ID})
     assert service.wait_job(again.json()["id"])["state"] == "succeeded"
+    ClawInvariants.assert_same(before, ClawInvariants.capture(mini, Claw(CLAW_ID), cf=farm["cf"]), operation="a re-provision through the API")
     dotenv = mini.sh("cat /Users/claw-a7c3e9f1/.openclaw/.env").stdout
     assert f"ANTHROPIC_API_KEY={SECRET_KEY}" in dotenv and f"CLAW_GATEWAY_TOKEN={SECRET_TOKEN}" in dotenv
     assert f'JINJA_VALUE="{jinja}"' in dotenv.splitlines() and "PRIMARY_MODEL_ID" not in dotenv

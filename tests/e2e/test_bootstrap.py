@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from claw_invariants import Claw, ClawInvariants, realistic_claw
 from conftest import REPO, Mini, recap
 
 FRESH = "e2e2"
@@ -76,21 +77,31 @@ def claw_version(mini, claw_id: str) -> str | None:
     return status.split("version: ", 1)[1].split()[0] if "health: ok" in status and "version: " in status else None
 
 
-def test_openclaw_upgrade_moves_every_claw_one_at_a_time(mini):
+# A runtime upgrade may change the job's runtime paths (program, PATH) and let the new build migrate its state database.
+UPGRADE_CHANGES = ("launchd.program", "launchd.environment.PATH", "state_db")
+
+
+def test_openclaw_upgrade_moves_every_claw_one_at_a_time(mini, tmp_path):
+    before = {}
     for claw_id in UPGRADE_CLAWS:
-        mini.playbook("provision", "-e", f"claw_id={claw_id}", "-e", f"openclaw_runtime_version={OLDER_OPENCLAW}", check=True)
+        realistic_claw(mini, claw_id, tmp_path, "-e", f"openclaw_runtime_version={OLDER_OPENCLAW}")
         assert claw_version(mini, claw_id) == OLDER_OPENCLAW
+        before[claw_id] = ClawInvariants.capture(mini, Claw(claw_id))
     # The inventory pins 2026.9.6 (role default): bootstrap --tags openclaw moves the claws, one after the other.
     out = mini.playbook("bootstrap", "--tags", "openclaw", check=True).stdout
     order = [out.index(f"claw {c} on {mini.name}") for c in UPGRADE_CLAWS]
     assert order == sorted(order)
     for claw_id in UPGRADE_CLAWS:
         assert plist_prefix(mini, claw_id) == "2026.9.6" and claw_version(mini, claw_id) == "2026.9.6"
+        after = ClawInvariants.capture(mini, Claw(claw_id))
+        ClawInvariants.assert_same(before[claw_id], after, allowed=UPGRADE_CHANGES, operation="the runtime upgrade")
+        assert after["launchd"]["program"][0].startswith("/opt/openclaw/2026.9.6/")
 
 
 def test_a_bad_version_stops_at_the_first_claw(mini):
     """OpenClaw refuses to run on a state database a newer build wrote (exit 78): a downgrade is a bad version."""
     first, second = UPGRADE_CLAWS
+    before = {c: ClawInvariants.capture(mini, Claw(c)) for c in UPGRADE_CLAWS}
     result = mini.playbook("bootstrap", "--tags", "openclaw", "-e", f"openclaw_runtime_version={OLDER_OPENCLAW}")
     assert result.returncode != 0 and "config error (exit 78)" in result.stdout
     assert plist_prefix(mini, first) == OLDER_OPENCLAW
@@ -98,6 +109,8 @@ def test_a_bad_version_stops_at_the_first_claw(mini):
     # Back on the pinned version, the first claw is healthy again (its data was never migrated).
     mini.playbook("bootstrap", "--tags", "openclaw", check=True)
     assert claw_version(mini, first) == "2026.9.6"
+    for claw_id in UPGRADE_CLAWS:  # the failed step left both claws as they were (data, settings, job)
+        ClawInvariants.assert_same(before[claw_id], ClawInvariants.capture(mini, Claw(claw_id)), operation="a refused downgrade")
     for claw_id in UPGRADE_CLAWS:
         mini.playbook("deprovision", "-e", f"claw_id={claw_id}", "-e", "archive=false", "-e", "claw_purge_home=true", check=True)
 
@@ -128,17 +141,14 @@ def test_no_full_disk_access_over_ssh_fails_early_with_the_fix_and_changes_nothi
     assert fresh_mini.sh("test -d /var/db/mirascope/ports", check=False).returncode == 0
 
 
-def test_bootstrap_rerun_and_reprovision_keep_every_claws_settings(mini, tmp_path):
+def test_bootstrap_rerun_and_reprovision_keep_every_claws_settings(mini, tmp_path, farm):
     """Issue 14: bootstrap re-applied every claw without claw_env on every run, and .env was rewritten as exactly that
     (no ANTHROPIC_API_KEY any more); a re-provision without env (the API's update) did the same. Both keep it now, and
-    bootstrap leaves a claw already on the installed runtime alone (same gateway pid)."""
-    import json
-
+    bootstrap leaves a claw already on the installed runtime alone (same gateway pid). The invariant check finds no
+    other difference either (data, owners and modes, job, port, route, DNS)."""
     claw_id, home = "c0ffee00-3333-4333-8333-333333333333", "/Users/claw-c0ffee00"
-    settings = tmp_path / "claw.json"
-    settings.write_text(json.dumps({"claw_env": {"ANTHROPIC_API_KEY": "sk-ant-kept", "ANTHROPIC_BASE_URL": "https://llm.example/v1",
-                                                 "PRIMARY_MODEL_ID": "claude-kept"}}))
-    mini.playbook("provision", "-e", f"claw_id={claw_id}", "-e", f"@{settings}", check=True)
+    claw = realistic_claw(mini, claw_id, tmp_path)
+    invariants = ClawInvariants.capture(mini, claw, cf=farm["cf"])
 
     def env_and_pid():
         env = mini.sh(f"sha256sum {home}/.openclaw/.env; grep -c -E '^(ANTHROPIC_API_KEY|ANTHROPIC_BASE_URL|PRIMARY_MODEL_ID)=' "
@@ -150,6 +160,8 @@ def test_bootstrap_rerun_and_reprovision_keep_every_claws_settings(mini, tmp_pat
     assert before[0].split()[-1] == "3"
     mini.playbook("bootstrap", check=True)
     assert env_and_pid() == before, "bootstrap changed the claw's .env or restarted it"
+    ClawInvariants.assert_same(invariants, ClawInvariants.capture(mini, claw, cf=farm["cf"]), operation="a bootstrap re-run")
     mini.playbook("provision", "-e", f"claw_id={claw_id}", check=True)
     assert env_and_pid()[0] == before[0], "a re-provision without claw_env changed the claw's .env"
+    ClawInvariants.assert_same(invariants, ClawInvariants.capture(mini, claw, cf=farm["cf"]), operation="a re-provision without env (CLI)")
     mini.playbook("deprovision", "-e", f"claw_id={claw_id}", "-e", "archive=false", "-e", "claw_purge_home=true", check=True)

@@ -1,12 +1,23 @@
 """Backups, restore, archiving deprovision and re-subscribe, end to end: sandbox Mini + moto S3 server."""
 from __future__ import annotations
 
+from claw_invariants import Claw, ClawInvariants, claw_settings, realistic_claw
 from conftest import recap
 
 CLAW_ID = "b4c7e2d1-3a5f-4e6b-9c8d-7f1e2a3b4c5d"
 USER = "claw-b4c7e2d1"
 HOME = f"/Users/{USER}"
 BUCKET = f"claw-backup-{CLAW_ID}"
+CLAW = Claw(CLAW_ID)
+# Invariant snapshots of the realistic claw (issue 14): "backup" as backed up, "archived" as archived by deprovision.
+SNAPSHOTS: dict = {}
+
+
+def same(mini, farm, key: str, operation: str, allowed=()) -> dict:
+    """Assert the claw matches snapshot ``key`` but for ``allowed``; returns the new snapshot."""
+    after = ClawInvariants.capture(mini, CLAW, cf=farm["cf"])
+    ClawInvariants.assert_same(SNAPSHOTS[key], after, allowed=allowed, operation=operation)
+    return after
 
 
 def keys(mini, prefix: str) -> list:
@@ -24,20 +35,24 @@ def healthy(mini) -> bool:
     return result.returncode == 0 and "health: ok" in result.stdout
 
 
-def test_backup_of_a_running_claw(mini):
-    mini.playbook("provision", "-e", f"claw_id={CLAW_ID}", check=True)
+def test_backup_of_a_running_claw(mini, farm, tmp_path):
+    realistic_claw(mini, CLAW_ID, tmp_path)
     mini.sh(f"echo before > {HOME}/.openclaw/workspace/kept.txt && chown {USER} {HOME}/.openclaw/workspace/kept.txt")
+    SNAPSHOTS["backup"] = ClawInvariants.capture(mini, CLAW, cf=farm["cf"])
     result = mini.playbook("backup", "-e", f"claw_id={CLAW_ID}", check=True)
     out = " ".join(result.stdout.split())
     assert "downtime" in out and "MiB/s" in out
     assert len(keys(mini, "backups/")) == 1
     assert healthy(mini)
+    same(mini, farm, "backup", "a backup")
 
 
-def test_restore_brings_back_the_backup(mini):
+def test_restore_brings_back_the_backup(mini, farm):
     marker = f"{HOME}/.openclaw/workspace/marker-after-backup.txt"
     mini.sh(f"echo new > {marker}")
     mini.playbook("restore", "-e", f"claw_id={CLAW_ID}", check=True)
+    # Exactly the backed-up claw again: data, owners and modes, settings, job, port, route.
+    same(mini, farm, "backup", "a restore")
     assert mini.sh(f"test -e {marker}", check=False).returncode != 0, "the marker written after the backup survived"
     assert mini.sh(f"cat {HOME}/.openclaw/workspace/kept.txt").stdout.strip() == "before"
     owners = set(mini.sh(f"find {HOME} -printf '%u\\n'").stdout.split())
@@ -47,16 +62,17 @@ def test_restore_brings_back_the_backup(mini):
     assert healthy(mini)
 
 
-def test_backup_of_every_claw_on_the_mini(mini):
+def test_backup_of_every_claw_on_the_mini(mini, farm):
     before = keys(mini, "backups/")
     result = mini.playbook("backup", "-e", f"mini={mini.name}", check=True)
+    same(mini, farm, "backup", "a backup of the whole Mini")
     assert CLAW_ID in result.stdout and "failed: []" in result.stdout
     after = keys(mini, "backups/")
     # Retention keeps the newest backup of each day: today's earlier backup was pruned.
     assert len(after) == 1 and after != before and "pruned 1" in " ".join(result.stdout.split())
 
 
-def test_deprovision_without_r2_fails_and_keeps_the_claw(mini):
+def test_deprovision_without_r2_fails_and_keeps_the_claw(mini, farm):
     mini.s3.stop()
     try:
         result = mini.playbook("deprovision", "-e", f"claw_id={CLAW_ID}")
@@ -69,10 +85,12 @@ def test_deprovision_without_r2_fails_and_keeps_the_claw(mini):
     assert mini.sh(f"test -f {HOME}/.openclaw/workspace/kept.txt", check=False).returncode == 0
     assert mini.sh(f"test -f /Library/LaunchDaemons/com.mirascope.claw.{CLAW_ID}.plist", check=False).returncode == 0
     assert healthy(mini)
+    same(mini, farm, "backup", "a failed deprovision")
 
 
-def test_deprovision_archives_then_removes(mini):
-    mini.sh(f"echo customer-data > {HOME}/.openclaw/workspace/resubscribe.txt")
+def test_deprovision_archives_then_removes(mini, farm):
+    mini.sh(f"echo customer-data > {HOME}/.openclaw/workspace/resubscribe.txt && chown {USER} {HOME}/.openclaw/workspace/resubscribe.txt")
+    SNAPSHOTS["archived"] = ClawInvariants.capture(mini, CLAW, cf=farm["cf"])
     mini.playbook("deprovision", "-e", f"claw_id={CLAW_ID}", check=True)
     assert len(keys(mini, "archives/")) == 1
     assert mini.sh(f"dscl . -read /Users/{USER}", check=False).returncode == 56
@@ -80,11 +98,16 @@ def test_deprovision_archives_then_removes(mini):
     assert CLAW_ID not in mini.sh("ls /var/db/mirascope/tombstones 2>/dev/null; true").stdout
 
 
-def test_resubscribe_restores_the_archive(mini):
-    result = mini.playbook("provision", "-e", f"claw_id={CLAW_ID}", "-e", "restore=true", check=True)
+def test_resubscribe_restores_the_archive(mini, farm, tmp_path):
+    # The backend re-sends the customer's token and env with the re-subscribe, as it does for every provision.
+    _, settings = claw_settings(tmp_path, CLAW_ID)
+    result = mini.playbook("provision", "-e", f"claw_id={CLAW_ID}", "-e", f"@{settings}", "-e", "restore=true", check=True)
     assert "restored from archives/" in " ".join(result.stdout.split())
     assert mini.sh(f"cat {HOME}/.openclaw/workspace/resubscribe.txt").stdout.strip() == "customer-data"
     assert healthy(mini)
+    # A re-subscribe is a new placement: only the port (and the route that points at it) may differ.
+    after = same(mini, farm, "archived", "a re-subscribe", allowed=("port", "route"))
+    assert after["route"] == [f"http://localhost:{after['port']['configured']}"] and after["port"]["claimed"] == [after["port"]["configured"]]
     cleanup = mini.playbook("deprovision", "-e", f"claw_id={CLAW_ID}", "-e", "archive=false", "-e", "claw_purge_home=true", check=True)
     assert recap(cleanup.stdout)[mini.name]["failed"] == 0
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from claw_invariants import Claw, ClawInvariants, seed
 from conftest import recap, wait_for
 
 CLAW_ID = "5eed0e2e-7a11-4c1a-9d2b-000000000042"
@@ -17,6 +18,9 @@ USER = "claw-5eed0e2e"
 LABEL = f"com.mirascope.claw.{CLAW_ID}"
 TOKEN = "e2e-token-Zq8xV3nR5tW7yB9dF2hJ4kL6mP8sU0wY1aC3"
 API_KEY = "sk-ant-e2e-SECRET-7f3c9a1b5d2e8f4a6c0b"
+CLAW = Claw(CLAW_ID)
+# The invariant snapshot of the realistic claw right after provisioning (issue 14), for the day-2 steps below.
+BASELINE: dict = {}
 
 
 @pytest.fixture(scope="module")
@@ -92,13 +96,18 @@ def test_unknown_mini_is_refused(mini):
 
 # -- the lifecycle --------------------------------------------------------------------------------
 
-def test_provision_brings_up_a_healthy_gateway(mini, claw_vars, tmp_path_factory):
+def test_provision_brings_up_a_healthy_gateway(mini, claw_vars, tmp_path_factory, farm):
     result = mini.playbook("provision", "-e", f"claw_id={CLAW_ID}", "-e", f"@{claw_vars}", "-vvv")
     (tmp_path_factory.getbasetemp() / "provision-vvv.log").write_text(result.stdout + result.stderr)
     assert "health ok" in result.stdout.replace("\n        ", " ")
     info = status(mini)
     assert info["health"] == "ok" and info["listening"] == "yes" and info["launchd_state"] == "running"
     assert info["user"] == USER and info["port"] == "8100" and int(info["uid"]) >= 600
+    # A realistic claw: the three env keys above, the gateway's state after this real start, and months of data.
+    seed(mini, CLAW)
+    BASELINE.update(ClawInvariants.capture(mini, CLAW, cf=farm["cf"]))
+    assert BASELINE["data_bytes"] > 2_000_000 and sorted(BASELINE["env"]) == ["ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "PRIMARY_MODEL_ID"]
+    assert BASELINE["launchd"]["loaded"] and BASELINE["route"] == ["http://localhost:8100"] and BASELINE["state_db"].get("tables")
 
 
 def test_claw_user_is_hidden_non_admin_and_isolated(mini):
@@ -127,9 +136,10 @@ def test_secrets_appear_in_no_plist_no_process_list_and_no_output(mini, tmp_path
     assert TOKEN in mini.sh(f"cat {env_file}").stdout
 
 
-def test_second_provision_changes_nothing(mini, claw_vars):
+def test_second_provision_changes_nothing(mini, claw_vars, farm):
     result = mini.playbook("provision", "-e", f"claw_id={CLAW_ID}", "-e", f"@{claw_vars}")
     assert recap(result.stdout)[mini.name]["changed"] == 0
+    ClawInvariants.assert_same(BASELINE, ClawInvariants.capture(mini, CLAW, cf=farm["cf"]), operation="re-provision (CLI)")
 
 
 def test_wrong_token_is_refused_by_the_gateway(mini):
@@ -165,9 +175,10 @@ def test_stop_and_start(mini):
     assert status(mini)["health"] == "ok"
 
 
-def test_reboot_brings_the_claw_back(mini):
+def test_reboot_brings_the_claw_back(mini, farm):
     mini.reboot()
     assert wait_for(lambda: gateway_pid(mini), timeout=120)
+    ClawInvariants.assert_same(BASELINE, ClawInvariants.capture(mini, CLAW, cf=farm["cf"]), operation="a reboot of the Mini")
     # /tmp is empty after a boot: the boot job (bootstrap.yml) recreated OpenClaw's shared temp root, owned by root,
     # and the claw's lock directory, owned by the claw.
     uid = mini.sh(f"id -u {USER}").stdout.strip()
