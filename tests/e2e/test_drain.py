@@ -5,20 +5,25 @@ import json
 import subprocess
 
 import yaml
+from claw_invariants import Claw, ClawInvariants, FleetMini, claw_settings, seed
 from conftest import REPO
 
 CLAWS = ["d0000001-aaaa-4bbb-8ccc-000000000001", "d0000002-aaaa-4bbb-8ccc-000000000002", "d0000003-aaaa-4bbb-8ccc-000000000003"]
 
 
-def test_drain_moves_every_claw_off_the_mini(fleet):
+def test_drain_moves_every_claw_off_the_mini(fleet, farm, tmp_path):
     inventory = fleet.inventory("drain")
-    runs = [subprocess.Popen(fleet.command(inventory, "provision", "-e", f"claw_id={c}", "-e", "mini=fl3"), cwd=REPO, env=fleet.env,
-                             text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for c in CLAWS]
+    # Realistic claws (issue 14): each with its token and three env keys, then seeded with workspace and sessions.
+    settings = [claw_settings(tmp_path, c)[1] for c in CLAWS]
+    runs = [subprocess.Popen(fleet.command(inventory, "provision", "-e", f"claw_id={c}", "-e", f"@{s}", "-e", "mini=fl3"), cwd=REPO,
+                             env=fleet.env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for c, s in zip(CLAWS, settings, strict=True)]
     outputs = [r.communicate(timeout=900)[0] for r in runs]
     assert all(r.returncode == 0 for r in runs), "\n\n".join(o[-2000:] for r, o in zip(runs, outputs, strict=True) if r.returncode)
     for claw in CLAWS:
         user = f"claw-{claw[:8]}"
         fleet.sh("fl3", f"echo {claw} > /Users/{user}/.openclaw/workspace/marker.txt && chown {user} /Users/{user}/.openclaw/workspace/marker.txt")
+        seed(FleetMini(fleet, inventory, "fl3"), Claw(claw), megabytes=2)
+    before = {c: ClawInvariants.capture(FleetMini(fleet, inventory, "fl3"), Claw(c), cf=farm["cf"]) for c in CLAWS}
 
     drain = fleet.playbook(inventory, "drain", "-e", "mini=fl3", check=True)
     out = " ".join(drain.stdout.split())
@@ -35,6 +40,12 @@ def test_drain_moves_every_claw_off_the_mini(fleet):
     for claw, (name, record) in moved.items():
         assert record["listening"], record
         assert fleet.sh(name, f"cat /Users/claw-{claw[:8]}/.openclaw/workspace/marker.txt").stdout.strip() == claw
+        # Each claw is the one that left: only its Mini, port, route and DNS record changed.
+        after = ClawInvariants.capture(FleetMini(fleet, inventory, name), Claw(claw), cf=farm["cf"])
+        ClawInvariants.assert_same(before[claw], after, allowed=("mini", "port", "route", "dns"), operation="drain")
+        port = after["port"]["configured"]
+        assert after["port"]["claimed"] == [port] and after["route"] == [f"http://localhost:{port}"]
+        assert [r.split(".")[0] for r in after["dns"]] == [fleet.hosts[name]["cf_tunnel_id"]]
 
     # A draining Mini takes no new claw: provision without -e mini= goes elsewhere.
     extra = "d0000004-aaaa-4bbb-8ccc-000000000004"

@@ -10,6 +10,7 @@ import re
 
 import pytest
 import yaml
+from claw_invariants import Claw, ClawInvariants, FleetMini, realistic_claw
 from conftest import CLAWS_DOMAIN, REPO, recap
 
 CLAW = "a1b2c3d4-0f1e-4d2c-9b8a-7766554433e1"
@@ -18,6 +19,21 @@ HOME = f"/Users/{USER}"
 LABEL = f"com.mirascope.claw.{CLAW}"
 HOSTNAME = f"claw-{CLAW}.{CLAWS_DOMAIN}"
 MARKER = f"{HOME}/.openclaw/workspace/marker.txt"
+# A migration places the claw anew: the Mini, its port and the route and DNS record that point at it change; nothing else.
+MOVED = ("mini", "port", "route", "dns")
+
+
+def capture(fleet, farm, name):
+    return ClawInvariants.capture(FleetMini(fleet, None, name), Claw(CLAW), cf=farm["cf"])
+
+
+def assert_moved(fleet, farm, before, target, method):
+    """The claw on ``target`` is the claw that left: same data, owners, modes, settings and job; port, route and DNS agree."""
+    after = capture(fleet, farm, target)
+    ClawInvariants.assert_same(before, after, allowed=MOVED, operation=f"a migration by {method}")
+    port = after["port"]["configured"]
+    assert after["port"]["claimed"] == [port] and after["route"] == [f"http://localhost:{port}"]
+    assert [record.split(".")[0] for record in after["dns"]] == [fleet.hosts[target]["cf_tunnel_id"]]
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +72,10 @@ def report(output: str) -> re.Match:
     return match
 
 
-def test_precopy_migration_keeps_data_token_and_hostname(fleet, inventory, farm):
-    fleet.playbook(inventory, "provision", "-e", f"claw_id={CLAW}", "-e", "mini=fl1", check=True)
+def test_precopy_migration_keeps_data_token_and_hostname(fleet, inventory, farm, tmp_path):
+    realistic_claw(FleetMini(fleet, inventory, "fl1"), CLAW, tmp_path)
     fleet.sh("fl1", f"echo marker-{CLAW} > {MARKER} && chown {USER} {MARKER}")
+    before = capture(fleet, farm, "fl1")
     token = (REPO / "secrets" / f"{CLAW}.token").read_text().strip()
     assert cname(fleet, farm) == fleet.hosts["fl1"]["cf_tunnel_id"]
 
@@ -76,6 +93,7 @@ def test_precopy_migration_keeps_data_token_and_hostname(fleet, inventory, farm)
     assert re.search(r"bytes moved: precopy \d+, delta \d+", " ".join(moved.stdout.split()))
 
     assert holder(fleet) == [target]
+    assert_moved(fleet, farm, before, target, "rsync")
     again = fleet.playbook(inventory, "migrate", "-e", f"claw_id={CLAW}", "-e", f"target={target}", check=True)
     assert f"already on {target}: nothing to move" in again.stdout and all(r["changed"] == 0 for r in recap(again.stdout).values())
     assert fleet.sh(target, f"cat {MARKER}").stdout.strip() == f"marker-{CLAW}"
@@ -99,6 +117,7 @@ def test_precopy_migration_keeps_data_token_and_hostname(fleet, inventory, farm)
 
 def test_target_that_fails_health_leaves_the_claw_on_the_source(fleet, inventory, farm):
     [source] = holder(fleet)
+    before = capture(fleet, farm, source)
     target = next(n for n in ("fl2", "fl3") if n != source)
     claimed = fleet.sh(target, "ls /var/db/mirascope/ports 2>/dev/null", check=False).stdout.split()
     port = next(p for p in range(8100, 8112) if str(p) not in claimed)
@@ -113,6 +132,7 @@ def test_target_that_fails_health_leaves_the_claw_on_the_source(fleet, inventory
     assert failed.returncode != 0 and f"{target} was cleaned up; the claw runs on {source} again (health: ok)" in out, out[-4000:]
     assert holder(fleet) == [source]
     assert healthy(fleet, inventory, source)
+    ClawInvariants.assert_same(before, capture(fleet, farm, source), operation="a failed migration")
     assert fleet.sh(target, f"dscl . -read /Users/{USER}", check=False).returncode != 0
     assert fleet.sh(target, f"test -e /Library/LaunchDaemons/{LABEL}.plist || test -e {HOME}", check=False).returncode != 0
     assert rule_port(fleet, target) is None and rule_port(fleet, source) is not None
@@ -122,6 +142,7 @@ def test_target_that_fails_health_leaves_the_claw_on_the_source(fleet, inventory
 
 def test_minis_that_cannot_reach_each_other_move_the_claw_through_r2(fleet, inventory, farm):
     [source] = holder(fleet)
+    before = capture(fleet, farm, source)
     # Every Mini advertises an address nobody answers on: SSH from the source fails, the migration takes the R2 path.
     moved = fleet.playbook(inventory, "migrate", "-e", f"claw_id={CLAW}", "-e", "mini_peer_address=10.77.254.2", check=True)
     match = report(moved.stdout)
@@ -131,3 +152,4 @@ def test_minis_that_cannot_reach_each_other_move_the_claw_through_r2(fleet, inve
     assert fleet.sh(target, f"cat {MARKER}").stdout.strip() == f"marker-{CLAW}"
     assert holder(fleet) == [target] and healthy(fleet, inventory, target)
     assert cname(fleet, farm) == fleet.hosts[target]["cf_tunnel_id"]
+    assert_moved(fleet, farm, before, target, "archive")

@@ -10,6 +10,7 @@ import subprocess
 import uuid
 
 import pytest
+from claw_invariants import Claw, ClawInvariants, FleetMini, claw_settings, seed
 from conftest import REPO, recap
 
 MINIS = ("fl1", "fl2")
@@ -43,11 +44,12 @@ def gateway_logs(fleet, claw_id: str) -> str:
                    for name in MINIS)
 
 
-def test_concurrent_provisions_fill_both_minis_exactly(placement):
+def test_concurrent_provisions_fill_both_minis_exactly(placement, farm, tmp_path):
     playbook, inventory, fleet = placement
     claws = [str(uuid.uuid4()) for _ in range(len(MINIS) * SLOTS)]
-    runs = [subprocess.Popen(fleet.command(inventory, "provision", "-e", f"claw_id={c}"), cwd=REPO, env=fleet.env, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # Each with its token and the three env keys, as the backend provisions (issue 14).
+    runs = [subprocess.Popen(fleet.command(inventory, "provision", "-e", f"claw_id={c}", "-e", f"@{claw_settings(tmp_path, c)[1]}"),
+                             cwd=REPO, env=fleet.env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             for c in claws]
     outputs = [r.communicate(timeout=1500)[0] for r in runs]
     failed = [(c, o) for c, r, o in zip(claws, runs, outputs, strict=True) if r.returncode]
@@ -69,5 +71,10 @@ def test_concurrent_provisions_fill_both_minis_exactly(placement):
     assert extra.returncode != 0 and "no capacity" in extra.stdout
     assert all(recap(extra.stdout).get(name, {}).get("changed", 0) == 0 for name in MINIS)
 
+    # Re-provision through the CLI without settings (the backend's update): a realistic claw keeps everything.
+    holder, claw = FleetMini(fleet, inventory, placed[claws[0]]), Claw(claws[0])
+    seed(holder, claw)
+    before = ClawInvariants.capture(holder, claw, cf=farm["cf"])
     again = playbook("provision", "-e", f"claw_id={claws[0]}")
     assert again.returncode == 0 and recap(again.stdout)[placed[claws[0]]]["changed"] == 0, again.stdout[-3000:]
+    ClawInvariants.assert_same(before, ClawInvariants.capture(holder, claw, cf=farm["cf"]), operation="a re-provision without settings (CLI)")
