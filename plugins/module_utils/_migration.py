@@ -7,12 +7,18 @@ it only from the source's resolved addresses, only until the migration's job wou
 with ``restrict`` (no pty, no forwarding) and a forced command that runs nothing but an ``rsync --server`` into the
 claw's home; the source trusts only the target's real host key (read over Ansible's own connection, never learnt on
 first use), and both are removed when the migration ends (a sweep removes keys a killed job left behind).
-rsync's receiving side runs as root through ``sudo -n`` so owners map by name (the claw's user has the same name,
-not necessarily the same UID, on the target).
+
+Both ends move the home with the claw's own privileges (the claw's code is hostile): on the source the rsync
+client runs as the claw's user (module ``claw_migrate_push``), so a link swapped in mid-copy or a hard link to a file
+the claw cannot read reaches nothing the claw could not read itself; its remote shell (``-e``) is a relay that
+hands the byte stream to an ``ssh`` root started with the migration key (the key never leaves root). On the target
+the forced command drops to the claw's user before ``rsync --server`` writes into its home (``sudo -n -u <claw>``),
+so files arrive owned by the claw (owners are never taken from the stream) and a hostile sender can write only
+what that claw could.
 
 Works with the rsync that macOS ships (openrsync since macOS 15.4, rsync 2.6.9 before) and with rsync 3.x:
-only options all three accept are used (``-a``, ``-H``, ``--delete``, ``--exclude``, ``-e``, ``--rsync-path``,
-``--stats``, ``--timeout``). See openrsync(1) and rsync(1).
+only options all three accept are used (``-rlptH``, ``--delete``, ``--exclude``, ``-e``, ``--stats``,
+``--timeout``). See openrsync(1) and rsync(1).
 """
 
 from __future__ import annotations
@@ -82,21 +88,82 @@ def remote_spec(user: str, address: str, path: str) -> str:
     return f"{user}@{host}:{_safe_path(path, 'destination')}"
 
 
-def rsync_argv(src_dir: str, dest: str, ssh: str, excludes=(), timeout: int = 600, rsync_path: str = "sudo -n rsync") -> list:
-    """The rsync command line that mirrors ``src_dir``'s contents into ``dest`` (``user@host:dir``).
+def rsync_argv(src_dir: str, dest: str, ssh: str, excludes=(), timeout: int = 600, rsync_path: str = "rsync") -> list:
+    """The rsync command line that mirrors ``src_dir``'s contents into ``dest`` (``host:dir``), run as the claw.
 
-    ``-aH --delete``: permissions, times, owners (by name), groups, symlinks, hard links; files gone from the
-    source are deleted on the target so a second pass is an exact delta. ``--stats`` feeds :func:`parse_rsync_stats`.
+    ``-rlptH --delete``: recursive, symlinks as links, permissions, times, hard links; files gone from the source
+    are deleted on the target so a second pass is an exact delta. No ``-o``/``-g``/``-D``: the receiver runs as the
+    claw, whose files it makes are the claw's. ``ssh`` is the remote shell program (the relay of
+    ``claw_migrate_push``). ``--stats`` feeds :func:`parse_rsync_stats`.
 
     Returns:
-        argv list for ``ansible.builtin.command`` (no shell).
+        argv list (no shell).
     """
     src = _safe_path(src_dir.rstrip("/"), "source directory") + "/"
-    argv = ["rsync", "-aH", "--delete", "--stats", f"--timeout={int(timeout)}", "-e", ssh, f"--rsync-path={rsync_path}"]
+    argv = ["rsync", "-rlptH", "--delete", "--stats", f"--timeout={int(timeout)}", "-e", ssh, f"--rsync-path={rsync_path}"]
     for pattern in excludes or ():
         argv.append(f"--exclude={pattern}")
     argv += [src, dest.rstrip("/") + "/"]
     return argv
+
+
+_SERVER_WORD = re.compile(r"^[A-Za-z0-9._/=,:@+-]+$")
+
+
+def relay_remote_command(argv, host: str, dest: str) -> str:
+    """The command the claw-side rsync asked its remote shell to run, checked before root's ssh sends it.
+
+    ``argv`` is what rsync gave its ``-e`` program (the relay passes it on): ``[<options>...] <host> rsync --server
+    ... . <dest>/``. Only a receiving server (no ``--sender``) into exactly ``dest`` is accepted; the target's
+    forced command checks the same again.
+
+    Returns:
+        The remote command, words joined by single spaces.
+
+    Raises:
+        MigrationError: no ``host`` word, not a receiving ``rsync --server`` into ``dest``, odd characters.
+    """
+    words = [str(word) for word in (argv or [])]
+    if host not in words:
+        raise MigrationError(f"the relay was not asked to reach {host!r}")
+    command = words[words.index(host) + 1:]
+    target = _safe_path(dest.rstrip("/"), "destination") + "/"
+    if (len(command) < 4 or command[:2] != ["rsync", "--server"] or "--sender" in command
+            or command[-2:] != [".", target] or not all(_SERVER_WORD.match(word) for word in command)):
+        raise MigrationError(f"refused remote command {' '.join(command)[:300]!r}: only a receiving rsync --server "
+                             f"into {target} is allowed")
+    return " ".join(command)
+
+
+_DENIED_PATH = re.compile(r'"([^"]+)"[^"]*Permission denied|(/\S+?):? .*Permission denied')
+
+
+def unreadable_only(stderr: str):
+    """When rsync's only errors were files or directories the claw may not read: their paths, else None.
+
+    The source's rsync runs as the claw: a file it cannot read (a hard link to a neighbour's log, a mode it set
+    itself) is not the claw's data to move and is left out (exit code 23). Any other error (I/O, disk full,
+    "IO error encountered -- skipping file deletion" after an unreadable directory) returns None.
+
+    Returns:
+        Sorted paths, or None when another kind of error appears.
+    """
+    paths = set()
+    for line in str(stderr or "").splitlines():
+        text = line.strip()
+        if not text:
+            continue
+        if "Permission denied" in text:
+            match = _DENIED_PATH.search(text)
+            if not match:
+                return None
+            paths.add(match.group(1) or match.group(2))
+            continue
+        if text.startswith("rsync error: some files/attrs were not transferred") or (
+                text.startswith("openrsync") and "(code 23)" in text):
+            continue
+        return None
+    return sorted(paths) if paths else None
 
 
 def _number(text: str) -> int:
@@ -166,16 +233,18 @@ def expiry_time(lifetime: int, now: float | None = None) -> str:
     return time.strftime("%Y%m%d%H%M%SZ", time.gmtime((time.time() if now is None else now) + seconds))
 
 
-def receiver_command(receiver: str, dest: str) -> str:
-    """The forced ``command=`` of a migration key: the receiver wrapper and the one directory it may write.
+def receiver_command(receiver: str, dest: str, user: str) -> str:
+    """The forced ``command=`` of a migration key: the receiver wrapper, the claw's user and its home.
 
-    The wrapper (roles/claw/files/clawfarm-rsync-receive) runs only ``sudo -n rsync --version`` or an
-    ``rsync --server`` line (receiving, allowlisted options) whose destination is exactly ``dest``.
+    The wrapper (roles/claw/files/clawfarm-rsync-receive) runs only the reachability probe or an ``rsync --server``
+    line (receiving, allowlisted options) whose destination is exactly ``dest``, as ``user`` (``sudo -n -u``).
 
     Raises:
-        MigrationError: a path with spaces, quotes or ``..``.
+        MigrationError: a path with spaces, quotes or ``..``; a bad user name.
     """
-    return f"{_safe_path(receiver, 'receiver')} {_safe_path(dest.rstrip('/'), 'destination')}/"
+    if not _SAFE_USER.match(str(user)) or str(user) == "root":
+        raise MigrationError(f"claw user {user!r} is not a valid account name")
+    return f"{_safe_path(receiver, 'receiver')} {user} {_safe_path(dest.rstrip('/'), 'destination')}/"
 
 
 def authorized_key_line(public_key: str, from_addresses, claw_id: str, command: str, expiry: str) -> str:
@@ -201,9 +270,9 @@ def authorized_key_line(public_key: str, from_addresses, claw_id: str, command: 
             raise MigrationError(f"from= needs IP addresses (resolve {address!r} first): sshd does not match names "
                                  "unless UseDNS is on") from None
     words = str(command).split(" ")
-    if len(words) != 2:
-        raise MigrationError(f"forced command {command!r} must be '<receiver> <destination>/'")
-    receiver_command(words[0], words[1])
+    if len(words) != 3:
+        raise MigrationError(f"forced command {command!r} must be '<receiver> <claw user> <destination>/'")
+    receiver_command(words[0], words[2], words[1])
     if not _EXPIRY.match(str(expiry)):
         raise MigrationError(f"expiry {expiry!r} must be YYYYMMDDHHMM[SS]Z")
     claw = str(claw_id)

@@ -56,8 +56,9 @@ def test_ssh_command_is_key_only_batch_and_pinned():
 def test_rsync_command_line():
     remote = mg.remote_spec("admin", "100.64.0.12", "/Users/claw-1a2b3c4d")
     assert remote == "admin@100.64.0.12:/Users/claw-1a2b3c4d"
+    # Run as the claw: no -o/-g/-D (the receiver runs as the claw too; owners never come from the stream).
     assert mg.rsync_argv("/Users/claw-1a2b3c4d/", remote, "ssh -p 22", [".cache", "node_modules"], 600) == [
-        "rsync", "-aH", "--delete", "--stats", "--timeout=600", "-e", "ssh -p 22", "--rsync-path=sudo -n rsync",
+        "rsync", "-rlptH", "--delete", "--stats", "--timeout=600", "-e", "ssh -p 22", "--rsync-path=rsync",
         "--exclude=.cache", "--exclude=node_modules", "/Users/claw-1a2b3c4d/", "admin@100.64.0.12:/Users/claw-1a2b3c4d/"]
     assert mg.remote_spec("admin", "fd7a:115c:a1e0::1", "/Users/x") == "admin@[fd7a:115c:a1e0::1]:/Users/x"
 
@@ -85,11 +86,12 @@ def test_rsync_stats_of_each_implementation(output, sent, received, transferred,
 
 RECEIVER = "/opt/mirascope/libexec/clawfarm-rsync-receive"
 HOME = "/Users/claw-1a2b3c4d"
-COMMAND = f"{RECEIVER} {HOME}/"
+USER = "claw-1a2b3c4d"
+COMMAND = f"{RECEIVER} {USER} {HOME}/"
 
 
 def test_authorized_key_is_restricted_to_the_claws_rsync_from_the_source_until_the_job_ends():
-    line = mg.authorized_key_line(PUB, ["10.77.1.2"], CLAW, mg.receiver_command(RECEIVER, HOME), "20261130120000Z")
+    line = mg.authorized_key_line(PUB, ["10.77.1.2"], CLAW, mg.receiver_command(RECEIVER, HOME, USER), "20261130120000Z")
     assert line == (f'restrict,command="{COMMAND}",from="10.77.1.2",expiry-time="20261130120000Z" '
                     f"{' '.join(PUB.split()[:2])} clawfarm-migrate-{CLAW}")
     two = mg.authorized_key_line(PUB, ["10.77.1.2", "fd7a::2"], CLAW, COMMAND, "20261130120000Z")
@@ -101,8 +103,10 @@ def test_authorized_key_is_restricted_to_the_claws_rsync_from_the_source_until_t
     {"from_addresses": "mini-01.tailnet.ts.net"},  # a name: resolve it first (from= matches names only with UseDNS)
     {"from_addresses": []},
     {"command": "/bin/sh"},
-    {"command": f'{RECEIVER} {HOME}/" ssh-ed25519'},
-    {"command": f"{RECEIVER} /Users/../etc/"},
+    {"command": f'{RECEIVER} {USER} {HOME}/" ssh-ed25519'},
+    {"command": f"{RECEIVER} {USER} /Users/../etc/"},
+    {"command": f"{RECEIVER} {HOME}/"},  # no user: the receiver would not know whom to run as
+    {"command": f"{RECEIVER} root {HOME}/"},
     {"expiry": "tomorrow"},
     {"expiry": "20261130120000"},  # no Z: the Mini's time zone would decide
     {"claw_id": "x y"},
@@ -157,58 +161,73 @@ def test_known_hosts_pins_the_target_key():
 
 
 RECEIVE_SCRIPT = Path(__file__).resolve().parents[2] / "roles/claw/files/clawfarm-rsync-receive"
-SERVER = "sudo -n rsync --server -lHogDtpre.iLsfxCIvu --timeout=600 --delete --stats . /Users/claw-1a2b3c4d/"
+SERVER = "rsync --server -lHtpre.iLsfxCIvu --timeout=600 --delete --stats . /Users/claw-1a2b3c4d/"
 
 
 @pytest.fixture
 def receiver(tmp_path):
-    """The forced command with a fake ``sudo`` that prints what it would run (PATH pointed at it)."""
+    """The forced command with a fake ``sudo`` that prints what it would run and a fake ``dscl`` that knows the
+    claw (PATH pointed at them)."""
     fake = tmp_path / "bin"
     fake.mkdir()
     (fake / "sudo").write_text('#!/bin/sh\necho "RAN sudo $*"\n')
     (fake / "sudo").chmod(0o755)
+    (fake / "dscl").write_text('#!/bin/sh\ncase "$3" in\n'
+                               '  /Users/claw-1a2b3c4d) printf "NFSHomeDirectory: /Users/claw-1a2b3c4d\\nUniqueID: 502\\n" ;;\n'
+                               '  /Users/claw-0wned000) printf "NFSHomeDirectory: /Users/claw-1a2b3c4d\\nUniqueID: 0\\n" ;;\n'
+                               '  /Users/claw-0ther000) printf "NFSHomeDirectory: /Users/claw-0ther000\\nUniqueID: 503\\n" ;;\n'
+                               '  *) echo "no such record" >&2; exit 56 ;;\nesac\n')
+    (fake / "dscl").chmod(0o755)
     script = tmp_path / "receive"
     text = RECEIVE_SCRIPT.read_text()
     assert "\nPATH=/usr/bin:/bin:/usr/sbin:/sbin\n" in text
     script.write_text(text.replace("\nPATH=/usr/bin:/bin:/usr/sbin:/sbin\n", f"\nPATH={fake}:/usr/bin:/bin\n"))
 
-    def run(original, dest="/Users/claw-1a2b3c4d/"):
+    def run(original, dest="/Users/claw-1a2b3c4d/", user="claw-1a2b3c4d"):
         env = {"PATH": "/usr/bin:/bin"}
         if original is not None:
             env["SSH_ORIGINAL_COMMAND"] = original
-        return subprocess.run(["/bin/sh", str(script), dest], env=env, capture_output=True, text=True)
+        return subprocess.run(["/bin/sh", str(script), user, dest], env=env, capture_output=True, text=True)
     return run
 
 
 @pytest.mark.parametrize("original", [
-    "sudo -n rsync --version",
     SERVER,
-    "sudo -n rsync --server -logDtprHe.iLsfxC --delete --timeout=600 . /Users/claw-1a2b3c4d/",  # rsync 2.6.9
-    "sudo -n rsync --server -lHogDtpr --delete . /Users/claw-1a2b3c4d/",  # openrsync
+    "rsync --server -ltprHe.iLsfxC --delete --timeout=600 . /Users/claw-1a2b3c4d/",  # rsync 2.6.9
+    "rsync --server -lHtpr --delete . /Users/claw-1a2b3c4d/",  # openrsync
 ])
-def test_receiver_runs_the_claws_rsync_and_the_probe(receiver, original):
+def test_receiver_runs_rsync_as_the_claw(receiver, original):
     result = receiver(original)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == f"RAN {original}\n"
+    args = original.split(" ")[2:]
+    assert result.stdout == f"RAN sudo -n -u claw-1a2b3c4d -- rsync --server {' '.join(args)}\n"
+
+
+def test_receiver_probe_runs_as_nobody(receiver):
+    result = receiver("rsync --version")
+    assert result.returncode == 0 and result.stdout == "RAN sudo -n -u nobody rsync --version\n"
 
 
 @pytest.mark.parametrize("original", [
     None,
     "sh",
-    "sudo -n rsync --server --sender -logDtpr . /Users/claw-1a2b3c4d/",  # would read this Mini's files
-    "sudo -n rsync --server -logDtpr --log-file=/etc/sudoers . /Users/claw-1a2b3c4d/",
-    "sudo -n rsync --server -logDtpr --temp-dir=/etc . /Users/claw-1a2b3c4d/",
-    "sudo -n rsync --server -logDtpr . /Users/claw-99999999/",  # another claw's home
-    "sudo -n rsync --server -logDtpr . /",
-    "sudo -n rsync --server -logDtpr . /Users/claw-1a2b3c4d/../../etc/",
-    "sudo -n rsync --server -logDtpr . /Users/claw-1a2b3c4d/ extra",
-    "sudo -n rsync --server -logDtpr/ . /Users/claw-1a2b3c4d/",
-    "sudo -n rsync --version; id",
-    "sudo -n rsync --version\nid",
-    "sudo -n rsync --server -logDtpr . /Users/claw-1a2b3c4d/\nid",
-    "sudo -n rsync --server -logDtpr --timeout=1;id . /Users/claw-1a2b3c4d/",
-    "sudo -n sh --server -logDtpr . /Users/claw-1a2b3c4d/",
-    "sudo -n rsync --server -logDtpr . /Users/claw-*/",
+    "sudo -n rsync --version",  # the old root form
+    "sudo -n rsync --server -lHtpr . /Users/claw-1a2b3c4d/",
+    "rsync --server --sender -ltpr . /Users/claw-1a2b3c4d/",  # would read this Mini's files
+    "rsync --server -ltpr --log-file=/etc/sudoers . /Users/claw-1a2b3c4d/",
+    "rsync --server -ltpr --temp-dir=/etc . /Users/claw-1a2b3c4d/",
+    "rsync --server -ltpr --super . /Users/claw-1a2b3c4d/",
+    "rsync --server -ltpr . /Users/claw-99999999/",  # another claw's home
+    "rsync --server -ltpr . /",
+    "rsync --server -ltpr . /Users/claw-1a2b3c4d/../../etc/",
+    "rsync --server -ltpr . /Users/claw-1a2b3c4d/ extra",
+    "rsync --server -ltpr/ . /Users/claw-1a2b3c4d/",
+    "rsync --version; id",
+    "rsync --version\nid",
+    "rsync --server -ltpr . /Users/claw-1a2b3c4d/\nid",
+    "rsync --server -ltpr --timeout=1;id . /Users/claw-1a2b3c4d/",
+    "sh --server -ltpr . /Users/claw-1a2b3c4d/",
+    "rsync --server -ltpr . /Users/claw-*/",
 ])
 def test_receiver_refuses_everything_else(receiver, original):
     result = receiver(original)
@@ -216,5 +235,57 @@ def test_receiver_refuses_everything_else(receiver, original):
     assert "refused" in result.stderr
 
 
+@pytest.mark.parametrize("user, dest", [
+    ("root", "/var/root/"),
+    ("", "/Users/claw-1a2b3c4d/"),
+    ("claw-nobody00", "/Users/claw-1a2b3c4d/"),  # no such user
+    ("claw-0wned000", "/Users/claw-1a2b3c4d/"),  # UID 0
+    ("claw-0ther000", "/Users/claw-1a2b3c4d/"),  # not that user's home
+    ("-u", "/Users/claw-1a2b3c4d/"),
+])
+def test_receiver_writes_only_as_the_claw_whose_home_it_is(receiver, user, dest):
+    result = receiver(f"rsync --server -ltpr . {dest}", dest=dest, user=user)
+    assert result.returncode == 126 and "RAN" not in result.stdout, result.stdout
+
+
 def test_receiver_needs_its_destination(receiver):
     assert receiver(SERVER, dest="").returncode == 126
+
+
+HOST = "clawfarm-migration-target"
+
+
+@pytest.mark.parametrize("argv", [
+    [HOST, "rsync", "--server", "-lHtpre.iLsfxCIvu", "--delete", "--timeout=600", ".", f"{HOME}/"],  # rsync 3.2
+    ["-l", "x", HOST, "rsync", "--server", "-rlptH", "--delete", ".", f"{HOME}/"],
+])
+def test_relay_passes_on_only_a_receiving_server_into_the_home(argv):
+    assert mg.relay_remote_command(argv, HOST, HOME) == " ".join(argv[argv.index(HOST) + 1:])
+
+
+@pytest.mark.parametrize("argv", [
+    ["elsewhere", "rsync", "--server", "-r", ".", f"{HOME}/"],
+    [HOST, "rsync", "--server", "--sender", "-r", ".", f"{HOME}/"],
+    [HOST, "rsync", "--server", "-r", ".", "/Users/claw-other/"],
+    [HOST, "sh", "-c", "id", ".", f"{HOME}/"],
+    [HOST, "rsync", "--server", "-r;id", ".", f"{HOME}/"],
+    [HOST, "rsync", "--server", "-r\nid", ".", f"{HOME}/"],
+    [],
+])
+def test_relay_refuses_any_other_remote_command(argv):
+    with pytest.raises(mg.MigrationError):
+        mg.relay_remote_command(argv, HOST, HOME)
+
+
+def test_unreadable_files_are_the_only_errors_that_may_be_left_out():
+    rsync3 = (f'rsync: [sender] send_files failed to open "{HOME}/.openclaw/stolen.log": Permission denied (13)\n'
+              "rsync error: some files/attrs were not transferred (see previous errors) (code 23) at main.c(1338) [sender=3.2.7]\n")
+    assert mg.unreadable_only(rsync3) == [f"{HOME}/.openclaw/stolen.log"]
+    rsync269 = f'rsync: send_files failed to open "{HOME}/x" : Permission denied (13)\n'
+    assert mg.unreadable_only(rsync269) == [f"{HOME}/x"]
+    # An unreadable directory stops deletions on the receiver: not only unreadable files, refuse.
+    opendir = (f'rsync: [sender] opendir "{HOME}/d" failed: Permission denied (13)\n'
+               "IO error encountered -- skipping file deletion\n")
+    assert mg.unreadable_only(opendir) is None
+    assert mg.unreadable_only("rsync: write failed on \"/Users/x\": No space left on device (28)\n") is None
+    assert mg.unreadable_only("") is None
