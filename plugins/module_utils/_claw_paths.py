@@ -18,7 +18,9 @@ walks from a trusted root-owned parent with directory file descriptors:
 A symlink or a non-directory where a directory must be is refused, naming the link and its target, before
 anything is changed. The claw's lock directory in ``/tmp`` (sticky, world-writable: any local user may create
 any name there first) is kept only when it is a real directory of the claw's uid (or root's, then given to the
-claw); anything else is renamed aside (``<name>.moved-<UTC stamp>``, never followed) and a new one is made.
+claw); anything else is moved aside INTO a fresh directory of root with a random name
+(``<name>.moved-<random hex>/<name>``: made with ``mkdir``, which never follows a link and fails when the name is
+taken, so no neighbour can plant it first) and a new one is made.
 
 Runs on CPython 3.9 (macOS's /usr/bin/python3): only ``os`` calls with ``dir_fd`` that macOS supports.
 """
@@ -29,7 +31,6 @@ import errno
 import os
 import secrets
 import stat
-import time
 
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 MAX_FILE_BYTES = 1 << 20
@@ -54,6 +55,19 @@ def validate_relative(path: str) -> str:
     return text
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in list(range(0x00, 0x20)) + list(range(0x7f, 0xa0)) if c not in (0x09, 0x0a)}
+
+
+def escape_control(text) -> str:
+    """Tenant-derived text as it may reach an operator's terminal: control characters written as ``\\xNN``.
+
+    C0 controls (but tab and newline), DEL and the C1 range (U+0080-U+009F, where 8-bit CSI lives) are escaped, so
+    an ESC sequence in a claw's file or link target cannot move the cursor, retitle or rewrite the terminal when a
+    diff or a message is shown. Everything else is kept as it is.
+    """
+    return str(text).translate(_CONTROL)
+
+
 def _kind(mode: int) -> str:
     for test, name in ((stat.S_ISLNK, "a symlink"), (stat.S_ISDIR, "a directory"), (stat.S_ISREG, "a regular file"),
                        (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
@@ -71,8 +85,9 @@ def _lstat(name: str, dir_fd: int):
 
 
 def _link_target(name: str, dir_fd: int) -> str:
+    """A link's target as messages show it (the tenant chose it: control characters escaped, cut at 200)."""
     try:
-        return os.readlink(name, dir_fd=dir_fd)
+        return escape_control(os.readlink(name, dir_fd=dir_fd)[:200])
     except OSError:
         return "?"
 
@@ -278,7 +293,7 @@ def _plan_file(home: str, rel: str, dfd, data: bytes, uid: int, gid: int, mode: 
                f"owned by uid {st.st_uid}" if st.st_uid != uid else
                f"{st.st_nlink} hard links" if st.st_nlink != 1 else "too large")
         return f"replace {shown} ({why}; replaced, never written through)", None
-    text = old.decode("utf-8", "replace")
+    text = escape_control(old.decode("utf-8", "replace"))  # the tenant's bytes, shown in the diff
     if old != data:
         return f"write {shown} (content)", text
     todo = _needs(st, uid, gid, mode)
@@ -339,13 +354,41 @@ def ensure_claw_tree(home: str, uid: int, gid: int, directories=(), files=(), mo
     return {"changed": bool(actions), "actions": actions, "files": report}
 
 
-def ensure_lock_dir(path: str, uid: int, gid: int, mode: int = 0o700, check_mode: bool = False,
-                    stamp: str | None = None) -> dict:
+def make_aside_dir(name: str, pfd: int):
+    """Make a fresh directory of root, mode 0700, named ``<name>.moved-<16 random hex>`` in the directory ``pfd``.
+
+    ``mkdir`` fails on any existing name (a link included, never followed), so a name a neighbour planted first is
+    skipped for another random one; the new directory is opened ``O_NOFOLLOW`` and must be the one just made (root's,
+    same inode). Returns ``(aside name, descriptor)``.
+
+    Raises:
+        PathRefused: no fresh name could be made (ten random names taken).
+    """
+    for _attempt in range(10):
+        aside = f"{name}.moved-{secrets.token_hex(8)}"
+        try:
+            os.mkdir(aside, 0o700, dir_fd=pfd)
+        except FileExistsError:
+            continue
+        st = _lstat(aside, pfd)
+        if st is None or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+            continue
+        try:
+            fd, _ = _open_dir(aside, aside, pfd, st)
+        except PathRefused:
+            continue
+        os.fchmod(fd, 0o700)
+        return aside, fd
+    raise PathRefused(f"cannot make a fresh directory to move {name} aside: every random name was taken")
+
+
+def ensure_lock_dir(path: str, uid: int, gid: int, mode: int = 0o700, check_mode: bool = False) -> dict:
     """Make ``path`` (in a root-owned sticky directory such as /tmp) a real directory of ``uid``, never following a link.
 
     A directory of ``uid`` is kept (its mode repaired); a root-owned directory is given to ``uid``; anything else
-    (a symlink, a file, a directory of another uid, which another tenant may have made first) is renamed aside to
-    ``<path>.moved-<stamp>`` and a new directory is made with ``mkdir`` and checked with ``fstat``.
+    (a symlink, a file, a directory of another uid, which another tenant may have made first) is moved aside INTO a
+    fresh root directory with an unpredictable name (:func:`make_aside_dir`, so it becomes
+    ``<path>.moved-<random hex>/<name>``) and a new directory is made with ``mkdir`` and checked with ``fstat``.
 
     Returns:
         ``{"changed": bool, "actions": [str], "moved_aside": [str]}``.
@@ -356,7 +399,6 @@ def ensure_lock_dir(path: str, uid: int, gid: int, mode: int = 0o700, check_mode
     parent, name = os.path.split(str(path).rstrip("/"))
     if not parent.startswith("/") or not name or name in (".", ".."):
         raise PathRefused(f"lock directory {path!r} must be an absolute path")
-    stamp = stamp or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     pfd = open_trusted_dir(parent)
     actions, moved = [], []
     try:
@@ -385,13 +427,23 @@ def ensure_lock_dir(path: str, uid: int, gid: int, mode: int = 0o700, check_mode
                 what = (f"a symlink to {_link_target(name, pfd)}" if stat.S_ISLNK(st.st_mode) else
                         f"a directory of uid {st.st_uid}" if stat.S_ISDIR(st.st_mode) else
                         f"{_kind(st.st_mode)} of uid {st.st_uid}")
-                aside = f"{path}.moved-{stamp}"
-                moved.append(f"{path} was {what}: moved aside to {aside}")
-                actions.append(f"move {path} ({what}) aside to {aside}")
                 if check_mode:
+                    aside = f"{path}.moved-<random>/{name}"
+                    moved.append(f"{path} was {what}: moved aside to {aside}")
+                    actions.append(f"move {path} ({what}) aside to {aside}")
                     actions.append(f"create {path} ({uid}:{gid} {mode:04o})")
                     break
-                os.rename(name, f"{name}.moved-{stamp}", src_dir_fd=pfd, dst_dir_fd=pfd)
+                aside_name, afd = make_aside_dir(name, pfd)
+                try:
+                    os.rename(name, name, src_dir_fd=pfd, dst_dir_fd=afd)
+                except FileNotFoundError:  # gone meanwhile: nothing to move, look again
+                    os.rmdir(aside_name, dir_fd=pfd)
+                    continue
+                finally:
+                    os.close(afd)
+                aside = f"{parent}/{aside_name}/{name}"
+                moved.append(f"{path} was {what}: moved aside to {aside}")
+                actions.append(f"move {path} ({what}) aside to {aside}")
             elif check_mode:
                 actions.append(f"create {path} ({uid}:{gid} {mode:04o})")
                 break

@@ -13,12 +13,25 @@ from __future__ import annotations
 import os
 import plistlib
 import re
+import secrets
 import stat
+import time
+
+from ansible_collections.mirascope.clawfarm.plugins.module_utils._command import CommandError
 
 DSCL = "/usr/bin/dscl"
 SYSADMINCTL = "/usr/sbin/sysadminctl"
 DSEDITGROUP = "/usr/sbin/dseditgroup"
 DSCACHEUTIL = "/usr/bin/dscacheutil"
+LAUNCHCTL = "/bin/launchctl"
+PS = "/bin/ps"
+PKILL = "/usr/bin/pkill"
+
+# Claw UIDs are never handed out twice on a Mini: a new one is above this root-only record of the highest claw UID
+# ever given (and above every existing UID of the range), so a process left behind by a deleted claw can never own
+# the next claw's files. See docs/claw-uids.md.
+DEFAULT_UID_HIGH_WATER = "/var/db/mirascope/claw-uid-high-water"
+KILL_ROUNDS = 50
 
 DEFAULT_MANAGED_PATTERN = r"^claw-[0-9a-f]{8}$"
 PROTECTED_UID_BELOW = 500
@@ -73,6 +86,20 @@ def check_record_is_managed(record: dict, name: str, is_admin: bool) -> None:
         raise UserSafetyError(f"refusing to touch {name!r}: UID {uid} is below {PROTECTED_UID_BELOW} (a system account)")
     if is_admin:
         raise UserSafetyError(f"refusing to touch {name!r}: the user is an administrator (member of {ADMIN_GROUP!r})")
+
+
+def check_real_name(record: dict, name: str, real_name) -> None:
+    """Refuse an account whose ``RealName`` is not ``real_name`` (another claw with the same 8-hex prefix).
+
+    ``real_name`` None or empty checks nothing.
+    """
+    current = record_str(record, "RealName")
+    if real_name and current != real_name:
+        raise UserSafetyError(
+            f"user {name!r} exists with RealName {current!r}, not {real_name!r}: "
+            "another claw whose id starts with the same 8 hex characters owns it. "
+            "Pick another claw id; this module will not share or take over the account"
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -152,13 +179,177 @@ def record_str(record: dict, key: str):
     return " ".join(values) if values else None
 
 
-def pick_uid(used_uids, first: int, last: int) -> int:
-    """Lowest UID in ``[first, last]`` not in ``used_uids``.  Raises ``ValueError`` when the range is full."""
-    used = set(used_uids)
-    for uid in range(first, last + 1):
-        if uid not in used:
-            return uid
-    raise ValueError(f"no free UID in {first}-{last}; widen uid_range")
+def pick_uid(used_uids, first: int, last: int, high_water: int = 0) -> int:
+    """The next claw UID: above ``high_water`` and above every UID of ``used_uids`` inside ``[first, last]``.
+
+    UIDs are never reused: a UID once given to a claw (recorded in the high-water file, or still in use) is never
+    returned again, even after that claw's user was deleted, so a process it left behind can never own the files
+    of a later claw.  UIDs outside the range (people, system accounts) do not move the start.
+
+    Raises:
+        ValueError: the range is used up (every UID up to ``last`` was handed out once).
+    """
+    in_range = [uid for uid in used_uids if first <= uid <= last]
+    uid = max([first, high_water + 1] + [u + 1 for u in in_range])
+    if uid > last:
+        raise ValueError(f"no unused UID left in {first}-{last}: UIDs up to {max([high_water] + in_range)} were "
+                         "handed out before and are never reused (high-water mark); widen uid_range "
+                         "(claw_uid_range) to higher UIDs")
+    return uid
+
+
+def read_high_water(path: str) -> int:
+    """The highest claw UID ever handed out on this host, from ``path`` (0 when the file does not exist yet).
+
+    The file must be a regular file (a link is not followed) owned by the user running the module (root) and not
+    writable by others; it holds one decimal number.
+
+    Raises:
+        UserSafetyError: the file is a link, foreign, writable by others or does not hold a number.  Nothing is
+            guessed then: a wrong value could hand out a UID a second time.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return 0
+    except OSError as exc:
+        raise UserSafetyError(f"cannot read the UID high-water mark {path}: {exc.strerror} (a link is refused); "
+                              "replace it by a root-owned 0600 file holding the highest claw UID ever used") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            raise UserSafetyError(f"the UID high-water mark {path} must be a regular file of root, mode 0600; "
+                                  "fix it (owner, mode) and run again")
+        text = os.read(fd, 64).decode("ascii", "replace").strip()
+    finally:
+        os.close(fd)
+    if not text.isdigit():
+        raise UserSafetyError(f"the UID high-water mark {path} does not hold a number ({text[:20]!r}); write the "
+                              "highest claw UID ever used on this Mini into it and run again")
+    return int(text)
+
+
+def write_high_water(path: str, uid: int) -> None:
+    """Record ``uid`` as the highest claw UID handed out: a fresh 0600 file renamed over ``path`` (atomic).
+
+    The parent directory is made 0700 when missing; it must be a directory of root that others cannot write to.
+    The temporary name is random and created exclusively (``O_EXCL | O_NOFOLLOW``); rename never follows a link.
+    """
+    parent, name = os.path.split(path)
+    if not os.path.lexists(parent):
+        os.makedirs(parent, mode=0o700)
+    dfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(dfd)
+        if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            raise UserSafetyError(f"{parent} must be a directory of root that other users cannot write to")
+        tmp = f".{name}.{secrets.token_hex(8)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600,
+                     dir_fd=dfd)
+        try:
+            try:
+                os.fchmod(fd, 0o600)
+                os.write(fd, f"{int(uid)}\n".encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        except BaseException:
+            try:
+                os.unlink(tmp, dir_fd=dfd)
+            except OSError:
+                pass
+            raise
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+# ---------------------------------------------------------------------------
+# Processes of a user (deprovision leaves nothing running)
+# ---------------------------------------------------------------------------
+
+def cmd_bootout_domain(domain: str, uid: int) -> list:
+    """``launchctl bootout user/UID`` or ``gui/UID``: the user's launchd domain, so its agents are not restarted.
+
+    A domain that does not exist answers 3, 112, 113 or 125 (reference 2.4); any answer is fine, the process list
+    is what counts.
+    """
+    return [LAUNCHCTL, "bootout", f"{domain}/{uid}"]
+
+
+def cmd_list_processes() -> list:
+    """Every process with its effective UID, real UID and state (ps(1): ``pid``, ``uid``, ``ruid``, ``stat``)."""
+    return [PS, "-A", "-o", "pid=,uid=,ruid=,stat="]
+
+
+def cmd_pkill(signal_name: str, uid: int, real: bool) -> list:
+    """``pkill -SIGNAL -U UID`` (real UID) or ``-u UID`` (effective UID); exit 0 when some matched, 1 when none."""
+    return [PKILL, f"-{signal_name}", "-U" if real else "-u", str(uid)]
+
+
+def parse_processes(text: str, uid: int) -> list:
+    """``[(pid, stat)]`` of the processes whose real or effective UID is ``uid``, from :func:`cmd_list_processes`.
+
+    Zombies (state ``Z``) are left out: they are dead, hold no files and only wait for their parent to reap them.
+    """
+    found = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 4:
+            continue
+        try:
+            pid, euid, ruid = int(parts[0]), int(parts[1]), int(parts[2])
+        except ValueError:
+            continue
+        if uid in (euid, ruid) and not parts[3].startswith("Z"):
+            found.append((pid, parts[3]))
+    return found
+
+
+def list_user_processes(runner, uid: int) -> list:
+    """``[(pid, stat)]`` of the live processes of ``uid`` (real or effective), read with ``ps``."""
+    result = runner.run(cmd_list_processes())
+    if result.rc not in (0, 1):
+        raise CommandError(result, "ps could not list the processes")
+    return parse_processes(result.stdout, uid)
+
+
+def kill_user_processes(runner, uid: int, rounds: int = KILL_ROUNDS, pause: float = 0.1, sleep=None) -> list:
+    """Leave no process of ``uid`` running; return the pids that were found (and killed).
+
+    The user's launchd domains (``user/UID``, ``gui/UID``) are booted out first, so launchd restarts nothing of the
+    user's.  Then, until ``ps`` shows no live process of the UID (real or effective): ``pkill -STOP`` (a stopped
+    process cannot fork a new one), ``pkill -KILL``, a short pause for the kernel to finish.  A claw's code may have
+    double-forked or ``setsid``-ed processes that outlived its gateway job; they go too.
+
+    Raises:
+        UserSafetyError: processes still live after ``rounds`` rounds; names their pids. Nothing was deleted.
+        CommandError: ``ps`` or ``pkill`` failed (not "nothing matched").
+    """
+    if uid is None or uid < PROTECTED_UID_BELOW:
+        raise UserSafetyError(f"refusing to kill the processes of UID {uid}: below {PROTECTED_UID_BELOW}")
+    for domain in ("user", "gui"):
+        runner.run(cmd_bootout_domain(domain, uid))
+    seen = []
+    for _round in range(rounds):
+        live = list_user_processes(runner, uid)
+        if not live:
+            return seen
+        seen += [pid for pid, _ in live if pid not in seen]
+        for signal_name in ("STOP", "KILL"):
+            for real in (True, False):
+                result = runner.run(cmd_pkill(signal_name, uid, real))
+                if result.rc not in (0, 1):
+                    raise CommandError(result, f"pkill could not signal the processes of UID {uid}")
+        (sleep or time.sleep)(pause)
+    live = list_user_processes(runner, uid)
+    if not live:
+        return seen
+    pids = " ".join(str(pid) for pid, _ in live)
+    raise UserSafetyError(
+        f"processes of UID {uid} still run after {rounds} rounds of SIGKILL: pids {pids}; nothing was deleted. "
+        f"Look at them (ps -o pid,ppid,stat,command -p {pids.replace(' ', ',')}), kill them and run again")
 
 
 def current_view(record: dict) -> dict:

@@ -117,7 +117,9 @@ token_fingerprint:
   returned: always
   type: str
 dropped:
-  description: Names of the current file that were not kept because they are not valid claw_env entries (hand-written).
+  description:
+    - Names of the current file that were not kept because they are not valid claw_env entries (hand-written).
+    - A name that is not a valid name is shown quoted, cut at 64 characters, control characters escaped (C(\x1b)).
   returned: always
   type: list
   elements: str
@@ -172,7 +174,7 @@ def current_state(dir_fd: int, path: str, uid: int):
 
 def shown(name: str) -> str:
     """A name from the tenant's file as output may show it: valid names as they are, anything else quoted and cut."""
-    return name if _claw.ENV_NAME.match(name) else repr(name)[:64]
+    return name if _claw.ENV_NAME.match(name) else _claw_paths.escape_control(repr(name)[:64])
 
 
 def main():
@@ -205,7 +207,7 @@ def main():
     try:
         dir_fd = open_state_dir(p["path"], uid)
     except _claw.DotenvRefused as exc:
-        module.fail_json(msg=f"cannot write the claw's secrets: {exc}")
+        module.fail_json(msg=_claw_paths.escape_control(f"cannot write the claw's secrets: {exc}"))
     try:
         current, text, owner_mode, refusal = current_state(dir_fd, p["path"], uid)
         if p["keep_from"]:
@@ -220,7 +222,7 @@ def main():
         fallback_used = token is None
         if fallback_used:
             if not p["fallback_token"]:
-                module.fail_json(msg=(f"{refusal}. " if refusal else "")
+                module.fail_json(msg=_claw_paths.escape_control(f"{refusal}. " if refusal else "")
                                  + "the claw has no gateway token yet: pass gateway_token or fallback_token")
             token = p["fallback_token"]
         desired = dict(env, **{_claw.TOKEN_VAR: token})
@@ -233,7 +235,7 @@ def main():
     finally:
         os.close(dir_fd)
     if refusal:
-        module.warn(f"replaced an untrusted .env without reading it: {refusal}")
+        module.warn(_claw_paths.escape_control(f"replaced an untrusted .env without reading it: {refusal}"))
     if dropped:
         module.warn(f"dropped from {p['path']} entries that are not valid claw_env names: {', '.join(map(shown, dropped))}")
     names_before, names_after = set(current), set(desired)
@@ -244,7 +246,8 @@ def main():
         "before_header": p["path"], "after_header": p["path"],
     }
     result = dict(changed=changed, fallback_token_used=fallback_used and not module.check_mode, names=sorted(names_after),
-                  token_fingerprint=_facts.token_fingerprint(token), dropped=dropped, replaced_untrusted=bool(refusal))
+                  token_fingerprint=_facts.token_fingerprint(token), dropped=[shown(n) for n in dropped],
+                  replaced_untrusted=bool(refusal))
     if module._diff:
         result["diff"] = diff
     module.exit_json(**result)

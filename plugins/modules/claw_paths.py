@@ -21,8 +21,11 @@ description:
     removes it, and the next run goes through.
   - The lock directory (O(lock_dir)) sits in a sticky world-writable directory where any local user may create
     any name first. A real directory of the claw's uid is kept (a root-owned one is given to the claw); anything
-    else (a symlink, a file, another uid's directory) is renamed aside to C(<lock_dir>.moved-<UTC stamp>), never
-    followed, and a new directory is made.
+    else (a symlink, a file, another uid's directory) is moved, never followed, INTO a fresh directory of root
+    with an unpredictable name, C(<lock_dir>.moved-<16 random hex>/), made with C(mkdir) (which fails on any
+    existing name, so no neighbour can take it first), and a new directory is made.
+  - Text that comes from the tenant (the old content of a file in the diff, a link's target in a message) is shown
+    with its control characters escaped (C(\x1b)), so it cannot drive the operator's terminal.
   - Not for secrets (the diff shows file contents); the claw's C(.env) is written by M(mirascope.clawfarm.claw_env).
   - Runs no commands.
 author:

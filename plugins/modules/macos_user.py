@@ -18,6 +18,14 @@ description:
     Downloads. macOS protects those folders with TCC (privacy consent), so root over SSH could not
     back them up, move or delete them without Full Disk Access; a claw keeps everything in its state
     directory and workspace and never needs them.
+  - Claw UIDs are never reused. A new account gets the UID above the highest one ever handed out on the host
+    (the high-water mark in O(uid_high_water_path), root-only, updated atomically before the account is created
+    and before one is deleted) and above every UID in use in O(uid_range); a deleted claw's UID is never given
+    again, so a process it left behind can never own a later claw's home. See the collection's docs/claw-uids.md.
+  - Before an account is deleted, every process of its UID (real or effective) is killed. Its launchd domains
+    C(user/UID) and C(gui/UID) are booted out, then C(pkill -STOP) and C(pkill -KILL) by UID run until
+    C(ps -A -o pid=,uid=,ruid=,stat=) shows no live process of it (zombies do not count). If processes survive 50
+    rounds the module fails naming their pids and deletes nothing.
   - Deletion uses C(sysadminctl -deleteUser NAME -keepHome).  C(sysadminctl) logs to standard error
     and can exit 0 when it failed, so every change is verified with C(dscl -plist . -read) afterwards;
     if the record survived, C(dscl . -delete) is tried once before the module fails.
@@ -56,14 +64,27 @@ options:
     default: present
   uid:
     description:
-      - UniqueID for a new account. When omitted the lowest free UID in O(uid_range) is used.
+      - UniqueID for a new account. When omitted the next unused UID of O(uid_range) is used (above the high-water
+        mark and every UID in use in the range; a UID is never handed out twice).
+      - A value at or below the high-water mark is refused (it may have been a deleted claw's).
       - The UID of an existing account is never changed; a different value fails.
     type: int
   uid_range:
-    description: Inclusive C([first, last]) range for automatic UIDs. Keep it away from 501+ people accounts.
+    description:
+      - Inclusive C([first, last]) range for automatic UIDs. Keep it away from 501+ people accounts.
+      - UIDs are not reused, so the range bounds how many accounts the host ever gets; when it is used up the
+        module fails and names the fix (a higher range).
+      - With O(state=absent), the deleted account's UID raises the high-water mark when it is in this range.
     type: list
     elements: int
     default: [600, 999]
+  uid_high_water_path:
+    description:
+      - Root-only file (0600, in a directory of root that others cannot write to, made 0700 when missing) holding
+        the highest claw UID ever handed out on the host. A link, a foreign owner or a content that is not a number
+        fails the module.
+    type: path
+    default: /var/db/mirascope/claw-uid-high-water
   group_id:
     description: PrimaryGroupID of the account. V(20) is C(staff).
     type: int
@@ -166,6 +187,12 @@ home_moved_from:
   returned: always
   type: str
   sample: /Users/claw-1a2b3c4d (Deleted)
+processes_killed:
+  description: PIDs of the account's processes that were found running and killed before the deletion.
+  returned: always
+  type: list
+  elements: int
+  sample: [4242]
 changed_attributes:
   description: dscl attributes written on an existing account.
   returned: always
@@ -216,13 +243,7 @@ class MacosUser:
 
     def check_owner(self, record):
         mu.check_record_is_managed(record, self.name, self.is_admin())
-        real_name = mu.record_str(record, "RealName")
-        if self.p["real_name"] and real_name != self.p["real_name"]:
-            raise mu.UserSafetyError(
-                f"user {self.name!r} exists with RealName {real_name!r}, not {self.p['real_name']!r}: "
-                "another claw whose id starts with the same 8 hex characters owns it. "
-                "Pick another claw id; this module will not share or take over the account"
-            )
+        mu.check_real_name(record, self.name, self.p["real_name"])
 
     # -- present ------------------------------------------------------------
     def desired(self) -> dict:
@@ -268,28 +289,45 @@ class MacosUser:
             "home": self.home,
             "home_moved_from": None,
             "changed_attributes": sorted(changes),
+            "processes_killed": [],
             "diff": {"before": before, "after": after},
         }
 
     def choose_uid(self) -> int:
+        """A UID never handed out before: above the high-water mark and every UID in use in the range."""
         used = mu.parse_uid_list(self.runner.run(mu.cmd_list_uids(), check=True).stdout).values()
+        high_water = mu.read_high_water(self.p["uid_high_water_path"])
         if self.p["uid"] is not None:
             uid = self.p["uid"]
             if uid < mu.PROTECTED_UID_BELOW:
                 raise mu.UserSafetyError(f"uid {uid} is below {mu.PROTECTED_UID_BELOW}; choose a UID in uid_range")
             if uid in used:
                 raise mu.UserSafetyError(f"uid {uid} is already used by another account")
+            if uid <= high_water:
+                raise mu.UserSafetyError(
+                    f"uid {uid} is at or below the high-water mark {high_water} ({self.p['uid_high_water_path']}): "
+                    "it may have belonged to a deleted claw and is never handed out again; choose a higher UID")
             return uid
         first, last = self.p["uid_range"]
         if first < mu.PROTECTED_UID_BELOW or last < first:
             raise mu.UserSafetyError(f"uid_range {first}-{last} must start at {mu.PROTECTED_UID_BELOW} or above")
-        return mu.pick_uid(used, first, last)
+        return mu.pick_uid(used, first, last, high_water)
+
+    def record_high_water(self, uid: int) -> None:
+        """Raise the high-water mark to ``uid`` (never lower it), before the UID is used or its user deleted."""
+        first, last = self.p["uid_range"]
+        if uid is None or not first <= uid <= last:
+            return
+        if uid > mu.read_high_water(self.p["uid_high_water_path"]):
+            mu.write_high_water(self.p["uid_high_water_path"], uid)
 
     def create(self, after: dict) -> None:
         uid = after["uid"]
         search = self.runner.run(mu.cmd_search_uid(uid))
         if search.stdout.strip():
             raise mu.UserSafetyError(f"UID {uid} was taken while the module ran; run the task again")
+        # Recorded before the record exists: even if the creation fails half-way, the UID is never handed out again.
+        self.record_high_water(uid)
         for argv in mu.create_sequence(self.name, uid, after["gid"], after["home"], after["shell"],
                                        after["real_name"], after["hidden"]):
             self.runner.run(argv, check=True, hint="the record may be half-created; re-run the task to finish it")
@@ -342,12 +380,18 @@ class MacosUser:
     def absent(self, record) -> dict:
         if record is None:
             return {"changed": False, "uid": None, "gid": None, "home": None, "home_moved_from": None,
-                    "changed_attributes": [], "diff": {"before": {}, "after": {}}}
+                    "changed_attributes": [], "processes_killed": [], "diff": {"before": {}, "after": {}}}
         self.check_owner(record)
         before = mu.current_view(record)
         home = before["home"] or self.home
         moved_from = None
+        killed = []
         if not self.module.check_mode:
+            # Nothing of the claw's may outlive its user: a process left behind (double-forked, setsid) would keep
+            # its UID. Killed first; if any survives the module fails here, before anything is deleted.
+            if before["uid"] is not None:
+                killed = mu.kill_user_processes(self.runner, before["uid"])
+            self.record_high_water(before["uid"])
             # The home's inode, so it is found again wherever sysadminctl -keepHome renames it ("NAME (Deleted)").
             home_identity = mu.directory_identity(home) if home else None
             result = self.runner.run(mu.cmd_delete_user(self.name))
@@ -374,7 +418,8 @@ class MacosUser:
                     raise mu.UserSafetyError(f"refusing to remove home {home!r}")
                 shutil.rmtree(home)
         return {"changed": True, "uid": before["uid"], "gid": before["gid"], "home": home,
-                "home_moved_from": moved_from, "changed_attributes": [], "diff": {"before": before, "after": {}}}
+                "home_moved_from": moved_from, "changed_attributes": [], "processes_killed": killed,
+                "diff": {"before": before, "after": {}}}
 
     def put_home_back(self, home: str, identity):
         """Bring a home that sysadminctl moved aside back to ``home``; return where it was (None: it stayed).
@@ -416,6 +461,7 @@ def main():
             remove_home=dict(type="bool", default=False),
             managed_pattern=dict(type="str", default=mu.DEFAULT_MANAGED_PATTERN),
             lock_path=dict(type="path", default="/var/run/mirascope.macos_user.lock"),
+            uid_high_water_path=dict(type="path", default=mu.DEFAULT_UID_HIGH_WATER),
         ),
         supports_check_mode=True,
     )

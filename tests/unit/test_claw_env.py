@@ -157,3 +157,20 @@ def test_keep_from_a_link_is_never_read(tmp_path, state):
     (tmp_path / "previous.env").symlink_to(neighbour)
     result = run(tmp_path, keep_from=str(tmp_path / "previous.env"), fallback_token=TOKEN)
     assert env_of(state) == {"CLAW_GATEWAY_TOKEN": TOKEN} and result["replaced_untrusted"]
+
+
+ESC = "\x1b]0;owned\x07\x1b[2J\x9b31m"  # retitle, clear screen, 8-bit CSI
+
+
+def test_tenant_text_with_escape_sequences_reaches_no_output_unescaped(tmp_path, state):
+    """Names from the tenant's .env and its link targets are shown with control characters escaped."""
+    (state / ".env").write_text(f"CLAW_GATEWAY_TOKEN={TOKEN}\n{ESC}EVIL=1\n")
+    os.chmod(state / ".env", 0o600)
+    result = run(tmp_path)
+    shown = json.dumps(result, ensure_ascii=False)
+    assert result["dropped"] and "\x1b" not in shown and "\x9b" not in shown and "\x07" not in shown
+    assert "\\\\x1b]0;owned\\\\x07" in json.dumps(result["warnings"]) and "\\x1b]0;owned" in result["diff"]["before"]
+    (state / ".env").unlink()
+    (state / ".env").symlink_to(f"/tmp/{ESC}")
+    refused = run(tmp_path)
+    assert refused.get("failed") and "\x1b" not in refused["msg"] and "\\x1b" in refused["msg"]

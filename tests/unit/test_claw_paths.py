@@ -6,6 +6,7 @@ checks that nothing outside the home changed.
 from __future__ import annotations
 
 import os
+import re
 import stat
 
 import pytest
@@ -292,15 +293,46 @@ def test_lock_dir_planted_by_someone_else_is_moved_aside(farm, plant):
         os.chown(path, 4343, GID)
     else:
         path.write_text("x")
+    kind = os.lstat(path).st_mode
     before = manifest(target)
-    assert cp.ensure_lock_dir(str(path), UID, GID, check_mode=True, stamp="T")["changed"]
-    result = cp.ensure_lock_dir(str(path), UID, GID, stamp="20261130T000000Z")
-    aside = f"{path}.moved-20261130T000000Z"
-    assert result["moved_aside"] and aside in result["moved_aside"][0]
-    assert os.path.lexists(aside)
+    assert cp.ensure_lock_dir(str(path), UID, GID, check_mode=True)["changed"]
+    result = cp.ensure_lock_dir(str(path), UID, GID)
+    (moved,) = result["moved_aside"]
+    aside = moved.rpartition(" moved aside to ")[2]
+    # Moved INTO a fresh root-only directory with a random name: <path>.moved-<16 hex>/<name>
+    assert re.fullmatch(re.escape(str(path)) + r"\.moved-[0-9a-f]{16}/openclaw-state-locks-4242", aside)
+    assert stat.S_IFMT(os.lstat(aside).st_mode) == stat.S_IFMT(kind)
+    holder = os.lstat(os.path.dirname(aside))
+    assert stat.S_ISDIR(holder.st_mode) and holder.st_uid == 0 and holder.st_mode & 0o777 == 0o700
     st = os.lstat(path)
     assert stat.S_ISDIR(st.st_mode) and st.st_uid == UID
     assert manifest(target) == before
+
+
+@pytest.mark.parametrize("planted", ["symlink", "directory", "file"])
+def test_a_pre_planted_aside_name_neither_blocks_nor_is_followed(farm, monkeypatch, planted):
+    """A neighbour plants the aside name it expects (and the lock dir) first: the move goes elsewhere, never through it."""
+    _, target, tmp = farm
+    path = tmp / "openclaw-state-locks-4242"
+    os.symlink(target, path)
+    tokens = iter(["0" * 16, "1" * 16])
+    monkeypatch.setattr(cp.secrets, "token_hex", lambda n: next(tokens))
+    squat = tmp / f"openclaw-state-locks-4242.moved-{'0' * 16}"
+    if planted == "symlink":
+        os.symlink(target, squat)
+    elif planted == "directory":
+        squat.mkdir()
+        os.chown(squat, 4343, GID)
+    else:
+        squat.write_text("neighbour")
+    before = manifest(target)
+    result = cp.ensure_lock_dir(str(path), UID, GID)
+    assert result["moved_aside"] == [f"{path} was a symlink to {target}: moved aside to "
+                                     f"{path}.moved-{'1' * 16}/openclaw-state-locks-4242"]
+    assert os.readlink(tmp / f"openclaw-state-locks-4242.moved-{'1' * 16}" / "openclaw-state-locks-4242") == str(target)
+    assert manifest(target) == before and os.lstat(path).st_uid == UID
+    assert (os.readlink(squat) == str(target) if planted == "symlink" else
+            sorted(os.listdir(squat)) == [] if planted == "directory" else squat.read_text() == "neighbour")
 
 
 def test_lock_dir_parent_must_be_trusted(farm, tmp_path):
@@ -309,3 +341,38 @@ def test_lock_dir_parent_must_be_trusted(farm, tmp_path):
     os.chmod(bad, 0o777)
     with pytest.raises(cp.PathRefused, match="must be a root-owned directory"):
         cp.ensure_lock_dir(str(bad / "x"), UID, GID)
+
+
+ESC = "\x1b]0;owned\x07\x1b[2J\x1b[1;1H\x9b31m"  # retitle, clear screen, move cursor, 8-bit CSI
+
+
+def test_escape_control_keeps_newlines_and_tabs_and_escapes_the_rest():
+    assert cp.escape_control(f"a\tb\n{ESC}\x00\x7f") == (
+        "a\tb\n\\x1b]0;owned\\x07\\x1b[2J\\x1b[1;1H\\x9b31m\\x00\\x7f")
+    assert cp.escape_control("héllo ✓") == "héllo ✓"
+
+
+def test_the_tenants_old_config_is_shown_escaped_in_the_diff(farm):
+    """The diff of openclaw.json shows what the tenant wrote: its ESC sequences must not reach the terminal."""
+    home, _, _ = farm
+    cp.ensure_claw_tree(str(home), UID, GID, DIRS, [CONFIG])
+    (home / CONFIG["path"]).write_text('{"x": "' + ESC + '"}\n')
+    result = cp.ensure_claw_tree(str(home), UID, GID, DIRS, [CONFIG], check_mode=True)
+    before = result["files"][CONFIG["path"]]["before"]
+    assert before == '{"x": "\\x1b]0;owned\\x07\\x1b[2J\\x1b[1;1H\\x9b31m"}\n'
+    assert not any(ord(c) < 32 and c not in "\n\t" or 0x7f <= ord(c) < 0xa0 for c in before)
+
+
+def test_a_link_target_with_escape_sequences_is_shown_escaped(farm):
+    home, _, tmp = farm
+    cp.ensure_claw_tree(str(home), UID, GID, DIRS)
+    os.rename(home / ".openclaw/logs", home / "logs.mine")
+    os.symlink(f"/tmp/{ESC}", home / ".openclaw/logs")
+    with pytest.raises(cp.PathRefused) as refused:
+        cp.ensure_claw_tree(str(home), UID, GID, DIRS)
+    assert "\x1b" not in str(refused.value) and "a symlink to /tmp/\\x1b]0;owned\\x07" in str(refused.value)
+    lock = tmp / "openclaw-state-locks-4242"
+    os.symlink(f"/x{ESC}", lock)
+    result = cp.ensure_lock_dir(str(lock), UID, GID)
+    assert "\x1b" not in "".join(result["actions"] + result["moved_aside"])
+    assert "a symlink to /x\\x1b]0;owned" in result["moved_aside"][0]

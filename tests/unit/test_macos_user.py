@@ -34,10 +34,22 @@ def record_plist(uid=601, gid=20, home=f"/Users/{NAME}", shell="/usr/bin/false",
     }).decode()
 
 
+HIGH_WATER = {}
+
+
+@pytest.fixture(autouse=True)
+def high_water_file(tmp_path_factory):
+    """Every test gets its own high-water mark path (no file yet) in a root-only directory."""
+    directory = tmp_path_factory.mktemp("db")
+    directory.chmod(0o700)
+    HIGH_WATER["path"] = str(directory / "mirascope" / "claw-uid-high-water")
+    return HIGH_WATER["path"]
+
+
 def params(**overrides):
     base = dict(name=NAME, state="present", uid=None, uid_range=[600, 999], group_id=20, home=None, home_mode="0700",
                 shell="/usr/bin/false", real_name=REAL, hidden=True, remove_home=False,
-                managed_pattern=mu.DEFAULT_MANAGED_PATTERN)
+                managed_pattern=mu.DEFAULT_MANAGED_PATTERN, uid_high_water_path=HIGH_WATER["path"])
     base.update(overrides)
     return base
 
@@ -57,7 +69,7 @@ def test_parse_uid_list_and_pick_uid():
     users = mu.parse_uid_list(DSCL_LIST)
     assert users["nobody"] == -2 and users["claw-99999999"] == 600
     assert mu.pick_uid(users.values(), 600, 999) == 601
-    with pytest.raises(ValueError, match="no free UID"):
+    with pytest.raises(ValueError, match="no unused UID left in 600-601: UIDs up to 601 were handed out"):
         mu.pick_uid([600, 601], 600, 601)
 
 
@@ -223,6 +235,9 @@ def test_delete_runs_exactly_these_commands_and_keeps_the_home_in_place(tmp_path
     assert module.calls == [
         ["/usr/bin/dscl", "-plist", ".", "-read", f"/Users/{NAME}"],
         ["/usr/sbin/dseditgroup", "-o", "checkmember", "-m", NAME, "admin"],
+        ["/bin/launchctl", "bootout", "user/601"],
+        ["/bin/launchctl", "bootout", "gui/601"],
+        ["/bin/ps", "-A", "-o", "pid=,uid=,ruid=,stat="],
         ["/usr/sbin/sysadminctl", "-deleteUser", NAME, "-keepHome"],
         ["/usr/bin/dscl", "-plist", ".", "-read", f"/Users/{NAME}"],
         ["/usr/bin/dscacheutil", "-flushcache"],
@@ -311,3 +326,146 @@ def test_a_failed_deletion_puts_a_moved_home_back(tmp_path):
     with pytest.raises(Exception, match="full disk access"):
         user.absent(user.read())
     assert (home / ".openclaw").is_dir() and sorted(p.name for p in tmp_path.iterdir()) == [NAME]
+
+
+# ---------------------------------------------------------------------------
+# UIDs are never reused (high-water mark) and nothing of a deleted claw keeps running
+# ---------------------------------------------------------------------------
+
+def test_pick_uid_goes_above_the_high_water_mark_and_every_uid_in_the_range():
+    assert mu.pick_uid([600], 600, 999, high_water=0) == 601
+    # 601..640 were handed out and deleted: never again, although free.
+    assert mu.pick_uid([600], 600, 999, high_water=640) == 641
+    # A UID in use above the mark counts too; people (501) and UIDs past the range do not.
+    assert mu.pick_uid([501, 600, 700, 5000], 600, 999, high_water=640) == 701
+    assert mu.pick_uid([], 600, 999) == 600
+    with pytest.raises(ValueError, match="UIDs up to 999 were handed out before and are never reused"):
+        mu.pick_uid([600], 600, 999, high_water=999)
+
+
+def test_high_water_mark_file_is_root_only_atomic_and_never_followed(tmp_path):
+    path = tmp_path / "db" / "claw-uid-high-water"
+    assert mu.read_high_water(str(path)) == 0
+    mu.write_high_water(str(path), 612)
+    assert path.read_text() == "612\n" and oct(path.stat().st_mode & 0o777) == "0o600"
+    assert oct((tmp_path / "db").stat().st_mode & 0o777) == "0o700"
+    assert mu.read_high_water(str(path)) == 612
+    assert sorted(p.name for p in (tmp_path / "db").iterdir()) == ["claw-uid-high-water"]  # no temporary left
+    # A link in its place is refused on read, and replaced (never written through) on write.
+    target = tmp_path / "elsewhere"
+    target.write_text("999\n")
+    path.unlink()
+    path.symlink_to(target)
+    with pytest.raises(mu.UserSafetyError, match="a link is refused"):
+        mu.read_high_water(str(path))
+    mu.write_high_water(str(path), 613)
+    assert target.read_text() == "999\n" and not path.is_symlink() and path.read_text() == "613\n"
+    path.write_text("garbage")
+    with pytest.raises(mu.UserSafetyError, match="does not hold a number"):
+        mu.read_high_water(str(path))
+    path.write_text("613\n")
+    path.chmod(0o666)
+    with pytest.raises(mu.UserSafetyError, match="regular file of root, mode 0600"):
+        mu.read_high_water(str(path))
+
+
+def test_a_new_claw_never_gets_a_deleted_claws_uid(high_water_file):
+    """claw-99999999 holds 600; 601..700 were given to claws since deleted: the next claw gets 701."""
+    mu.write_high_water(high_water_file, 700)
+    module = FakeModule(params(), {tuple(mu.cmd_read(NAME)): DSCL_NOT_FOUND,
+                                   tuple(mu.cmd_list_uids()): (0, DSCL_LIST, "")}, check_mode=True)
+    user = MacosUser(module, CommandRunner(module))
+    assert user.present(user.read())["uid"] == 701
+    assert mu.read_high_water(high_water_file) == 700  # check mode writes nothing
+
+
+def test_the_high_water_mark_is_raised_before_the_account_is_created(tmp_path, high_water_file):
+    home = str(tmp_path / NAME)
+    marks = []
+
+    def create_record():
+        marks.append(mu.read_high_water(high_water_file))
+        return (0, "", "")
+
+    module = FakeModule(params(home=home), {
+        tuple(mu.cmd_read(NAME)): [DSCL_NOT_FOUND, (0, record_plist(home=home), "")],
+        tuple(mu.cmd_list_uids()): (0, DSCL_LIST, ""),
+        tuple(mu.cmd_create(NAME)): create_record,
+    })
+    user = MacosUser(module, CommandRunner(module))
+    assert user.present(user.read())["uid"] == 601
+    assert marks == [601] and mu.read_high_water(high_water_file) == 601
+
+
+def test_an_explicit_uid_at_or_below_the_high_water_mark_is_refused(high_water_file):
+    mu.write_high_water(high_water_file, 650)
+    module = FakeModule(params(uid=640), {tuple(mu.cmd_read(NAME)): DSCL_NOT_FOUND,
+                                          tuple(mu.cmd_list_uids()): (0, DSCL_LIST, "")})
+    user = MacosUser(module, CommandRunner(module))
+    with pytest.raises(mu.UserSafetyError, match="at or below the high-water mark 650"):
+        user.present(user.read())
+    assert all("-create" not in c for c in module.calls)
+
+
+def test_deleting_a_claw_records_its_uid_as_used(tmp_path, high_water_file):
+    home, module, user = deletion(tmp_path)
+    user.absent(user.read())
+    assert mu.read_high_water(high_water_file) == 601
+
+
+PS = ["/bin/ps", "-A", "-o", "pid=,uid=,ruid=,stat="]
+PKILLS = [["/usr/bin/pkill", "-STOP", "-U", "601"], ["/usr/bin/pkill", "-STOP", "-u", "601"],
+          ["/usr/bin/pkill", "-KILL", "-U", "601"], ["/usr/bin/pkill", "-KILL", "-u", "601"]]
+# ps -A -o pid=,uid=,ruid=,stat= as macOS prints it: right-aligned numbers, BSD state letters.
+PS_ORPHANS = ("    1     0     0 Ss\n  312   501   501 S\n 4242   601   601 Ss\n 4243   601   601 S\n"
+              " 4250     0   601 S\n 4251   601   602 T\n 4260   601   601 Z\n 4270   602   602 R\n")
+
+
+def test_parse_processes_takes_real_and_effective_uid_and_skips_zombies():
+    assert mu.parse_processes(PS_ORPHANS, 601) == [(4242, "Ss"), (4243, "S"), (4250, "S"), (4251, "T")]
+    assert mu.parse_processes("garbage\n", 601) == []
+
+
+def test_kill_user_processes_boots_out_the_domains_and_kills_until_ps_shows_none():
+    module = FakeModule({}, {tuple(PS): [(0, PS_ORPHANS, ""), (0, " 4243   601   601 T\n", ""), (0, "", "")]})
+    pauses = []
+    killed = mu.kill_user_processes(CommandRunner(module), 601, sleep=pauses.append)
+    assert killed == [4242, 4243, 4250, 4251]
+    assert module.calls == ([["/bin/launchctl", "bootout", "user/601"], ["/bin/launchctl", "bootout", "gui/601"]]
+                            + [PS] + PKILLS + [PS] + PKILLS + [PS])
+    assert pauses == [0.1, 0.1]
+
+
+def test_kill_user_processes_fails_naming_the_survivors():
+    module = FakeModule({}, {tuple(PS): (0, " 4242   601   601 S\n", "")})
+    with pytest.raises(mu.UserSafetyError, match=r"still run after 3 rounds of SIGKILL: pids 4242; nothing was deleted"):
+        mu.kill_user_processes(CommandRunner(module), 601, rounds=3, sleep=lambda _: None)
+    with pytest.raises(mu.UserSafetyError, match="below 500"):
+        mu.kill_user_processes(CommandRunner(module), 0)
+
+
+def test_kill_user_processes_reports_a_pkill_that_failed():
+    from ansible_collections.mirascope.clawfarm.plugins.module_utils._command import CommandError
+    module = FakeModule({}, {tuple(PS): (0, " 4242   601   601 S\n", ""), tuple(PKILLS[0]): (2, "", "pkill: bad option")})
+    with pytest.raises(CommandError, match="pkill -STOP -U 601` failed with exit status 2"):
+        mu.kill_user_processes(CommandRunner(module), 601, sleep=lambda _: None)
+
+
+def test_a_claw_whose_processes_survive_is_not_deleted(tmp_path, monkeypatch):
+    home, module, user = deletion(tmp_path)
+    module.responses[tuple(PS)] = (0, " 4242   601   601 S\n", "")
+    monkeypatch.setattr(mu.time, "sleep", lambda _: None)
+    with pytest.raises(mu.UserSafetyError, match="pids 4242; nothing was deleted"):
+        user.absent(user.read())
+    assert not any(c[0].endswith("sysadminctl") or "-delete" in c for c in module.calls)
+    assert (home / ".openclaw").is_dir()
+
+
+def test_deletion_kills_the_claws_processes_first(tmp_path):
+    home, module, user = deletion(tmp_path)
+    module.responses[tuple(PS)] = [(0, PS_ORPHANS, ""), (0, "", "")]
+    result = user.absent(user.read())
+    assert result["processes_killed"] == [4242, 4243, 4250, 4251]
+    delete_at = module.calls.index(["/usr/sbin/sysadminctl", "-deleteUser", NAME, "-keepHome"])
+    assert module.calls[2:delete_at] == ([["/bin/launchctl", "bootout", "user/601"],
+                                          ["/bin/launchctl", "bootout", "gui/601"]] + [PS] + PKILLS + [PS])
