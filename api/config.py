@@ -21,7 +21,11 @@ class Settings:
     - ``inventory``: inventory path for the playbooks (``CLAWFARM_API_INVENTORY``, default ``<repo>/inventory``).
     - ``farm_vars``: an operator-managed vars file (0600 or vaulted) passed to every playbook with ``-e @file``
       (Cloudflare and R2 credentials); ``CLAWFARM_API_FARM_VARS``.
-    - ``workers``: jobs running at once across Minis (``CLAWFARM_API_WORKERS``, default 4).
+    - ``playbook_dir``: where the job kinds' playbooks are (``CLAWFARM_API_PLAYBOOK_DIR``, default ``<repo>/playbooks``).
+    - ``workers``: jobs this replica runs at once across Minis (``CLAWFARM_API_WORKERS``, default 4).
+    - ``lease_seconds``: a running job's lease, renewed by its replica every third of it; a job whose replica stops
+      renewing it ends ``interrupted`` once it expires. Also the scheduler leader's lease and a replica's heartbeat
+      (``CLAWFARM_API_LEASE_SECONDS``, default 30). Replicas' clocks must agree (NTP) to well within it.
     - ``webhook_url`` / ``webhook_secret``: global callback for final job states, signed with HMAC-SHA256
       (``CLAWFARM_API_WEBHOOK_URL``, ``CLAWFARM_API_WEBHOOK_SECRET``). The secret is required as soon as any
       webhook can be sent (a webhook URL or callback hosts are configured): nothing is ever signed with an empty key.
@@ -49,6 +53,8 @@ class Settings:
     inventory: Path
     farm_vars: Path | None = None
     workers: int = 4
+    playbook_dir: Path = REPO / "playbooks"
+    lease_seconds: float = 30
     webhook_url: str | None = None
     webhook_secret: str | None = None
     callback_hosts: list[str] = field(default_factory=list)
@@ -106,6 +112,8 @@ def load_settings(environ=None) -> Settings:
         inventory=Path(env.get("CLAWFARM_API_INVENTORY", REPO / "inventory")),
         farm_vars=Path(farm_vars) if farm_vars else None,
         workers=int(env.get("CLAWFARM_API_WORKERS", "4")),
+        playbook_dir=Path(env.get("CLAWFARM_API_PLAYBOOK_DIR", REPO / "playbooks")),
+        lease_seconds=float(env.get("CLAWFARM_API_LEASE_SECONDS", "30")),
         webhook_url=webhook_url,
         webhook_secret=webhook_secret,
         callback_hosts=callback_hosts,

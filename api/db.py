@@ -1,4 +1,8 @@
-"""The job store (SQLAlchemy 2): jobs, their events, the claws the service knows and idempotency keys.
+"""The job store (SQLAlchemy 2): jobs, their events, the claws the service knows and idempotency keys; and the
+tables several replicas share the work through (job locks, replicas, leases, schedule runs).
+
+The schema is created and changed only by the Alembic migrations in ``api/migrations`` (:func:`migrate`, run by
+every replica at start under a PostgreSQL advisory lock); SQLite is the embedded default for one replica.
 
 Nothing secret is stored: job ``params`` hold only non-secret request fields (the names of ``env`` keys, never
 values), events are summaries (event name, task, host, changed/failed, a message) redacted against the job's
@@ -8,8 +12,9 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine, event
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine, event, inspect, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 JOB_STATES = ("queued", "running", "succeeded", "failed", "canceled", "interrupted")
@@ -40,6 +45,11 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     cancel_requested: Mapped[int] = mapped_column(Integer, default=0)
+    # The replica running the job and until when its lease holds (renewed while it runs); a job whose lease
+    # expired ends ``interrupted``. ``secrets_on``: the replica holding the job's secrets in memory (only it may run it).
+    owner: Mapped[str | None] = mapped_column(String(128), index=True)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    secrets_on: Mapped[str | None] = mapped_column(String(128))
 
     def to_dict(self) -> dict:
         """The job as the API shows it (ISO 8601 UTC times)."""
@@ -51,7 +61,8 @@ class Job(Base):
             return value.isoformat().replace("+00:00", "Z")
         return {"id": self.id, "kind": self.kind, "state": self.state, "claw_id": self.claw_id, "mini": self.mini,
                 "params": self.params, "result": self.result, "error": self.error, "created_at": iso(self.created_at),
-                "started_at": iso(self.started_at), "finished_at": iso(self.finished_at), "webhook_status": self.webhook_status}
+                "started_at": iso(self.started_at), "finished_at": iso(self.finished_at), "webhook_status": self.webhook_status,
+                "replica": self.owner}
 
 
 class JobEvent(Base):
@@ -91,6 +102,38 @@ class Claw(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class JobLock(Base):
+    """One row per resource a running job holds: ``mini:<name>`` (its Mini, a migration's target too) and
+    ``claw:<id>``. The primary key is what keeps two jobs off one Mini or one claw across all replicas: a claim
+    inserts the rows in the same transaction that marks the job running, the end of the job deletes them."""
+    __tablename__ = "job_locks"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+
+
+class Replica(Base):
+    """A running API process; ``heartbeat_at`` is renewed while it lives (a replica silent for a lease is dead)."""
+    __tablename__ = "replicas"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Lease(Base):
+    """A named lease (``scheduler``: the replica that runs the schedules), held by ``holder`` until ``until``."""
+    __tablename__ = "leases"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ScheduleRun(Base):
+    """When a fleet-wide schedule (``health``) last fired (UNIX time), shared by the replicas that lead in turn."""
+    __tablename__ = "schedule_runs"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_run: Mapped[float] = mapped_column(Float)
+
+
 def private_sqlite_file(url: str) -> None:
     """Create a SQLite database file 0600 before SQLite opens it (SQLite gives its -wal and -shm files the
     database file's mode), and make an existing one 0600: job records name the claws and their Minis."""
@@ -110,9 +153,42 @@ def private_sqlite_file(url: str) -> None:
             os.chmod(path + suffix, 0o600)
 
 
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+FIRST_REVISION = "0001"
+MIGRATION_LOCK = 7215_0015  # pg_advisory_xact_lock key: one replica migrates at a time
+
+
+def alembic_config(url: str | None = None):
+    """The Alembic configuration of the job store (script location ``api/migrations``)."""
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    if url:
+        cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def migrate(engine) -> None:
+    """Bring the schema to the newest Alembic revision. A store created before migrations existed (tables, no
+    ``alembic_version``) is stamped with the first revision, which is that schema, then upgraded. On PostgreSQL
+    replicas starting together migrate one after the other (a transaction-scoped advisory lock)."""
+    from alembic import command
+
+    cfg = alembic_config()
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+        cfg.attributes["connection"] = connection
+        names = set(inspect(connection).get_table_names())
+        if "jobs" in names and "alembic_version" not in names:
+            command.stamp(cfg, FIRST_REVISION)
+        command.upgrade(cfg, "head")
+
+
 def make_sessionmaker(url: str):
-    """Engine + session factory; SQLite gets WAL and a busy timeout so the API and job threads share it, and its
-    file is 0600 (:func:`private_sqlite_file`)."""
+    """Engine + session factory, schema migrated (:func:`migrate`); SQLite gets WAL and a busy timeout so the API
+    and job threads share it, and its file is 0600 (:func:`private_sqlite_file`)."""
     private_sqlite_file(url)
     kwargs = {"json_serializer": lambda obj: json.dumps(obj, default=str)}
     if url.startswith("sqlite"):
@@ -125,5 +201,5 @@ def make_sessionmaker(url: str):
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
-    Base.metadata.create_all(engine)
+    migrate(engine)
     return sessionmaker(engine, expire_on_commit=False)

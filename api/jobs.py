@@ -21,23 +21,28 @@ import json
 import logging
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import yaml
 from prometheus_client import Histogram
-from sqlalchemy import select
+from sqlalchemy import delete, or_, select, text, update
+from sqlalchemy.exc import IntegrityError
 
 from .callbacks import CallbackRefused, post_checked
 from .config import REPO, Settings
-from .db import Claw, IdempotencyKey, Job, JobEvent, utcnow
+from .db import Claw, IdempotencyKey, Job, JobEvent, JobLock, Lease, Replica, ScheduleRun, utcnow
 
 log = logging.getLogger("clawfarm.api.jobs")
+CLAIM_LOCK = 7215_0016  # pg_advisory_xact_lock key: one replica claims or reaps at a time
 
 PLAYBOOKS = {
     "provision": "provision.yml", "deprovision": "deprovision.yml", "start": "start.yml", "stop": "stop.yml",
@@ -48,9 +53,9 @@ JOB_DURATION = Histogram("clawfarm_job_duration_seconds", "Duration of finished 
                          buckets=(5, 15, 30, 60, 120, 300, 600, 1200, 3600))
 
 
-def playbook_path(kind: str) -> Path:
-    """The playbook a job kind runs (absolute)."""
-    return REPO / "playbooks" / PLAYBOOKS[kind]
+def playbook_path(kind: str, directory: Path | None = None) -> Path:
+    """The playbook a job kind runs (absolute), in ``directory`` (the ``playbook_dir`` setting) or the repo's."""
+    return Path(directory or REPO / "playbooks") / PLAYBOOKS[kind]
 
 
 def playbook_available(kind: str) -> bool:
@@ -98,6 +103,12 @@ def job_minis(job) -> set[str]:
     return {name for name in (job.mini, (job.params or {}).get("target")) if name}
 
 
+def lock_keys(job) -> set[str]:
+    """The :class:`~api.db.JobLock` keys a running job holds: ``mini:<name>`` per Mini it touches
+    (:func:`job_minis`) and ``claw:<id>`` for its claw."""
+    return {f"mini:{name}" for name in job_minis(job)} | ({f"claw:{job.claw_id}"} if job.claw_id else set())
+
+
 def sign(body: bytes, secret: str) -> str:
     """``sha256=<hex HMAC-SHA256 of the body>`` for the ``X-Clawfarm-Signature`` webhook header.
 
@@ -110,11 +121,25 @@ def sign(body: bytes, secret: str) -> str:
 
 
 class JobEngine:
-    """Queue, dispatcher and runner of playbook jobs; see the module docstring."""
+    """Queue, dispatcher and runner of playbook jobs; see the module docstring.
+
+    Several replicas (processes, on one host or many) may share one PostgreSQL job store. Each has an id
+    (``replica``) and a heartbeat row; it claims queued jobs in one transaction (PostgreSQL: a transaction-scoped
+    advisory lock serialises the claimers, rows are read ``FOR UPDATE SKIP LOCKED``), inserting one
+    :class:`~api.db.JobLock` row per Mini and claw the job touches: the primary key keeps two jobs off one Mini or
+    one claw whichever replica claims them. A running job carries ``owner`` and ``lease_until``; its replica renews
+    the lease every third of ``lease_seconds``. Any replica ends a running job whose lease expired ``interrupted``
+    (its replica died) and frees its locks; a queued job with secrets is run only by the replica that holds them
+    (``secrets_on``) and ends ``interrupted`` when that replica's heartbeat stops. SQLite is for one replica: a
+    replica that starts on SQLite ends every job still marked running at once.
+    """
+
+    replica = ""  # set per instance: "<host>:<pid>:<random>"
 
     def __init__(self, settings: Settings, sessionmaker):
         self.settings = settings
         self.Session = sessionmaker
+        self.replica = f"{socket.gethostname()[:64]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lock = threading.RLock()
         self.wakeup = threading.Event()
         self.stopping = threading.Event()
@@ -122,42 +147,152 @@ class JobEngine:
         self.secrets: dict[str, dict] = {}
         self.threads: list[threading.Thread] = []
         self.dispatcher = None
+        self.keeper = None
         # Called with each finished job (outside the engine's lock), e.g. by the monitor.
         self.finished_hooks: list = []
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql`` (the job store's SQLAlchemy dialect)."""
+        return self.Session.kw["bind"].dialect.name
+
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(seconds=float(getattr(self.settings, "lease_seconds", 30)))
 
     # ---- lifecycle ---------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Recover from the last stop (running → interrupted; queued jobs whose secrets died with the process →
-        interrupted), then start the dispatcher."""
+        """Register this replica, recover what dead processes left (:meth:`reap`; on SQLite every job still marked
+        running, and queued jobs whose secrets died with a process, end ``interrupted``), remove run directories
+        no live job owns, then start the dispatcher and the lease keeper."""
+        with self.Session() as s:
+            s.merge(Replica(id=self.replica, started_at=utcnow(), heartbeat_at=utcnow()))
+            s.commit()
+        self.reap(everything=self.dialect == "sqlite")
         self.settings.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.settings.run_dir, 0o700)
-        for leftover in self.settings.run_dir.iterdir():  # run dirs of a killed process: may hold secrets
-            shutil.rmtree(leftover, ignore_errors=True)
         with self.Session() as s:
-            for job in s.scalars(select(Job).where(Job.state.in_(("running", "queued")))):
-                if job.state == "running" or job.params.get("has_secrets"):
-                    job.state = "interrupted"
-                    job.finished_at = utcnow()
-                    job.error = ("the service stopped while this job was running; the playbooks are idempotent, retry it"
-                                 if job.started_at else "the service stopped before this job ran and its secrets were not kept; retry it")
-            s.commit()
+            live = {job_id[:8] for job_id in s.scalars(select(Job.id).where(Job.state == "running"))}
+        for leftover in self.settings.run_dir.iterdir():  # run dirs of a killed process: may hold secrets
+            if not (leftover.name.startswith("job-") and leftover.name[4:12] in live):
+                shutil.rmtree(leftover, ignore_errors=True)
         self.dispatcher = threading.Thread(target=self._dispatch_loop, name="job-dispatcher", daemon=True)
         self.dispatcher.start()
+        self.keeper = threading.Thread(target=self._keep_loop, name="job-leases", daemon=True)
+        self.keeper.start()
 
     def shutdown(self, timeout: float = 30) -> None:
-        """Stop dispatching, kill running playbooks (their jobs end ``interrupted``) and wait for their threads."""
+        """Stop dispatching, kill running playbooks (their jobs end ``interrupted``) and wait for their threads;
+        then leave the replicas table (queued jobs whose secrets only this replica held end ``interrupted``)."""
         self.stopping.set()
         self.wakeup.set()
         deadline = time.monotonic() + timeout
         for thread in list(self.threads):
             thread.join(max(0.1, deadline - time.monotonic()))
+        try:
+            with self.lock, self.Session() as s:
+                for job in s.scalars(select(Job).where(Job.state == "queued", Job.secrets_on == self.replica)):
+                    self._interrupt(s, job, "the service stopped before this job ran and its secrets were not kept; retry it")
+                s.execute(delete(Lease).where(Lease.holder == self.replica))
+                s.execute(delete(Replica).where(Replica.id == self.replica))
+                s.commit()
+        except Exception:  # noqa: BLE001 - the others reap after the lease
+            log.exception("could not leave the replicas table")
+
+    # ---- leases ------------------------------------------------------------------------------------------------
+
+    def _keep_loop(self) -> None:
+        period = max(0.2, self.lease.total_seconds() / 3)
+        while not self.stopping.wait(period):
+            try:
+                self.renew()
+                self.reap()
+            except Exception:  # noqa: BLE001 - keep renewing
+                log.exception("lease keeper error")
+
+    def renew(self) -> None:
+        """Renew this replica's heartbeat and the leases of the jobs it runs; pick up cancel requests made through
+        another replica."""
+        now = utcnow()
+        with self.Session() as s:
+            s.execute(update(Replica).where(Replica.id == self.replica).values(heartbeat_at=now))
+            s.execute(update(Job).where(Job.owner == self.replica, Job.state == "running").values(lease_until=now + self.lease))
+            canceled = set(s.scalars(select(Job.id).where(Job.owner == self.replica, Job.state == "running", Job.cancel_requested == 1)))
+            if s.get(Replica, self.replica) is None:  # reaped as dead while paused: come back
+                s.add(Replica(id=self.replica, started_at=now, heartbeat_at=now))
+            s.commit()
+        for job_id in canceled:
+            if job_id in self.running:
+                self.running[job_id]["cancel"] = True
+
+    def reap(self, everything: bool = False) -> list[str]:
+        """End ``interrupted`` the running jobs whose lease expired (all running jobs but this replica's with
+        ``everything``, for SQLite's single replica) and the queued jobs with secrets whose replica is gone; free
+        their locks. Returns the ids of the jobs ended."""
+        now = utcnow()
+        ended = []
+        with self.lock, self.Session() as s:
+            if self.dialect == "postgresql":
+                s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK})
+            s.execute(delete(Replica).where(Replica.heartbeat_at < now - 2 * self.lease, Replica.id != self.replica))
+            alive = set(s.scalars(select(Replica.id)))
+            stale = select(Job).where(Job.state == "running", Job.owner.is_distinct_from(self.replica)).with_for_update()
+            if not everything:
+                stale = stale.where(or_(Job.lease_until.is_(None), Job.lease_until < now))
+            for job in s.scalars(stale):
+                self._interrupt(s, job, "the replica running this job stopped (its lease expired); the playbooks are idempotent, retry it")
+                ended.append(job.id)
+            for job in s.scalars(select(Job).where(Job.state == "queued")):
+                holder = job.secrets_on
+                if (job.params or {}).get("has_secrets") and holder != self.replica and (everything or holder not in alive):
+                    self._interrupt(s, job, "the service stopped before this job ran and its secrets were not kept; retry it")
+                    ended.append(job.id)
+            s.commit()
+        return ended
+
+    def _interrupt(self, s, job: Job, error: str) -> None:
+        job.state, job.finished_at, job.error, job.lease_until = "interrupted", utcnow(), error, None
+        s.execute(delete(JobLock).where(JobLock.job_id == job.id))
+
+    def hold_lease(self, name: str) -> bool:
+        """Take or renew the named lease (e.g. ``scheduler``) for ``lease_seconds``; True while this replica holds it."""
+        now = utcnow()
+        with self.Session() as s:
+            done = s.execute(update(Lease).where(Lease.name == name, or_(Lease.holder == self.replica, Lease.until < now))
+                             .values(holder=self.replica, until=now + self.lease))
+            if done.rowcount:
+                s.commit()
+                return True
+            if s.get(Lease, name) is not None:
+                return False
+            s.add(Lease(name=name, holder=self.replica, until=now + self.lease))
+            try:
+                s.commit()
+            except IntegrityError:
+                return False
+            return True
+
+    def schedule_due(self, name: str, interval: float, now: float | None = None) -> bool:
+        """Whether the fleet-wide schedule ``name`` is due (last fired ``interval`` seconds ago or never); when it
+        is, records this run. Called by the scheduler leader only, so the replicas fire it once per interval."""
+        now = time.time() if now is None else now
+        with self.Session() as s:
+            row = s.get(ScheduleRun, name, with_for_update=self.dialect == "postgresql")
+            if row is not None and now - row.last_run < interval:
+                return False
+            s.merge(ScheduleRun(name=name, last_run=now))
+            try:
+                s.commit()
+            except IntegrityError:
+                return False
+            return True
 
     # ---- submission --------------------------------------------------------------------------------------------
 
     def submit(self, kind: str, claw_id: str | None, mini: str | None, params: dict, secrets: dict | None = None,
                callback_url: str | None = None, idempotency: tuple[str, str, str] | None = None) -> tuple[Job, bool]:
-        """Queue a job; returns ``(job, created)``.
+        """Queue a job; returns ``(job, created)``. A job with secrets is bound to this replica (``secrets_on``).
 
         ``idempotency`` is ``(scope, key, request)``: the caller's token digest, the Idempotency-Key, and a digest of
         method, path and body. The same triple returns the first job (``created`` False).
@@ -170,14 +305,19 @@ class JobEngine:
             if first is not None:
                 return first, False
             job = Job(id=str(uuid.uuid4()), kind=kind, state="queued", claw_id=claw_id, mini=mini,
-                      params={**params, "has_secrets": bool(secrets)}, callback_url=callback_url)
+                      params={**params, "has_secrets": bool(secrets)}, callback_url=callback_url,
+                      secrets_on=self.replica if secrets else None)
+            if secrets:
+                self.secrets[job.id] = secrets
             s.add(job)
             s.flush()
             if idempotency:
                 s.add(IdempotencyKey(scope=idempotency[0], key=idempotency[1], request=idempotency[2], job_id=job.id))
-            s.commit()
-            if secrets:
-                self.secrets[job.id] = secrets
+            try:
+                s.commit()
+            except Exception:
+                self.secrets.pop(job.id, None)
+                raise
         self.wakeup.set()
         return job, True
 
@@ -198,17 +338,22 @@ class JobEngine:
             return s.get(Job, known.job_id)
 
     def cancel(self, job_id: str) -> str | None:
-        """Cancel a queued job at once or ask a running one to stop; returns the state after, None if unknown."""
+        """Cancel a queued job at once or ask a running one to stop (its replica stops it, whichever replica was
+        asked); returns the state after, None if unknown."""
         with self.lock, self.Session() as s:
+            done = s.execute(update(Job).where(Job.id == job_id, Job.state == "queued")
+                             .values(state="canceled", finished_at=utcnow(), error="canceled before it started"))
+            if done.rowcount:
+                s.commit()
+                self.secrets.pop(job_id, None)
+                job = s.get(Job, job_id)
+                s.refresh(job)
+                self._finish_side_effects(job)
+                return job.state
             job = s.get(Job, job_id)
             if job is None:
                 return None
-            if job.state == "queued":
-                job.state, job.finished_at, job.error = "canceled", utcnow(), "canceled before it started"
-                s.commit()
-                self.secrets.pop(job_id, None)
-                self._finish_side_effects(job)
-            elif job.state == "running":
+            if job.state == "running":
                 job.cancel_requested = 1
                 s.commit()
                 if job_id in self.running:
@@ -227,21 +372,40 @@ class JobEngine:
                 log.exception("dispatcher error")
 
     def _dispatch_once(self) -> None:
-        with self.lock, self.Session() as s:
-            busy_minis = {name for ctx in self.running.values() for name in ctx["minis"]}
-            busy_claws = {ctx["claw_id"] for ctx in self.running.values() if ctx["claw_id"]}
-            for job in s.scalars(select(Job).where(Job.state == "queued").order_by(Job.created_at)):
-                if len(self.running) >= self.settings.workers or self.stopping.is_set():
-                    break
-                minis = job_minis(job)
-                if minis & busy_minis or (job.claw_id and job.claw_id in busy_claws):
-                    continue
-                job.state, job.started_at = "running", utcnow()
+        """Claim queued jobs, oldest first, up to ``workers`` running here; see the class docstring."""
+        with self.lock:
+            if len(self.running) >= self.settings.workers or self.stopping.is_set():
+                return
+            claimed = []
+            with self.Session() as s:
+                if self.dialect == "postgresql":
+                    s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK})
+                query = (select(Job).where(Job.state == "queued", or_(Job.secrets_on.is_(None), Job.secrets_on == self.replica))
+                         .order_by(Job.created_at).limit(200))
+                if self.dialect == "postgresql":
+                    query = query.with_for_update(skip_locked=True)
+                busy = set(s.scalars(select(JobLock.key)))
+                for ctx in self.running.values():  # this replica's own view agrees with the lock rows
+                    busy |= lock_keys(SimpleNamespace(mini=None, params={}, claw_id=ctx["claw_id"])) | {f"mini:{m}" for m in ctx["minis"]}
+                for job in s.scalars(query).all():
+                    if len(self.running) + len(claimed) >= self.settings.workers:
+                        break
+                    keys = lock_keys(job)
+                    if keys & busy or ((job.params or {}).get("has_secrets") and job.id not in self.secrets):
+                        continue
+                    try:
+                        with s.begin_nested():
+                            s.add_all([JobLock(key=key, job_id=job.id) for key in sorted(keys)])
+                            job.state, job.started_at, job.owner = "running", utcnow(), self.replica
+                            job.lease_until = job.started_at + self.lease
+                    except IntegrityError:  # another replica holds one of the keys
+                        continue
+                    busy |= keys
+                    claimed.append((job.id, job_minis(job), job.claw_id))
                 s.commit()
-                busy_minis |= minis
-                busy_claws.add(job.claw_id)
-                self.running[job.id] = {"minis": minis, "claw_id": job.claw_id, "cancel": False}
-                thread = threading.Thread(target=self._run, args=(job.id,), name=f"job-{job.id[:8]}", daemon=True)
+            for job_id, minis, claw_id in claimed:
+                self.running[job_id] = {"minis": minis, "claw_id": claw_id, "cancel": False}
+                thread = threading.Thread(target=self._run, args=(job_id,), name=f"job-{job_id[:8]}", daemon=True)
                 self.threads = [t for t in self.threads if t.is_alive()] + [thread]
                 thread.start()
 
@@ -307,7 +471,7 @@ class JobEngine:
                 return bool(ctx.get("cancel")) or self.stopping.is_set()
 
             runner = ansible_runner.run(
-                private_data_dir=str(pdd), project_dir=str(REPO), playbook=str(playbook_path(job.kind)),
+                private_data_dir=str(pdd), project_dir=str(REPO), playbook=str(playbook_path(job.kind, self.settings.playbook_dir)),
                 inventory=str(self.settings.inventory), cmdline=cmdline, ident=job_id, quiet=True, suppress_env_files=True,
                 envvars={"ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
                          # ansible-playbook of this Python's environment, whatever PATH the service was started with
@@ -345,8 +509,16 @@ class JobEngine:
 
     def _finish(self, job_id: str, status: str, rc, outcome: dict, secrets: list, seconds: float) -> None:
         with self.lock, self.Session() as s:
-            job = s.get(Job, job_id)
+            job = s.get(Job, job_id, with_for_update=self.dialect == "postgresql")
             ctx = self.running.pop(job_id, {})
+            if job.state != "running" or job.owner != self.replica:
+                # Another replica ended it when this one missed its lease renewals: that answer stands.
+                log.warning("job %s was ended %s by another replica while it ran here (lease lost)", job_id, job.state)
+                s.commit()
+                self.wakeup.set()
+                return
+            s.execute(delete(JobLock).where(JobLock.job_id == job_id))
+            job.lease_until = None
             if status == "successful":
                 job.state = "succeeded"
             elif status == "canceled" and self.stopping.is_set() and not ctx.get("cancel"):

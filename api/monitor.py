@@ -1,5 +1,6 @@
 """Fleet monitoring inside the API service: the health schedule, last samples, alerts and the nightly backups.
 
+- The schedules run on one replica at a time (the ``scheduler`` lease), once per interval across the replicas.
 - Every ``health_interval`` seconds (default 60) a ``health`` job runs ``playbooks/health.yml`` on every Mini
   (module ``mini_health``); the last sample per Mini and per claw is kept with its time. A Mini whose newest sample
   is older than 180 s is ``heartbeat missing``.
@@ -76,16 +77,24 @@ class Monitor:
     # ---- schedules ---------------------------------------------------------------------------------------------
 
     def _loop(self) -> None:
-        next_health = time.monotonic()
         while not self.stop.wait(1.0):
             try:
-                if self.health_interval > 0 and time.monotonic() >= next_health:
-                    next_health = time.monotonic() + self.health_interval
-                    self._queue_once("health", None)
-                    self._check_heartbeats()
-                self._schedule_backups()
+                self.tick()
             except Exception:  # noqa: BLE001 - the schedule keeps going
                 log.exception("monitor error")
+
+    def tick(self) -> None:
+        """One turn of the schedules. Only the replica holding the ``scheduler`` lease (:meth:`JobEngine.hold_lease`)
+        runs them, and the health schedule's last run is shared in the job store: with several replicas the fleet is
+        sampled once per interval and each Mini's backup queued once, whichever replica leads (and after a leader
+        dies, the next one goes on from the shared state)."""
+        if not self.engine.hold_lease("scheduler"):
+            self.last_backup_run.clear()  # another replica schedules; re-read from the job store when leading again
+            return
+        if self.health_interval > 0 and self.engine.schedule_due("health", self.health_interval):
+            self._queue_once("health", None)
+            self._check_heartbeats()
+        self._schedule_backups()
 
     def _queue_once(self, kind: str, mini: str | None) -> None:
         with self.Session() as s:
