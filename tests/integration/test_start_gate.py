@@ -1,0 +1,169 @@
+"""The claws' start gate (roles/openclaw_runtime/templates/openclaw-start-gate.mjs.j2) run by a real Node.js on this
+machine: at most N cold starts at once in arrival order, places given back on /readyz or exit, and nothing a tenant
+plants in the shared queue can stop a start (wrong owner, stale, symlink) - at worst it delays it by max_wait."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import jinja2
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO / "roles/openclaw_runtime/templates/openclaw-start-gate.mjs.j2"
+NODE = shutil.which("node")
+
+pytestmark = [
+    pytest.mark.skipif(NODE is None, reason="needs Node.js"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="plants other users' tickets (chown)"),
+]
+
+# The gateway stand-in: records that it ran, then serves /readyz 503 until a file exists, then 200; exits on a file.
+MAIN = """
+import fs from "node:fs";
+import http from "node:http";
+import { spawnSync } from "node:child_process";
+const dir = process.env.GATE_TEST_DIR;
+fs.writeFileSync(`${dir}/ran`, String(Date.now()));
+const child = spawnSync(process.execPath, [...process.execArgv, "-e", "1"], { encoding: "utf8" });
+fs.writeFileSync(`${dir}/child-stderr`, child.stderr);
+const port = JSON.parse(fs.readFileSync(`${process.env.OPENCLAW_STATE_DIR}/openclaw.json`, "utf8")).gateway.port;
+const server = http.createServer((req, res) => { res.statusCode = fs.existsSync(`${dir}/ready`) ? 200 : 503; res.end(); });
+server.listen(port, "127.0.0.1");
+const timer = setInterval(() => { if (fs.existsSync(`${dir}/stop`)) { clearInterval(timer); server.close(); } }, 100);
+"""
+
+
+def wait(predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def gate(tmp_path):
+    """Render the gate for a queue in tmp_path; ``start(**settings)`` runs the stand-in gateway behind it."""
+    queue = tmp_path / "queue"
+    queue.mkdir(mode=0o1777)
+    queue.chmod(0o1777)
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "openclaw.json").write_text(json.dumps({"gateway": {"port": free_port()}}))
+    (tmp_path / "main.mjs").write_text(MAIN)
+
+    def start(concurrency=1, max_wait=60, hold=180):
+        env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+        env.filters["to_json"] = json.dumps
+        (tmp_path / "gate.mjs").write_text(env.from_string(TEMPLATE.read_text()).render(
+            ansible_managed="test", openclaw_runtime_start_gate_dir=str(queue), openclaw_runtime_start_concurrency=concurrency,
+            openclaw_runtime_start_max_wait=max_wait, openclaw_runtime_start_hold=hold))
+        environ = {k: v for k, v in os.environ.items() if k != "CLAWFARM_START_GATE_PASSED"}
+        environ.update(GATE_TEST_DIR=str(tmp_path), OPENCLAW_STATE_DIR=str(state))
+        return subprocess.Popen([NODE, "--import", str(tmp_path / "gate.mjs"), str(tmp_path / "main.mjs")], env=environ,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def plant(name: str, uid: int, age: float = 1.0) -> Path:
+        path = queue / name
+        path.write_text("")
+        os.chown(path, uid, 0)
+        then = time.time() - age
+        os.utime(path, (then, then))
+        return path
+
+    def stop(proc):
+        (tmp_path / "stop").write_text("")
+        return proc.communicate(timeout=30)
+
+    return type("Gate", (), {"start": staticmethod(start), "plant": staticmethod(plant), "stop": staticmethod(stop),
+                             "queue": queue, "dir": tmp_path, "ticket": queue / str(os.geteuid())})
+
+
+def test_an_empty_queue_starts_at_once_and_the_place_is_given_back_on_readyz(gate):
+    proc = gate.start()
+    wait(lambda: (gate.dir / "ran").exists())
+    assert gate.ticket.exists(), "the start holds its place until the gateway is ready"
+    (gate.dir / "ready").write_text("")
+    wait(lambda: not gate.ticket.exists())
+    assert proc.poll() is None, "the place was given back while the gateway runs"
+    _, err = gate.stop(proc)
+    assert proc.returncode == 0 and "start gate" not in err
+    # A process the gateway spawns with its exec arguments does not queue again.
+    assert (gate.dir / "child-stderr").read_text() == ""
+
+
+def test_a_start_waits_for_an_earlier_one_then_goes(gate):
+    earlier = gate.plant("4242", 4242)
+    proc = gate.start(concurrency=1)
+    wait(lambda: gate.ticket.exists())
+    time.sleep(1.5)
+    assert not (gate.dir / "ran").exists() and proc.poll() is None, "started while the only slot was taken"
+    earlier.unlink()
+    wait(lambda: (gate.dir / "ran").exists())
+    _, err = gate.stop(proc)
+    assert "waited" in err and "for a start slot (1 at once)" in err
+    assert not gate.ticket.exists(), "the place is given back when the gateway exits"
+
+
+def test_two_slots_let_one_earlier_start_through(gate):
+    gate.plant("4242", 4242)
+    proc = gate.start(concurrency=2)
+    wait(lambda: (gate.dir / "ran").exists())
+    _, err = gate.stop(proc)
+    assert "start gate" not in err
+
+
+def test_a_squatted_queue_only_delays_a_start_by_max_wait(gate):
+    gate.plant("4242", 4242)
+    proc = gate.start(concurrency=1, max_wait=1)
+    wait(lambda: (gate.dir / "ran").exists())
+    _, err = gate.stop(proc)
+    assert "starting after 1 s without a start slot (1 starts ahead of this one)" in err
+
+
+def test_tickets_that_do_not_count(gate):
+    """Named after another uid than its owner's (a tenant cannot take places for others), stale, a directory, a name
+    that is no uid, a later arrival: none holds a start back."""
+    gate.plant("4343", 4242)
+    gate.plant("4444", 4444, age=3600)
+    (gate.queue / "4545").mkdir()
+    os.chown(gate.queue / "4545", 4545, 0)
+    gate.plant("x4646", 4646)
+    proc = gate.start(concurrency=1, max_wait=60)
+    wait(lambda: (gate.dir / "ran").exists())
+    _, err = gate.stop(proc)
+    assert "start gate" not in err
+
+
+def test_a_link_planted_as_the_claws_ticket_is_never_followed_and_the_gateway_starts(gate):
+    target = gate.dir / "victim"
+    target.write_text("keep")
+    os.utime(target, (1_000_000, 1_000_000))
+    gate.ticket.symlink_to(target)
+    proc = gate.start()
+    wait(lambda: (gate.dir / "ran").exists())
+    _, err = gate.stop(proc)
+    assert "no start slot taken, starting now" in err
+    assert target.read_text() == "keep" and target.stat().st_mtime == 1_000_000
+    assert gate.ticket.is_symlink(), "the gate removed a link it did not make"
+
+
+def test_another_users_file_in_the_claws_place_is_left_and_the_gateway_starts(gate):
+    planted = gate.plant(str(os.geteuid()), 4242)
+    os.chmod(planted, 0o666)
+    proc = gate.start()
+    wait(lambda: (gate.dir / "ran").exists())
+    _, err = gate.stop(proc)
+    assert "is not this claw's file" in err and planted.stat().st_uid == 4242
