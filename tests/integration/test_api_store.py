@@ -1,0 +1,163 @@
+"""The job store's rules for several replicas, on SQLite and on a real PostgreSQL (tests/integration/pgcluster.py):
+claims (one job per Mini and per claw whichever replica claims), leases (only an expired one is reaped), jobs with
+secrets bound to their replica, the scheduler lease, a schedule fired once, Alembic on a store older than the
+migrations, and the API's idempotent provision on PostgreSQL.
+
+The engines here claim jobs but run no playbook (``_run`` is replaced): the test is the bookkeeping.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from pgcluster import cluster
+from sqlalchemy import create_engine, inspect, select, text
+
+from api.config import Settings
+from api.db import Job, JobLock, Replica, make_sessionmaker, utcnow
+from api.jobs import JobEngine
+
+A, B, C = ("1a2b3c4d-0000-4000-8000-00000000000%d" % i for i in (1, 2, 3))
+TOKEN = "store-test-token-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def pg():
+    with cluster() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/store.sqlite"
+    base = request.getfixturevalue("pg")
+    name = f"t{abs(hash(request.node.name)) % 10**9}"
+    with create_engine(base, isolation_level="AUTOCOMMIT").connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    return base.replace("/clawfarm?", f"/{name}?")
+
+
+def settings(url, tmp_path, **overrides) -> Settings:
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("minis:\n  hosts:\n    m1: {}\n    m2: {}\n    m3: {}\n")
+    fields = dict(tokens=[TOKEN], database_url=url, state_dir=tmp_path / "state", run_dir=tmp_path / "state" / "run",
+                  inventory=inventory, health_interval=0, backup_schedule="off", workers=10, lease_seconds=30)
+    fields.update(overrides)
+    return Settings(**fields)
+
+
+def replica(url, tmp_path, Session=None) -> JobEngine:
+    engine = JobEngine(settings(url, tmp_path), Session or make_sessionmaker(url))
+    engine._run = lambda job_id: None  # claim only
+    with engine.Session() as s:
+        s.add(Replica(id=engine.replica, started_at=utcnow(), heartbeat_at=utcnow()))
+        s.commit()
+    return engine
+
+
+def states(engine) -> dict:
+    with engine.Session() as s:
+        return {(job.claw_id, job.mini): (job.state, job.owner) for job in s.scalars(select(Job))}
+
+
+def test_claims_hold_minis_and_claws_across_replicas(url, tmp_path):
+    one, two = replica(url, tmp_path), replica(url, tmp_path)
+    one.submit("start", A, "m1", {})
+    one.submit("start", B, "m1", {})          # same Mini as A's job
+    two.submit("start", C, "m2", {})
+    two.submit("restart", C, "m3", {})         # same claw as the m2 job
+    two._dispatch_once()
+    one._dispatch_once()
+    seen = states(one)
+    running = {key: value for key, value in seen.items() if value[0] == "running"}
+    assert set(running) == {(A, "m1"), (C, "m2")}, seen
+    assert {owner for _, owner in running.values()} == {two.replica}  # the first claimer took what it could
+    with one.Session() as s:
+        assert set(s.scalars(select(JobLock.key))) == {"mini:m1", f"claw:{A}", "mini:m2", f"claw:{C}"}
+    # A job ends: its locks go, and the other replica takes the job that waited for that Mini.
+    job_id = one.Session().scalars(select(Job.id).where(Job.claw_id == A)).one()
+    two._finish(job_id, "successful", 0, {"artifact": {}, "stats": None, "error": None}, [], 0.1)
+    one._dispatch_once()
+    assert states(one)[(B, "m1")] == ("running", one.replica)
+
+
+def test_only_an_expired_lease_is_reaped(url, tmp_path):
+    one, two = replica(url, tmp_path), replica(url, tmp_path)
+    job, _ = one.submit("start", A, "m1", {})
+    one._dispatch_once()
+    assert two.reap() == [] and states(two)[(A, "m1")][0] == "running"  # a live replica's job is never touched
+    with one.Session() as s:
+        s.get(Job, job.id).lease_until = utcnow() - timedelta(seconds=1)
+        s.commit()
+    assert two.reap() == [job.id]
+    with two.Session() as s:
+        ended = s.get(Job, job.id)
+        assert ended.state == "interrupted" and "lease expired" in ended.error
+        assert s.scalars(select(JobLock)).all() == []
+    # The late owner's answer does not overwrite the interrupted state.
+    one._finish(job.id, "successful", 0, {"artifact": {}, "stats": None, "error": None}, [], 0.1)
+    assert states(two)[(A, "m1")][0] == "interrupted"
+
+
+def test_a_job_with_secrets_runs_only_on_its_replica(url, tmp_path):
+    one, two = replica(url, tmp_path), replica(url, tmp_path)
+    job, _ = one.submit("provision", A, "m1", {}, secrets={"env": {"K": "secret-value"}})
+    two._dispatch_once()
+    assert states(two)[(A, "m1")] == ("queued", None)
+    assert two.reap() == []  # its replica lives
+    with one.Session() as s:
+        s.get(Replica, one.replica).heartbeat_at = utcnow() - timedelta(hours=1)
+        s.commit()
+    assert two.reap() == [job.id]
+    assert states(two)[(A, "m1")][0] == "interrupted"
+
+
+def test_the_scheduler_lease_and_a_schedule_fire_once(url, tmp_path):
+    one, two = replica(url, tmp_path), replica(url, tmp_path)
+    assert one.hold_lease("scheduler") and one.hold_lease("scheduler")
+    assert not two.hold_lease("scheduler")
+    from api.db import Lease
+    with one.Session() as s:
+        s.get(Lease, "scheduler").until = utcnow() - timedelta(seconds=1)
+        s.commit()
+    assert two.hold_lease("scheduler") and not one.hold_lease("scheduler")
+    assert one.schedule_due("health", 60, now=1000.0)
+    assert not two.schedule_due("health", 60, now=1030.0)
+    assert two.schedule_due("health", 60, now=1060.0)
+
+
+def test_a_store_older_than_the_migrations_is_stamped_and_upgraded(url):
+    from alembic import command
+
+    from api.db import alembic_config
+    engine = create_engine(url)
+    cfg = alembic_config()
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "0001")
+        connection.execute(text("DROP TABLE alembic_version"))
+        connection.execute(text("INSERT INTO jobs (id, kind, state, params, created_at, cancel_requested) "
+                                "VALUES ('old', 'start', 'succeeded', '{}', '2026-01-01 00:00:00', 0)"))
+    Session = make_sessionmaker(url)
+    names = set(inspect(Session.kw["bind"]).get_table_names())
+    assert {"job_locks", "replicas", "leases", "schedule_runs", "alembic_version"} <= names
+    with Session() as s:
+        assert s.get(Job, "old").state == "succeeded" and s.get(Job, "old").owner is None
+
+
+def test_the_api_on_each_store(url, tmp_path):
+    from api.app import create_app
+
+    app = create_app(settings(url, tmp_path))
+    client = TestClient(app)
+    client.headers["Authorization"] = f"Bearer {TOKEN}"
+    body = {"claw_id": A, "mini": "m2", "env": {"API_KEY": "sk-store-secret-0123"}}
+    first = client.post("/v1/claws", json=body, headers={"Idempotency-Key": "k1"})
+    again = client.post("/v1/claws", json=body, headers={"Idempotency-Key": "k1"})
+    assert first.status_code == 202 and again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    assert client.post("/v1/claws", json={**body, "mini": "m3"}, headers={"Idempotency-Key": "k1"}).status_code == 422
+    assert "sk-store-secret" not in client.get(f"/v1/jobs/{first.json()['id']}").text
+    assert client.post(f"/v1/jobs/{first.json()['id']}/cancel").json()["state"] == "canceled"
