@@ -7,6 +7,7 @@ import pytest
 from ansible_collections.mirascope.clawfarm.plugins.module_utils import _macos_user as mu
 from ansible_collections.mirascope.clawfarm.plugins.module_utils._command import CommandRunner
 from ansible_collections.mirascope.clawfarm.plugins.modules.macos_user import MacosUser
+from ansible_collections.mirascope.clawfarm.plugins.modules.macos_user_processes import stop_user_processes
 from conftest import FakeModule
 
 NAME = "claw-1a2b3c4d"
@@ -469,3 +470,47 @@ def test_deletion_kills_the_claws_processes_first(tmp_path):
     delete_at = module.calls.index(["/usr/sbin/sysadminctl", "-deleteUser", NAME, "-keepHome"])
     assert module.calls[2:delete_at] == ([["/bin/launchctl", "bootout", "user/601"],
                                           ["/bin/launchctl", "bootout", "gui/601"]] + [PS] + PKILLS + [PS])
+
+
+def processes_module(check_mode=False, record=None, checkmember=(67, "no", ""), ps=None, **overrides):
+    p = dict(name=NAME, real_name=REAL, state="absent", managed_pattern=mu.DEFAULT_MANAGED_PATTERN)
+    p.update(overrides)
+    return FakeModule(p, {tuple(mu.cmd_read(NAME)): record or (0, record_plist(), ""),
+                          tuple(mu.cmd_checkmember(NAME)): checkmember,
+                          tuple(PS): ps or [(0, PS_ORPHANS, ""), (0, "", "")]}, check_mode=check_mode)
+
+
+def test_macos_user_processes_kills_everything_of_the_claw():
+    module = processes_module()
+    result = stop_user_processes(module, CommandRunner(module))
+    assert result == {"changed": True, "uid": 601, "processes_killed": [4242, 4243, 4250, 4251]}
+    assert module.calls == ([mu.cmd_read(NAME), mu.cmd_checkmember(NAME), ["/bin/launchctl", "bootout", "user/601"],
+                             ["/bin/launchctl", "bootout", "gui/601"], PS] + PKILLS + [PS])
+    again = processes_module(ps=[(0, "", "")])
+    assert stop_user_processes(again, CommandRunner(again)) == {"changed": False, "uid": 601, "processes_killed": []}
+
+
+def test_macos_user_processes_check_mode_only_lists():
+    module = processes_module(check_mode=True)
+    result = stop_user_processes(module, CommandRunner(module))
+    assert result == {"changed": True, "uid": 601, "processes_killed": [4242, 4243, 4250, 4251]}
+    assert module.calls == [mu.cmd_read(NAME), mu.cmd_checkmember(NAME), PS]
+
+
+def test_macos_user_processes_of_a_missing_user_is_nothing_to_do():
+    module = processes_module(record=DSCL_NOT_FOUND)
+    assert stop_user_processes(module, CommandRunner(module)) == {"changed": False, "uid": None, "processes_killed": []}
+    assert module.calls == [mu.cmd_read(NAME)]
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (dict(record=(0, record_plist(uid=499), "")), "below 500"),
+    (dict(checkmember=(0, f"yes {NAME} is a member of admin\n", "")), "administrator"),
+    (dict(real_name="claw 1a2b3c4d-ffff-4000-8000-000000000009"), "another claw"),
+    (dict(name="admin"), "managed pattern"),
+])
+def test_macos_user_processes_refuses_what_macos_user_refuses(overrides, message):
+    module = processes_module(**overrides)
+    with pytest.raises(mu.UserSafetyError, match=message):
+        stop_user_processes(module, CommandRunner(module))
+    assert not any(c[0] in ("/bin/ps", "/usr/bin/pkill", "/bin/launchctl") for c in module.calls)
