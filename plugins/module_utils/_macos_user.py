@@ -279,8 +279,11 @@ def cmd_bootout_domain(domain: str, uid: int) -> list:
 
 
 def cmd_list_processes() -> list:
-    """Every process with its effective UID, real UID and state (ps(1): ``pid``, ``uid``, ``ruid``, ``stat``)."""
-    return [PS, "-A", "-o", "pid=,uid=,ruid=,stat="]
+    """Every process with its effective UID, real UID and state (ps(1): ``pid``, ``uid``, ``ruid``, ``stat``).
+
+    One ``-o`` per keyword: a header after ``=`` may run to the end of its argument, so ``pid=,uid=`` is not portable.
+    """
+    return [PS, "-A", "-o", "pid=", "-o", "uid=", "-o", "ruid=", "-o", "stat="]
 
 
 def cmd_pkill(signal_name: str, uid: int, real: bool) -> list:

@@ -24,7 +24,7 @@ description:
     again, so a process it left behind can never own a later claw's home. See the collection's docs/claw-uids.md.
   - Before an account is deleted, every process of its UID (real or effective) is killed. Its launchd domains
     C(user/UID) and C(gui/UID) are booted out, then C(pkill -STOP) and C(pkill -KILL) by UID run until
-    C(ps -A -o pid=,uid=,ruid=,stat=) shows no live process of it (zombies do not count). If processes survive 50
+    C(ps -A -o pid= -o uid= -o ruid= -o stat=) shows no live process of it (zombies do not count). If processes survive 50
     rounds the module fails naming their pids and deletes nothing.
   - Deletion uses C(sysadminctl -deleteUser NAME -keepHome).  C(sysadminctl) logs to standard error
     and can exit 0 when it failed, so every change is verified with C(dscl -plist . -read) afterwards;

@@ -14,7 +14,7 @@ description:
     would go on changing the home during the archive, and would keep the account's UID after it is deleted.
   - The account's launchd domains C(user/UID) and C(gui/UID) are booted out first (so launchd restarts none of its
     agents); then C(pkill -STOP) and C(pkill -KILL) by real and by effective UID run until
-    C(ps -A -o pid=,uid=,ruid=,stat=) shows no live process of the UID (zombies do not count), at most 50 rounds.
+    C(ps -A -o pid= -o uid= -o ruid= -o stat=) shows no live process of the UID (zombies do not count), at most 50 rounds.
     If some survive, the module fails and names their pids.
   - The same safety rules as M(mirascope.clawfarm.macos_user) - the account must match O(managed_pattern), have a
     UID of 500 or more, not be an administrator, and carry O(real_name) when given - are checked before anything runs.

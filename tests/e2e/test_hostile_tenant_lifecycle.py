@@ -53,7 +53,7 @@ def as_tenant(mini, user: str, command: str) -> str:
 
 def live_processes(mini, uid: int) -> list:
     """``ps`` lines (pid, uid, ruid, state, command) of live processes whose real or effective UID is ``uid``."""
-    out = mini.sh("ps -A -o pid=,uid=,ruid=,stat=,args=").stdout
+    out = mini.sh("ps -A -o pid= -o uid= -o ruid= -o stat= -o args=").stdout
     return [line for line in out.splitlines()
             if len(line.split()) >= 4 and uid in (int(line.split()[1]), int(line.split()[2]))
             and not line.split()[3].startswith("Z")]

@@ -238,7 +238,7 @@ def test_delete_runs_exactly_these_commands_and_keeps_the_home_in_place(tmp_path
         ["/usr/sbin/dseditgroup", "-o", "checkmember", "-m", NAME, "admin"],
         ["/bin/launchctl", "bootout", "user/601"],
         ["/bin/launchctl", "bootout", "gui/601"],
-        ["/bin/ps", "-A", "-o", "pid=,uid=,ruid=,stat="],
+        ["/bin/ps", "-A", "-o", "pid=", "-o", "uid=", "-o", "ruid=", "-o", "stat="],
         ["/usr/sbin/sysadminctl", "-deleteUser", NAME, "-keepHome"],
         ["/usr/bin/dscl", "-plist", ".", "-read", f"/Users/{NAME}"],
         ["/usr/bin/dscacheutil", "-flushcache"],
@@ -414,10 +414,10 @@ def test_deleting_a_claw_records_its_uid_as_used(tmp_path, high_water_file):
     assert mu.read_high_water(high_water_file) == 601
 
 
-PS = ["/bin/ps", "-A", "-o", "pid=,uid=,ruid=,stat="]
+PS = ["/bin/ps", "-A", "-o", "pid=", "-o", "uid=", "-o", "ruid=", "-o", "stat="]
 PKILLS = [["/usr/bin/pkill", "-STOP", "-U", "601"], ["/usr/bin/pkill", "-STOP", "-u", "601"],
           ["/usr/bin/pkill", "-KILL", "-U", "601"], ["/usr/bin/pkill", "-KILL", "-u", "601"]]
-# ps -A -o pid=,uid=,ruid=,stat= as macOS prints it: right-aligned numbers, BSD state letters.
+# ps -A -o pid= -o uid= -o ruid= -o stat= as macOS prints it: right-aligned numbers, BSD state letters.
 PS_ORPHANS = ("    1     0     0 Ss\n  312   501   501 S\n 4242   601   601 Ss\n 4243   601   601 S\n"
               " 4250     0   601 S\n 4251   601   602 T\n 4260   601   601 Z\n 4270   602   602 R\n")
 
