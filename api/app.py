@@ -16,7 +16,7 @@ import json
 import logging
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -154,6 +154,7 @@ class JobOut(BaseModel):
     started_at: str | None = None
     finished_at: str | None = None
     webhook_status: str | None = None
+    replica: str | None = Field(None, description="The API replica that ran (or runs) the job")
 
 
 class ClawOut(BaseModel):
@@ -168,6 +169,27 @@ class ClawOut(BaseModel):
     refresh_job: str | None = None
 
 
+class ClawSummary(BaseModel):
+    claw_id: str
+    present: bool
+    mini: str | None = None
+    record: dict = {}
+    updated_at: str | None = None
+
+
+class ClawPage(BaseModel):
+    """One page of claws, by claw id; pass ``next`` as ``after`` for the following page (null: the last page)."""
+    items: list[ClawSummary]
+    next: str | None = None
+
+
+class Route(BaseModel):
+    """A tunnel route of the Mini: the claw's public hostname to its gateway's loopback port."""
+    hostname: str
+    service: str
+    claw_id: str
+
+
 class MiniOut(BaseModel):
     name: str
     status: str
@@ -177,6 +199,11 @@ class MiniOut(BaseModel):
     claws: int
     last_job: JobOut | None = None
     health: dict | None = None
+
+
+class MiniDetail(MiniOut):
+    claw_records: list[ClawSummary] = Field(default_factory=list, description="The claws present on the Mini")
+    routes: list[Route] = Field(default_factory=list, description="Its tunnel's routes, one per claw with a hostname")
 
 
 # ---- the application ---------------------------------------------------------------------------------------------
@@ -286,11 +313,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def job_out(job: Job) -> dict:
         return job.to_dict()
 
-    def known_mini(name: str) -> None:
+    def known_mini(name: str, placing: bool = False, field: str = "mini") -> None:
+        """422 for a Mini the inventory does not have; with ``placing`` (a new claw or a migration's target goes
+        there) 409 unless its ``mini_status`` is ``active``."""
         minis = inventory.minis()
         if name not in minis:
-            raise HTTPException(422, [{"loc": ["body", "mini"], "msg": f"unknown Mini {name!r}; known: {', '.join(sorted(minis)) or 'none'}",
+            raise HTTPException(422, [{"loc": ["body", field], "msg": f"unknown Mini {name!r}; known: {', '.join(sorted(minis)) or 'none'}",
                                        "type": "value_error"}])
+        if placing and minis[name]["status"] != "active":
+            raise HTTPException(409, f"Mini {name!r} is {minis[name]['status']}: it takes no new claws")
+
+    def claw_home(claw_id: str) -> str | None:
+        """The Mini an existing claw is on: the service's record of a present claw, else the Mini of its newest
+        provision still queued or running; None for a claw the service does not know."""
+        with Session() as s:
+            claw = s.get(Claw, claw_id)
+            if claw is not None and claw.present and claw.mini:
+                return claw.mini
+            pending = s.scalars(select(Job.mini).where(Job.claw_id == claw_id, Job.kind == "provision",
+                                                       Job.state.in_(("queued", "running"))).order_by(Job.created_at.desc()).limit(1)).first()
+            return pending
 
     def claw_mini(claw_id: str, given: str | None) -> str:
         if given:
@@ -356,8 +398,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 first = None  # submit() answers the conflict
             if first is not None:
                 return accepted(first, False)
-            if mini:
-                known_mini(mini)
+            home = claw_home(body.claw_id)
+            if home and mini and mini != home:
+                raise HTTPException(409, f"claw {body.claw_id} is on Mini {home!r}; move it with POST /v1/claws/{{claw_id}}/migrate")
+            if home:
+                mini = home  # an existing claw is provisioned again where it is, never placed again
+            elif mini:
+                known_mini(mini, placing=True)
             else:
                 with Session() as s:
                     load = dict(s.execute(select(Claw.mini, func.count()).where(Claw.present == 1).group_by(Claw.mini)).all())
@@ -399,6 +446,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         url = callback(callback_url, ("query", "callback_url"))
         return submit("deprovision", claw_id, claw_mini(claw_id, mini), {"archive": archive}, callback_url=url, idempotency=key)
 
+    def claw_summary(claw: Claw) -> dict:
+        updated = claw.updated_at.replace(tzinfo=claw.updated_at.tzinfo or UTC) if claw.updated_at else None
+        return {"claw_id": claw.claw_id, "present": bool(claw.present), "mini": claw.mini, "record": claw.record or {},
+                "updated_at": updated.isoformat() if updated else None}
+
+    @app.get("/v1/claws", response_model=ClawPage, dependencies=auth, tags=["claws"])
+    def list_claws(mini: Annotated[str | None, Query(pattern=MINI_PATTERN, description="Only the claws on this Mini")] = None,
+                   state: Annotated[Literal["present", "deprovisioned", "all"], Query(description="present (default), deprovisioned or all")] = "present",
+                   after: Annotated[str | None, Query(pattern=UUID_PATTERN, description="The previous page's next")] = None,
+                   limit: Annotated[int, Query(ge=1, le=500)] = 100):
+        """The claws the service knows (its records from job results), ordered by claw id, a page at a time."""
+        query = select(Claw).order_by(Claw.claw_id).limit(limit + 1)
+        if mini:
+            query = query.where(Claw.mini == mini)
+        if state != "all":
+            query = query.where(Claw.present == (1 if state == "present" else 0))
+        if after:
+            query = query.where(Claw.claw_id > after)
+        with Session() as s:
+            rows = s.scalars(query).all()
+        page = [claw_summary(c) for c in rows[:limit]]
+        return {"items": page, "next": page[-1]["claw_id"] if len(rows) > limit else None}
+
     @app.get("/v1/claws/{claw_id}", response_model=ClawOut, dependencies=auth, tags=["claws"])
     async def claw_status(claw_id: ClawId,
                           refresh: Annotated[bool, Query(description="Run the status playbook first (waits up to 20 s; "
@@ -435,7 +505,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if not playbook_available(kind):
                 raise HTTPException(409, f"{kind} is not available in this release (playbooks/{kind}.yml is not installed)")
             if body.target:
-                known_mini(body.target)
+                known_mini(body.target, placing=True, field="target")
             params = {k: v for k, v in {"key": body.key, "target": body.target}.items() if v is not None}
             return submit(kind, claw_id, claw_mini(claw_id, body.mini), params, callback_url=callback_url, idempotency=key)
         route.__name__ = f"claw_{kind}"
@@ -456,12 +526,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """The inventory's Minis with their claws and last job."""
         return [mini_out(n, info) for n, info in sorted(inventory.minis().items())]
 
-    @app.get("/v1/minis/{name}", response_model=MiniOut, dependencies=auth, tags=["minis"])
+    @app.get("/v1/minis/{name}", response_model=MiniDetail, dependencies=auth, tags=["minis"])
     def get_mini(name: MiniName):
+        """One Mini: status, capacity, health, its claws (``claw_records``) and its tunnel routes (hostname → the
+        claw's loopback port), from the service's claw records."""
         minis = inventory.minis()
         if name not in minis:
             raise HTTPException(404, f"unknown Mini {name!r}")
-        return mini_out(name, minis[name])
+        with Session() as s:
+            claws = s.scalars(select(Claw).where(Claw.mini == name, Claw.present == 1).order_by(Claw.claw_id)).all()
+        routes = [{"hostname": c.record["tunnel_hostname"], "service": f"http://127.0.0.1:{int(c.record['local_port'])}", "claw_id": c.claw_id}
+                  for c in claws if (c.record or {}).get("tunnel_hostname") and str((c.record or {}).get("local_port", "")).isdigit()]
+        return {**mini_out(name, minis[name]), "claw_records": [claw_summary(c) for c in claws], "routes": routes}
 
     @app.post("/v1/minis/{name}/drain", status_code=202, response_model=JobOut, dependencies=auth, tags=["minis"])
     def drain(name: MiniName, request: Request, body: DrainRequest | None = None, idempotency_key: IdemKey = None):

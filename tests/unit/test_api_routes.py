@@ -1,0 +1,89 @@
+"""The fleet routes: GET /v1/claws (filters, pages), GET /v1/minis/{name} (its claws and tunnel routes), a repeated
+POST /v1/claws going to the claw's Mini, and 409 for a Mini that takes no claws (draining, offline, maintenance).
+
+The app runs in-process (TestClient without lifespan: jobs are queued, never run).
+"""
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.config import Settings
+from api.db import Claw, Job
+
+TOKEN = "routes-token-0123456789abcdef0123"
+CLAWS = [f"1a2b3c4d-0000-4000-8000-0000000000{i:02d}" for i in range(1, 8)]
+
+
+@pytest.fixture
+def api(tmp_path):
+    from api.app import create_app
+
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("minis:\n  hosts:\n    mini-01: {}\n    mini-02: {}\n    mini-03:\n      mini_status: draining\n"
+                         "    mini-04:\n      mini_status: offline\n")
+    state = tmp_path / "state"
+    app = create_app(Settings(tokens=[TOKEN], database_url=f"sqlite:///{state}/db.sqlite", state_dir=state, run_dir=state / "run",
+                              inventory=inventory, health_interval=0, backup_schedule="off"))
+    client = TestClient(app)
+    client.headers["Authorization"] = f"Bearer {TOKEN}"
+    with app.state.Session() as s:
+        for i, claw_id in enumerate(CLAWS):
+            mini = ("mini-01", "mini-02", "mini-03")[i % 3]
+            s.add(Claw(claw_id=claw_id, mini=mini, present=0 if i == 6 else 1,
+                       record={"mini": mini, "local_port": 8100 + i, "tunnel_hostname": f"c{i}.claws.example.com", "label": f"l{i}"}))
+        s.commit()
+    return app, client
+
+
+def test_list_claws_filters_and_pages(api):
+    _, client = api
+    page = client.get("/v1/claws", params={"limit": 4}).json()
+    assert [c["claw_id"] for c in page["items"]] == CLAWS[:4] and page["next"] == CLAWS[3]
+    rest = client.get("/v1/claws", params={"limit": 4, "after": page["next"]}).json()
+    assert [c["claw_id"] for c in rest["items"]] == CLAWS[4:6] and rest["next"] is None
+    on_01 = client.get("/v1/claws", params={"mini": "mini-01"}).json()["items"]
+    assert [c["claw_id"] for c in on_01] == [CLAWS[0], CLAWS[3]] and on_01[0]["record"]["local_port"] == 8100
+    gone = client.get("/v1/claws", params={"state": "deprovisioned"}).json()["items"]
+    assert [c["claw_id"] for c in gone] == [CLAWS[6]] and gone[0]["present"] is False
+    assert len(client.get("/v1/claws", params={"state": "all"}).json()["items"]) == 7
+    for bad in ({"limit": 0}, {"limit": 501}, {"state": "running"}, {"after": "x"}, {"mini": "../x"}):
+        assert client.get("/v1/claws", params=bad).status_code == 422, bad
+    assert client.get("/v1/claws", headers={"Authorization": "Bearer nope"}).status_code == 401
+
+
+def test_a_mini_shows_its_claws_and_routes(api):
+    _, client = api
+    mini = client.get("/v1/minis/mini-02").json()
+    assert mini["claws"] == 2 and [c["claw_id"] for c in mini["claw_records"]] == [CLAWS[1], CLAWS[4]]
+    assert mini["routes"] == [{"hostname": "c1.claws.example.com", "service": "http://127.0.0.1:8101", "claw_id": CLAWS[1]},
+                              {"hostname": "c4.claws.example.com", "service": "http://127.0.0.1:8104", "claw_id": CLAWS[4]}]
+    assert client.get("/v1/minis/mini-99").status_code == 404
+
+
+def test_a_repeated_provision_goes_to_the_claws_mini(api):
+    app, client = api
+    answer = client.post("/v1/claws", json={"claw_id": CLAWS[2]})  # on mini-03, which is draining: it is not placed again
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["mini"] == "mini-03"
+    assert client.post("/v1/claws", json={"claw_id": CLAWS[2], "mini": "mini-03"}).json()["mini"] == "mini-03"
+    moved = client.post("/v1/claws", json={"claw_id": CLAWS[1], "mini": "mini-01"})
+    assert moved.status_code == 409 and "migrate" in moved.text
+    # A claw whose first provision is still queued goes where that one went.
+    new = "2a2b3c4d-0000-4000-8000-000000000001"
+    first = client.post("/v1/claws", json={"claw_id": new}).json()
+    assert client.post("/v1/claws", json={"claw_id": new}).json()["mini"] == first["mini"]
+    with app.state.Session() as s:
+        assert s.query(Job).count() == 4
+
+
+@pytest.mark.parametrize("mini", ["mini-03", "mini-04"])
+def test_a_mini_that_takes_no_claws_is_409(api, mini):
+    app, client = api
+    new = "3a2b3c4d-0000-4000-8000-000000000001"
+    answer = client.post("/v1/claws", json={"claw_id": new, "mini": mini})
+    assert answer.status_code == 409 and ("draining" in answer.text or "offline" in answer.text)
+    answer = client.post(f"/v1/claws/{CLAWS[0]}/migrate", json={"target": mini})
+    assert answer.status_code == 409 and mini in answer.text, answer.text
+    with app.state.Session() as s:
+        assert s.query(Job).count() == 0
