@@ -236,9 +236,13 @@ def write_high_water(path: str, uid: int) -> None:
     The temporary name is random and created exclusively (``O_EXCL | O_NOFOLLOW``); rename never follows a link.
     """
     parent, name = os.path.split(path)
-    if not os.path.lexists(parent):
-        os.makedirs(parent, mode=0o700)
-    dfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not os.path.lexists(parent):
+            os.makedirs(parent, mode=0o700)
+        dfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise UserSafetyError(f"cannot open {parent} for the UID high-water mark: {exc.strerror} (a link is refused); "
+                              "it must be a directory of root that other users cannot write to") from None
     try:
         st = os.fstat(dfd)
         if st.st_uid != os.geteuid() or st.st_mode & 0o022:

@@ -69,8 +69,8 @@ def test_a_detached_process_of_a_deprovisioned_claw_never_becomes_the_next_claw(
     old_uid = int(mini.sh(f"id -u {OLD_USER}").stdout)
     as_tenant(mini, OLD_USER, f"cat > {HOPPER} <<'EOF'\n{HOPPER_SCRIPT}EOF\n"
                               f"setsid sh {HOPPER} </dev/null >/dev/null 2>&1 &")
-    wait_for(lambda: any("e2e-hopper" in line for line in live_processes(mini, old_uid)), timeout=30, interval=0.5)
-    wait_for(lambda: OLD_TOKEN in mini.sh(f"cat {LOOT} 2>/dev/null; true").stdout, timeout=30, interval=0.5)
+    assert wait_for(lambda: any("e2e-hopper" in line for line in live_processes(mini, old_uid)), timeout=30, interval=0.5)
+    assert wait_for(lambda: OLD_TOKEN in mini.sh(f"cat {LOOT} 2>/dev/null; true").stdout, timeout=30, interval=0.5)
 
     result = mini.playbook("deprovision", "-e", f"claw_id={OLD_ID}", "-e", "archive=false")
     assert result.returncode == 0 and recap(result.stdout)[mini.name]["failed"] == 0, result.stdout[-4000:]

@@ -514,3 +514,11 @@ def test_macos_user_processes_refuses_what_macos_user_refuses(overrides, message
     with pytest.raises(mu.UserSafetyError, match=message):
         stop_user_processes(module, CommandRunner(module))
     assert not any(c[0] in ("/bin/ps", "/usr/bin/pkill", "/bin/launchctl") for c in module.calls)
+
+
+def test_a_linked_high_water_directory_is_refused(tmp_path):
+    (tmp_path / "real").mkdir(mode=0o700)
+    (tmp_path / "db").symlink_to(tmp_path / "real")
+    with pytest.raises(mu.UserSafetyError, match="a link is refused"):
+        mu.write_high_water(str(tmp_path / "db" / "claw-uid-high-water"), 601)
+    assert list((tmp_path / "real").iterdir()) == []
