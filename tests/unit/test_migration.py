@@ -170,7 +170,7 @@ def receiver(tmp_path):
     claw (PATH pointed at them)."""
     fake = tmp_path / "bin"
     fake.mkdir()
-    (fake / "sudo").write_text('#!/bin/sh\necho "RAN sudo $*"\n')
+    (fake / "sudo").write_text('#!/bin/sh\n[ "$1 $2" = "-n dscl" ] && shift && exec "$@"\necho "RAN sudo $*"\n')
     (fake / "sudo").chmod(0o755)
     (fake / "dscl").write_text('#!/bin/sh\ncase "$3" in\n'
                                '  /Users/claw-1a2b3c4d) printf "NFSHomeDirectory: /Users/claw-1a2b3c4d\\nUniqueID: 502\\n" ;;\n'
