@@ -368,8 +368,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             return accepted(*engine.submit(*args, **kwargs))
         except IdempotencyConflict:
-            raise HTTPException(422, [{"loc": ["header", "Idempotency-Key"], "type": "idempotency_conflict",
-                                       "msg": "this Idempotency-Key was already used for a different request (method, path or body); use a new key"}])
+            raise idempotency_conflict()
+
+    def idempotency_conflict() -> HTTPException:
+        return HTTPException(422, [{"loc": ["header", "Idempotency-Key"], "type": "idempotency_conflict",
+                                    "msg": "this Idempotency-Key was already used for a different request (method, path or body); use a new key"}])
 
     def callback(url, field: tuple = ("body", "callback_url")) -> str | None:
         if url is None:
@@ -391,11 +394,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         key = idem(request, idempotency_key, body)
         callback_url = callback(body.callback_url)
         mini = body.mini
-        with engine.lock:  # placement and queueing are one step: two requests never pick the same last slot
+        with engine.serialized("placement"):  # placement and queueing are one step, across replicas: no last slot twice
             try:
                 first = engine.replay(key)  # a retry gets its job even when that job took the last slot
             except IdempotencyConflict:
-                first = None  # submit() answers the conflict
+                raise idempotency_conflict()  # before any other check: a reused key is the caller's error
             if first is not None:
                 return accepted(first, False)
             home = claw_home(body.claw_id)

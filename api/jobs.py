@@ -15,11 +15,13 @@ ansible-runner-api.md section 2.3).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import sys
@@ -27,6 +29,7 @@ import tempfile
 import threading
 import time
 import uuid
+import zlib
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -63,14 +66,47 @@ def playbook_available(kind: str) -> bool:
     return playbook_path(kind).exists()
 
 
+REDACTED = "********"
+SHORT_SECRET = 8  # below this length a value is redacted only where it stands as a whole token
+
+
 def redact(value, secrets: list[str]):
-    """Replace every secret string inside a JSON-able value with ``********``."""
-    if not secrets:
+    """Replace the job's secret values inside a JSON-able value (strings at any depth, dict keys too) with ``********``.
+
+    A value of 8 characters or more is replaced wherever it occurs, inside longer text too. A shorter value (an env
+    value such as ``on`` or ``42``) is replaced where it stands as a whole token (a letter, digit or ``_`` at its
+    edge is not continued by another one): replacing every occurrence of ``42`` would garble unrelated text, skipping it (as this
+    function did for values under 4 characters) would store the value itself, e.g. ``value 42 is invalid``.
+    Numbers, booleans and null are left as they are; matching runs on the values, never on JSON text, so the
+    result is always valid data.
+    """
+    values = sorted({str(v) for v in secrets if v is not None and str(v) != ""}, key=len, reverse=True)
+    if not values:
         return value
-    text = json.dumps(value, default=str)
-    for secret in secrets:
-        text = text.replace(json.dumps(secret)[1:-1], "********")
-    return json.loads(text)
+    long = [v for v in values if len(v) >= SHORT_SECRET]
+    short = [v for v in values if len(v) < SHORT_SECRET]
+    def bounded(v: str) -> str:  # a word character at the value's edge must not continue a longer word
+        word = re.compile(r"[A-Za-z0-9_]")
+        return ((r"(?<![A-Za-z0-9_])" if word.match(v[0]) else "") + re.escape(v)
+                + (r"(?![A-Za-z0-9_])" if word.match(v[-1]) else ""))
+
+    token = re.compile("|".join(bounded(v) for v in short)) if short else None
+
+    def clean(text: str) -> str:
+        for secret in long:
+            text = text.replace(secret, REDACTED)
+        return token.sub(REDACTED, text) if token else text
+
+    def walk(item):
+        if isinstance(item, str):
+            return clean(item)
+        if isinstance(item, dict):
+            return {clean(k) if isinstance(k, str) else k: walk(v) for k, v in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [walk(v) for v in item]
+        return item
+
+    return walk(value)
 
 
 class IdempotencyConflict(Exception):
@@ -288,6 +324,25 @@ class JobEngine:
                 return False
             return True
 
+    @contextlib.contextmanager
+    def serialized(self, name: str):
+        """Hold ``name`` across all replicas while the block runs (PostgreSQL: a session advisory lock on a
+        connection of its own; SQLite, one replica: the engine's lock is enough). Placement of a new claw runs
+        under ``placement``, so two replicas never hand out a Mini's last slot twice."""
+        with self.lock:
+            if self.dialect != "postgresql":
+                yield
+                return
+            key = zlib.crc32(f"clawfarm:{name}".encode())
+            with self.Session.kw["bind"].connect() as connection:
+                connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+                connection.commit()
+                try:
+                    yield
+                finally:
+                    connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                    connection.commit()
+
     # ---- submission --------------------------------------------------------------------------------------------
 
     def submit(self, kind: str, claw_id: str | None, mini: str | None, params: dict, secrets: dict | None = None,
@@ -442,7 +497,7 @@ class JobEngine:
             job = s.get(Job, job_id)
         secrets = self.secrets.get(job_id, {})
         secret_values = [v for v in [secrets.get("gateway_token"), *(secrets.get("env") or {}).values(), *(secrets.get("env_set") or {}).values()]
-                         if v and len(str(v)) >= 4]
+                         if v]
         pdd = Path(tempfile.mkdtemp(prefix=f"job-{job_id[:8]}-", dir=self.settings.run_dir))
         outcome = {"artifact": {}, "stats": None, "error": None, "counter": 0}
         started = time.monotonic()

@@ -161,3 +161,32 @@ def test_the_api_on_each_store(url, tmp_path):
     assert client.post("/v1/claws", json={**body, "mini": "m3"}, headers={"Idempotency-Key": "k1"}).status_code == 422
     assert "sk-store-secret" not in client.get(f"/v1/jobs/{first.json()['id']}").text
     assert client.post(f"/v1/jobs/{first.json()['id']}/cancel").json()["state"] == "canceled"
+
+
+def test_two_replicas_never_give_the_last_slot_twice(url, tmp_path):
+    if not url.startswith("postgresql"):
+        pytest.skip("one replica on SQLite")
+    import threading
+
+    from api.app import create_app
+
+    apps = []
+    for name in ("r1", "r2"):
+        work = tmp_path / name
+        work.mkdir()
+        config = settings(url, work)
+        config.inventory.write_text("minis:\n  hosts:\n    m1:\n      claw_max_per_mini: 1\n")
+        client = TestClient(create_app(config))
+        client.headers["Authorization"] = f"Bearer {TOKEN}"
+        apps.append(client)
+    answers, barrier = [], threading.Barrier(8)
+
+    def ask(i):
+        barrier.wait()
+        answers.append(apps[i % 2].post("/v1/claws", json={"claw_id": f"4a2b3c4d-0000-4000-8000-0000000000{i:02d}"}).status_code)
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(answers) == [202] + [409] * 7
