@@ -21,13 +21,14 @@ they are unit-tested without a server; the streaming functions take a boto3 S3 c
 
 from __future__ import annotations
 
+import collections
 import errno
 import fnmatch
 import hashlib
+import io
 import json
 import os
 import re
-import shutil
 import stat
 import tarfile
 import threading
@@ -185,6 +186,211 @@ def multipart_etag(part_md5s: list) -> str:
     return f"{digest}-{len(part_md5s)}"
 
 
+# ---- client-side encryption ----------------------------------------------------------------------------------------
+#
+# STREAM (Hoang, Reyhanitabar, Rogaway, Vizar 2015: the online AEAD construction of age and Tink's streaming AEAD)
+# over ChaCha20-Poly1305 from the ``cryptography`` package, as age's payload: the plaintext is cut into 64 KiB
+# segments, segment i is sealed with nonce = 11-byte big-endian i || 1 byte "last segment" flag, so segments can
+# be neither reordered, dropped, nor the stream truncated or extended.  The payload key is
+# HKDF-SHA256(claw key, salt = 32 random bytes of this archive, info = ENCRYPTION_ALGORITHM): a fresh key per
+# archive.  The object is ``header || sealed segments``; the header (magic, key id, salt) is every segment's
+# associated data.  Memory: one segment.  docs/archive-encryption.md says why this and not age/pyrage.
+
+ENCRYPTION_ALGORITHM = "clawfarm-stream-chacha20poly1305-hkdf-sha256/1"
+ENCRYPTION_MAGIC = b"CLAWENC1"
+SEGMENT = 64 * 1024
+TAG = 16
+KEY_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def _crypto():
+    try:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+    except ImportError:
+        raise ArchiveError("the cryptography package is not installed in the Python running this module; run "
+                           "bootstrap.yml --tags python (the farm venv's requirements include it)")
+    return hashes, ChaCha20Poly1305, HKDF
+
+
+def decode_key(value, what: str = "archive key") -> bytes:
+    """A 32-byte key from its base64 text (standard or URL-safe alphabet).
+
+    Raises:
+        ArchiveError: not base64, or not 32 bytes (the message never contains the value).
+    """
+    import base64
+    import binascii
+
+    try:
+        raw = base64.urlsafe_b64decode(str(value).strip().replace("+", "-").replace("/", "_").encode("ascii"))
+    except (binascii.Error, ValueError, UnicodeError):
+        raise ArchiveError(f"the {what} is not base64 text")
+    if len(raw) != 32:
+        raise ArchiveError(f"the {what} must be 32 bytes (44 base64 characters), got {len(raw)} bytes")
+    return raw
+
+
+def key_check(key: bytes) -> str:
+    """A public fingerprint of an archive key (HMAC-SHA256 of a constant, 16 hex digits), recorded in manifests so a
+    restore refuses a wrong key before it downloads anything; it reveals nothing about the key."""
+    import hmac
+
+    return hmac.new(key, b"clawfarm archive key check/1", hashlib.sha256).hexdigest()[:16]
+
+
+def _payload_key(key: bytes, salt: bytes) -> bytes:
+    hashes, _, hkdf = _crypto()
+    return hkdf(algorithm=hashes.SHA256(), length=32, salt=salt, info=ENCRYPTION_ALGORITHM.encode()).derive(key)
+
+
+def _nonce(counter: int, last: bool) -> bytes:
+    if counter >= 1 << 88:
+        raise ArchiveError("archive has too many encrypted segments")
+    return counter.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
+
+
+class EncryptingWriter:
+    """A write-only stream that seals what it is given (STREAM, see above) and writes it to ``raw``.
+
+    Call :meth:`finish` once everything is written: it seals the last segment (marked last).  Buffers at most one
+    segment."""
+
+    def __init__(self, raw, key_id: str, key: bytes):
+        if not KEY_ID.match(key_id or ""):
+            raise ArchiveError(f"archive key id {key_id!r} must be 1-64 letters, digits, '.', '_' or '-'")
+        _, aead, _ = _crypto()
+        salt = os.urandom(32)
+        self.raw, self.counter, self.buffer, self.finished = raw, 0, bytearray(), False
+        encoded = key_id.encode("ascii")
+        self.header = ENCRYPTION_MAGIC + bytes([len(encoded)]) + encoded + salt
+        self.aead = aead(_payload_key(key, salt))
+        raw.write(self.header)
+
+    def write(self, data) -> int:
+        self.buffer += data
+        while len(self.buffer) > SEGMENT:  # keep at least one byte back: only finish() knows the last segment
+            self._seal(bytes(self.buffer[:SEGMENT]), last=False)
+            del self.buffer[:SEGMENT]
+        return len(data)
+
+    def _seal(self, chunk: bytes, last: bool) -> None:
+        self.raw.write(self.aead.encrypt(_nonce(self.counter, last), chunk, self.header))
+        self.counter += 1
+
+    def finish(self) -> None:
+        if not self.finished:
+            self._seal(bytes(self.buffer), last=True)
+            self.buffer = bytearray()
+            self.finished = True
+
+    def flush(self) -> None:
+        pass
+
+    def writable(self) -> bool:
+        return True
+
+
+def read_encryption_header(raw) -> tuple:
+    """``(key_id, header bytes)`` read from the start of an encrypted archive object.
+
+    Raises:
+        ArchiveError: the object does not start with a clawfarm encryption header.
+    """
+    head = read_exact(raw, len(ENCRYPTION_MAGIC) + 1)
+    if len(head) < len(ENCRYPTION_MAGIC) + 1 or head[: len(ENCRYPTION_MAGIC)] != ENCRYPTION_MAGIC:
+        raise ArchiveError("the object is not a clawfarm encrypted archive (no encryption header)")
+    rest = read_exact(raw, head[-1] + 32)
+    if len(rest) != head[-1] + 32:
+        raise ArchiveError("the encrypted archive's header is truncated")
+    try:
+        key_id = rest[: head[-1]].decode("ascii")
+    except UnicodeDecodeError:
+        raise ArchiveError("the encrypted archive's header has an invalid key id")
+    return key_id, head + rest
+
+
+class DecryptingReader:
+    """A read-only stream that opens a STREAM-sealed archive (see :class:`EncryptingWriter`) read from ``raw``.
+
+    Every segment is authenticated before any of its bytes are returned; a tampered, reordered, truncated or
+    extended object raises :class:`ArchiveError`.  Reading to the end proves the last segment was the last."""
+
+    def __init__(self, raw, keys: dict):
+        _, aead, _ = _crypto()
+        key_id, self.header = read_encryption_header(raw)
+        if key_id not in keys:
+            raise ArchiveError(f"the archive is encrypted with key {key_id!r}, which this restore was not given")
+        self.raw = raw
+        self.aead = aead(_payload_key(keys[key_id], self.header[-32:]))
+        self.counter, self.out, self.done = 0, b"", False
+        self.pending = read_exact(raw, SEGMENT + TAG)
+
+    def _next(self) -> None:
+        sealed = self.pending
+        last = len(sealed) < SEGMENT + TAG
+        if not last:
+            self.pending = read_exact(self.raw, SEGMENT + TAG)
+            last = not self.pending
+        from cryptography.exceptions import InvalidTag
+
+        try:
+            self.out = self.aead.decrypt(_nonce(self.counter, last), sealed, self.header)
+        except InvalidTag:
+            raise ArchiveError(f"encrypted segment {self.counter} does not authenticate: the object was altered or "
+                               "truncated, or the key is wrong")
+        self.counter += 1
+        self.done = last
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            chunks = []
+            while True:
+                chunk = self.read(MIB)
+                if not chunk:
+                    return b"".join(chunks)
+                chunks.append(chunk)
+        while not self.out and not self.done:
+            self._next()
+        data, self.out = self.out[:size], self.out[size:]
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+
+def encryption_record(key_id: str, key: bytes) -> dict:
+    """The manifest's ``encryption`` entry: algorithm, key id and the key's public check value."""
+    return {"algorithm": ENCRYPTION_ALGORITHM, "key_id": key_id, "key_check": key_check(key)}
+
+
+def check_keys(manifest: dict, keys: dict | None) -> dict | None:
+    """Which of ``keys`` (``{key_id: 32-byte key}``) opens the archive of ``manifest``: ``None`` for an unencrypted
+    archive, else ``{key_id: key}``.
+
+    Raises:
+        ArchiveError: an unknown algorithm, a key id not given, or a key whose check value differs (the wrong key
+        under that id) - before anything is downloaded or replaced.
+    """
+    record = manifest.get("encryption")
+    if not record:
+        return None
+    name = manifest.get("key")
+    if not isinstance(record, dict) or record.get("algorithm") != ENCRYPTION_ALGORITHM:
+        raise ArchiveError(f"archive {name} is encrypted with an unknown algorithm "
+                           f"{record.get('algorithm') if isinstance(record, dict) else record!r}; nothing was replaced")
+    key_id = record.get("key_id")
+    if not keys or key_id not in keys:
+        raise ArchiveError(f"archive {name} is encrypted with key {key_id!r} of this claw, which was not given "
+                           f"(given: {', '.join(sorted(keys)) if keys else 'none'}); restore it with the claw's key store "
+                           "entry that still holds that key (and the farm key that opens it); nothing was replaced")
+    if key_check(keys[key_id]) != record.get("key_check"):
+        raise ArchiveError(f"the key given as {key_id!r} is not the key archive {name} was encrypted with (its check "
+                           "value differs); nothing was replaced")
+    return {key_id: keys[key_id]}
+
+
 # ---- the tar stream ------------------------------------------------------------------------------------------------
 
 def excluded(relpath: str, patterns) -> bool:
@@ -256,6 +462,108 @@ def _same(a: os.stat_result, b: os.stat_result) -> bool:
     return (a.st_dev, a.st_ino, stat.S_IFMT(a.st_mode)) == (b.st_dev, b.st_ino, stat.S_IFMT(b.st_mode))
 
 
+class _Moved(Exception):
+    """A directory on the walk's current path is no longer the one that was listed (renamed, swapped for another)."""
+
+
+class _DirChain:
+    """File descriptors of the directories along one path below a top directory, at most ``keep`` of them open.
+
+    A walk through a tree of any depth holds a bounded number of descriptors (a tenant's 2000-deep chain of
+    directories must not exhaust them: EMFILE would fail every backup of the claw).  Each directory of the path
+    is reached with ``openat(parent, name, O_NOFOLLOW|O_DIRECTORY)`` and, when its ``stat`` was recorded, must show
+    the same device, inode and type (:func:`_same`); the open descriptors are always the ``keep`` deepest ones (a
+    contiguous suffix of the path).  When the walk climbs above them, :meth:`current` re-opens the path from the top
+    directory the same way, verifying every level again (raising :class:`_Moved` when one was swapped), and keeps
+    the ``keep`` deepest open again, so a walk of a chain of depth d costs about d*d/(2*keep) opens, never more fds.
+    The top directory's descriptor belongs to the caller.
+    """
+
+    def __init__(self, top_fd: int, keep: int = 16):
+        self.top, self.keep = top_fd, keep
+        self.names, self.ids, self.fds = [], [], []
+        self.low = 0  # fds[low:] are open, fds[:low] are closed
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def push(self, name: str, st: os.stat_result | None, fd: int) -> None:
+        """Append a directory already opened (and verified) by the caller from :meth:`current`; the chain owns ``fd``."""
+        self.names.append(name)
+        self.ids.append(st)
+        self.fds.append(fd)
+        if len(self.fds) - self.low > self.keep:
+            os.close(self.fds[self.low])
+            self.fds[self.low] = None
+            self.low += 1
+
+    def pop(self) -> None:
+        """Leave the deepest directory (closing its fd)."""
+        fd = self.fds.pop()
+        self.names.pop()
+        self.ids.pop()
+        if fd is not None:
+            os.close(fd)
+        self.low = min(self.low, len(self.fds))
+
+    def current(self) -> int:
+        """The fd of the deepest directory (the top's when the chain is empty), re-opened if it was closed.
+
+        Raises:
+            _Moved: a directory of the path is not the one recorded any more.
+            OSError: an open failed (ENOENT, ELOOP, ENOTDIR when a directory was swapped; EACCES...).
+        """
+        if not self.fds:
+            return self.top
+        if self.low < len(self.fds):
+            return self.fds[-1]
+        depth = len(self.fds)
+        first_kept = max(depth - self.keep, 0)
+        fd, transient = self.top, None  # transient: an fd opened here that is not kept
+        try:
+            for index in range(depth):
+                nxt = os.open(self.names[index], _OPEN_DIR, dir_fd=fd)
+                if transient is not None:
+                    os.close(transient)
+                    transient = None
+                if index >= first_kept:
+                    self.fds[index] = nxt
+                else:
+                    transient = nxt
+                if self.ids[index] is not None and not _same(os.fstat(nxt), self.ids[index]):
+                    raise _Moved("/".join(self.names[: index + 1]))
+                fd = nxt
+        except BaseException:
+            if transient is not None:
+                os.close(transient)
+            for index in range(first_kept, depth):
+                if self.fds[index] is not None:
+                    os.close(self.fds[index])
+                    self.fds[index] = None
+            raise
+        self.low = first_kept
+        return self.fds[-1]
+
+    def goto(self, names) -> int:
+        """Make the chain the path ``names`` (no verification: for a tree only this process writes) and return its fd."""
+        names = list(names)
+        common = min(len(names), len(self.names))
+        if names[:common] != self.names[:common]:  # (compared in C first: most calls share the whole shorter path)
+            common = 0
+            while names[common] == self.names[common]:
+                common += 1
+        while len(self.names) > common:
+            self.pop()
+        for name in names[common:]:
+            self.push(name, None, os.open(name, _OPEN_DIR, dir_fd=self.current()))
+        return self.current()
+
+    def close(self) -> None:
+        """Close every fd the chain holds (not the top's)."""
+        while self.fds:
+            self.pop()
+
+
 class _ExactReader:
     """Reads exactly ``size`` bytes from a file descriptor: pads with zeros if the file shrank (and says so),
     ignores what it grew by, so a file changing under the writer never breaks the tar stream."""
@@ -287,7 +595,8 @@ def write_tar(src: str, fileobj, excludes, counters: dict, hook=None) -> None:
 
     Root reads a tree its tenant can change while it runs, so nothing here follows a link or a swapped entry:
     directories are walked through file descriptors (each opened ``O_NOFOLLOW|O_DIRECTORY`` relative to its verified
-    parent), every file is opened ``O_NOFOLLOW|O_NONBLOCK`` relative to its directory and its ``fstat`` must show the
+    parent; iteratively, holding a bounded number of fds at any depth, re-opening and re-verifying an ancestor when
+    the walk climbs back to it: :class:`_DirChain`), every file is opened ``O_NOFOLLOW|O_NONBLOCK`` relative to its directory and its ``fstat`` must show the
     same device, inode and type as the ``lstat`` taken while listing.  Sockets are left out silently.  Skipped and
     counted in ``counters["skipped"]`` (never an error): entries that changed between the listing and the open
     (``changed``); FIFOs and devices (``special``); names with control characters (``unsafe_name``) and symlinks the
@@ -303,6 +612,7 @@ def write_tar(src: str, fileobj, excludes, counters: dict, hook=None) -> None:
     counters.update(files=0, entries=0, bytes=0, skipped={reason: 0 for reason in SKIP_REASONS}, skipped_paths=[])
     uname, gname = _names()
     inodes = {}
+    tail = max((pattern.count("/") + 1 for pattern in excludes), default=1)
 
     def skip(reason: str, rel: str) -> None:
         counters["skipped"][reason] += 1
@@ -326,15 +636,17 @@ def write_tar(src: str, fileobj, excludes, counters: dict, hook=None) -> None:
             tar.addfile(info, data)
             counters["entries"] += 1
 
-        def walk(dir_fd: int, rel_root: str, owner: int) -> None:
+        def list_dir(dir_fd: int, rel_root: str, owner: int) -> list:
+            """Add the entries of one directory (files read now); return its subdirectories, walked after."""
             with os.scandir(dir_fd) as listing:
                 names = sorted(entry.name for entry in listing)
             subdirs = []
             for name in names:
                 rel = rel_root + name
-                if excluded(rel, excludes):
+                # the parent's own path was checked when it was listed: only the windows ending here are new
+                if excluded("/".join(rel.rsplit("/", tail)[-tail:]), excludes):
                     continue
-                if not restorable_name(rel):
+                if not restorable_name(name):
                     skip("unsafe_name", repr(rel))
                     continue
                 try:
@@ -366,20 +678,37 @@ def write_tar(src: str, fileobj, excludes, counters: dict, hook=None) -> None:
                     add_file(dir_fd, name, rel, arcname, st, owner)
                 elif not stat.S_ISSOCK(st.st_mode):  # sockets are never data: left out without a word, as before
                     skip("special", rel)
-            for name, rel, st in subdirs:
-                try:
-                    fd = os.open(name, _OPEN_DIR, dir_fd=dir_fd)
-                except OSError as exc:
-                    _raise_unless_swapped(exc, rel)
-                    skip("changed", rel + "/")
-                    continue
-                try:
-                    if not _same(os.fstat(fd), st):
+            return subdirs
+
+        def walk(top_fd: int, owner: int) -> None:
+            """Depth-first, iteratively (no recursion limit), holding a bounded number of fds (:class:`_DirChain`)."""
+            chain = _DirChain(top_fd)
+            pending = [collections.deque(list_dir(top_fd, "", owner))]  # pending[i + 1] belongs to chain level i
+            try:
+                while pending:
+                    if not pending[-1]:
+                        pending.pop()
+                        if pending:
+                            chain.pop()
+                        continue
+                    name, rel, st = pending[-1].popleft()
+                    try:
+                        fd = os.open(name, _OPEN_DIR, dir_fd=chain.current())
+                    except _Moved:  # a directory above was swapped since it was listed
                         skip("changed", rel + "/")
                         continue
-                    walk(fd, rel + "/", owner)
-                finally:
-                    os.close(fd)
+                    except OSError as exc:
+                        _raise_unless_swapped(exc, rel)
+                        skip("changed", rel + "/")
+                        continue
+                    if not _same(os.fstat(fd), st):
+                        os.close(fd)
+                        skip("changed", rel + "/")
+                        continue
+                    chain.push(name, st, fd)
+                    pending.append(collections.deque(list_dir(fd, rel + "/", owner)))
+            finally:
+                chain.close()
 
         def add_file(dir_fd, name, rel, arcname, st, owner) -> None:
             try:
@@ -418,7 +747,7 @@ def write_tar(src: str, fileobj, excludes, counters: dict, hook=None) -> None:
         try:
             root = os.fstat(top)
             add(_typed(header(".", root), tarfile.DIRTYPE))
-            walk(top, "", root.st_uid)
+            walk(top, root.st_uid)
         finally:
             os.close(top)
 
@@ -443,9 +772,10 @@ def _typed(info: tarfile.TarInfo, kind: bytes) -> tarfile.TarInfo:
 class _Producer(threading.Thread):
     """Runs tar -> zstd into a pipe; errors are kept for the consumer to re-raise."""
 
-    def __init__(self, src, excludes, level, write_fd):
+    def __init__(self, src, excludes, level, write_fd, encryption=None):
         super().__init__(daemon=True)
         self.src, self.excludes, self.level, self.write_fd = src, excludes, level, write_fd
+        self.encryption = encryption  # (key_id, key) or None
         self.error = None
         self.counters = {}
 
@@ -454,16 +784,22 @@ class _Producer(threading.Thread):
 
         try:
             with open(self.write_fd, "wb", buffering=1024 * 1024) as pipe:
+                sink = EncryptingWriter(pipe, *self.encryption) if self.encryption else pipe
                 compressor = zstandard.ZstdCompressor(level=self.level, write_checksum=True)
-                with compressor.stream_writer(pipe, closefd=False) as writer:
+                with compressor.stream_writer(sink, closefd=False) as writer:
                     write_tar(self.src, writer, self.excludes, self.counters)
+                if self.encryption:
+                    sink.finish()
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread
             self.error = exc
 
 
 def upload_directory(client, bucket: str, key: str, src: str, excludes=DEFAULT_EXCLUDES, part_size: int = 64 * MIB,
-                     level: int = 3, metadata: dict | None = None, progress=None) -> dict:
+                     level: int = 3, metadata: dict | None = None, progress=None, encryption=None) -> dict:
     """Stream ``src`` as tar+zstd straight into ``s3://bucket/key``: no temporary file, memory bounded by one part.
+
+    With ``encryption=(key_id, key)`` the zstd stream is sealed on the way (:class:`EncryptingWriter`, one 64 KiB
+    segment of memory more); the object's sha256/size are then those of the sealed bytes.
 
     Parts are read with :func:`read_exact`, so all but the last have exactly ``part_size`` bytes (an R2 rule).
     A stream smaller than one part goes up with a single PutObject.  On any error the multipart upload is
@@ -479,9 +815,12 @@ def upload_directory(client, bucket: str, key: str, src: str, excludes=DEFAULT_E
         raise ArchiveError(f"part_size must be at least 5 MiB (R2/S3 minimum), got {part_size} bytes")
     if not os.path.isdir(src):
         raise ArchiveError(f"{src} is not a directory")
+    if encryption:
+        EncryptingWriter(io.BytesIO(), *encryption)  # checks the key id and that cryptography imports, before any upload
+    content_type = "application/octet-stream" if encryption else "application/zstd"
     started = time.monotonic()
     read_fd, write_fd = os.pipe()
-    producer = _Producer(src, list(excludes), level, write_fd)
+    producer = _Producer(src, list(excludes), level, write_fd, encryption)
     producer.start()
     sha256 = hashlib.sha256()
     whole_md5 = hashlib.md5(usedforsecurity=False)  # a server-side copy gives the object this plain-MD5 ETag
@@ -500,12 +839,12 @@ def upload_directory(client, bucket: str, key: str, src: str, excludes=DEFAULT_E
                     raise ArchiveError(f"reading {src} failed: {producer.error}")
                 md5 = hashlib.md5(first, usedforsecurity=False)
                 client.put_object(Bucket=bucket, Key=key, Body=first, ContentMD5=_b64(md5.digest()),
-                                  Metadata=metadata or {}, ContentType="application/zstd")
+                                  Metadata=metadata or {}, ContentType=content_type)
                 etag = md5.hexdigest()
                 parts = 1
             else:
                 upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, Metadata=metadata or {},
-                                                           ContentType="application/zstd")["UploadId"]
+                                                           ContentType=content_type)["UploadId"]
                 completed = []
                 chunk = first
                 number = 0
@@ -578,11 +917,12 @@ def describe_s3_error(exc: Exception) -> str:
 # ---- manifest and verification ------------------------------------------------------------------------------------
 
 def build_manifest(bucket: str, key: str, result: dict, claw_id: str | None, kind: str, src: str, excludes, level: int,
-                   created: datetime) -> dict:
+                   created: datetime, encryption: dict | None = None) -> dict:
     """The JSON sidecar written after an upload (the archive's commit marker).
 
-    ``entries`` (tar members) and ``content_bytes`` are the restore's limits (:func:`archive_limits`)."""
-    return {
+    ``entries`` (tar members) and ``content_bytes`` are the restore's limits (:func:`archive_limits`); ``encryption``
+    is :func:`encryption_record` (algorithm, key id, key check) or None for an unencrypted archive."""
+    return {"encryption": encryption,
         "format": MANIFEST_FORMAT, "bucket": bucket, "key": key, "claw_id": claw_id, "kind": kind,
         "created": created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "compression": "zstd", "level": level,
         "size": result["size"], "sha256": result["sha256"], "etag": result["etag"], "parts": result["parts"],
@@ -623,25 +963,33 @@ def object_metadata(result: dict, claw_id: str | None, kind: str) -> dict:
 
 
 def archive_and_verify(client, bucket: str, key: str, src: str, claw_id: str | None, kind: str, excludes=DEFAULT_EXCLUDES,
-                       part_size: int = 64 * MIB, level: int = 3, progress=None) -> dict:
+                       part_size: int = 64 * MIB, level: int = 3, progress=None, encryption=None) -> dict:
     """Upload, record metadata, write the manifest, then verify object and manifest against what was streamed.
 
     Verification: HEAD of the object (size, ETag computed from the part MD5s, sha256 metadata) and a GET of the
     manifest (size and sha256).  Any mismatch raises and the manifest is removed, so the archive never counts
     as complete.
 
+    ``encryption=(key_id, key)`` seals the archive (:func:`upload_directory`); the manifest records algorithm, key id
+    and the key's check value, never the key.
+
     Returns:
         the manifest dict plus ``duration`` (s) and ``throughput`` (MiB/s of compressed bytes).
     """
     created = datetime.now(UTC)
+    record = encryption_record(*encryption) if encryption else None
     result = upload_directory(client, bucket, key, src, excludes, part_size, level,
-                              metadata={"clawfarm-format": MANIFEST_FORMAT, "clawfarm-kind": kind}, progress=progress)
+                              metadata={"clawfarm-format": MANIFEST_FORMAT, "clawfarm-kind": kind}, progress=progress,
+                              encryption=encryption)
     meta = object_metadata(result, claw_id, kind)
+    if record:
+        meta["clawfarm-key-id"] = record["key_id"]
     try:
         if result["size"] <= MAX_COPY_SIZE:
             client.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key}, Metadata=meta,
-                               MetadataDirective="REPLACE", ContentType="application/zstd")
-        manifest = build_manifest(bucket, key, result, claw_id, kind, src, excludes, level, created)
+                               MetadataDirective="REPLACE",
+                               ContentType="application/octet-stream" if record else "application/zstd")
+        manifest = build_manifest(bucket, key, result, claw_id, kind, src, excludes, level, created, record)
         client.put_object(Bucket=bucket, Key=manifest_key(key), Body=json.dumps(manifest, indent=2).encode(),
                           ContentType="application/json")
         head = client.head_object(Bucket=bucket, Key=key)
@@ -843,40 +1191,23 @@ def free_space(path: str) -> int:
 
 class _Staging:
     """Directory-fd access to a staging tree that only this process writes (root-owned, 0700): walks never follow
-    a link (each component opened ``O_NOFOLLOW|O_DIRECTORY`` from its parent's fd) and keep one parent fd cached."""
+    a link (each component opened ``O_NOFOLLOW|O_DIRECTORY`` from its parent's fd) and hold a bounded number of fds
+    along the last path used (:class:`_DirChain`), so members in archive order cost one open each at any depth."""
 
     def __init__(self, root_fd: int):
         self.root_fd = root_fd
-        self.cached = None  # (parts tuple, fd)
+        self.chain = _DirChain(root_fd)
 
     def dir_fd(self, parts) -> int:
-        parts = tuple(parts)
-        if not parts:
-            return self.root_fd
-        if self.cached and self.cached[0] == parts:
-            return self.cached[1]
-        fd = self.open_dir(parts)
-        self.drop()
-        self.cached = (parts, fd)
-        return fd
+        """The fd of the directory ``parts`` (owned by this object: valid until the next call)."""
+        return self.chain.goto(parts)
 
     def open_dir(self, parts) -> int:
         """A new fd for the directory ``parts`` (the caller closes it)."""
-        fd = os.dup(self.root_fd)
-        try:
-            for part in parts:
-                nxt = os.open(part, _OPEN_DIR, dir_fd=fd)
-                os.close(fd)
-                fd = nxt
-        except OSError:
-            os.close(fd)
-            raise
-        return fd
+        return os.dup(self.dir_fd(parts))
 
     def drop(self) -> None:
-        if self.cached:
-            os.close(self.cached[1])
-            self.cached = None
+        self.chain.close()
 
 
 class CappedReader:
@@ -950,13 +1281,11 @@ def extract_stream(fileobj, staging: str, limits: dict | None = None) -> dict:
                                        "refusing it (an archive bomb or a corrupt archive)")
                 parts = tuple(check_member(member))
                 _extract_member(tar, member, parts, tree, seen, dirs, counts, limits)
-        for parts, mode, mtime in sorted(dirs, key=lambda d: len(d[0]), reverse=True):
-            fd = tree.open_dir(parts)
-            try:
-                os.fchmod(fd, mode)
-                _set_mtime(fd, mtime)
-            finally:
-                os.close(fd)
+        # descendants before their ancestors (a prefix sorts first), consecutive paths share most of the chain
+        for parts, mode, mtime in sorted(dirs, key=lambda d: d[0], reverse=True):
+            fd = tree.dir_fd(parts)
+            os.fchmod(fd, mode)
+            _set_mtime(fd, mtime)
     finally:
         tree.drop()
         os.close(root_fd)
@@ -977,12 +1306,16 @@ def _extract_member(tar, member, parts, tree, seen, dirs, counts, limits) -> Non
         return
     if parts in seen and not (seen[parts] == "implicit" and member.isdir()):
         raise ArchiveError(f"archive member {name!r} appears twice (a later member may not replace an earlier one)")
-    for depth in range(1, len(parts)):
-        kind = seen.get(parts[:depth])
-        if kind in ("link", "file"):
-            raise ArchiveError(f"archive member {name!r} lies under {'/'.join(parts[:depth])!r}, which is a "
-                               f"{'symlink' if kind == 'link' else 'file'} in the archive")
-    parent = _ensure_parents(tree, parts[:-1], seen, name)
+    # Only the nearest ancestor already in the archive matters: an entry is only ever made under a directory, so every
+    # ancestor above a recorded directory is one too (checking each prefix would cost depth^2 per member).
+    depth = len(parts) - 1
+    while depth and parts[:depth] not in seen:
+        depth -= 1
+    kind = seen.get(parts[:depth]) if depth else None
+    if kind in ("link", "file"):
+        raise ArchiveError(f"archive member {name!r} lies under {'/'.join(parts[:depth])!r}, which is a "
+                           f"{'symlink' if kind == 'link' else 'file'} in the archive")
+    parent = _ensure_parents(tree, parts[:-1], seen, name, depth + 1)
     leaf = parts[-1]
     try:
         if member.isdir():
@@ -998,11 +1331,11 @@ def _extract_member(tar, member, parts, tree, seen, dirs, counts, limits) -> Non
             if seen.get(target) != "file":
                 raise ArchiveError(f"archive member {name!r} is a hard link to {member.linkname!r}, which is not an "
                                    "earlier regular file of the archive")
-            target_fd = tree.open_dir(target[:-1])
+            parent = os.dup(parent)  # the tree's fd is only valid until its next use
             try:
-                os.link(target[-1], leaf, src_dir_fd=target_fd, dst_dir_fd=parent, follow_symlinks=False)
+                os.link(target[-1], leaf, src_dir_fd=tree.dir_fd(target[:-1]), dst_dir_fd=parent, follow_symlinks=False)
             finally:
-                os.close(target_fd)
+                os.close(parent)
             seen[parts] = "hardlink"
         else:
             counts["bytes"] += member.size
@@ -1031,9 +1364,10 @@ def _extract_member(tar, member, parts, tree, seen, dirs, counts, limits) -> Non
                            "in case or Unicode normalization?); refusing to replace it")
 
 
-def _ensure_parents(tree, parents, seen, name) -> int:
-    """The fd of a member's parent directory, creating missing parents (0700) as implicit directories."""
-    for depth in range(1, len(parents) + 1):
+def _ensure_parents(tree, parents, seen, name, start: int = 1) -> int:
+    """The fd of a member's parent directory, creating missing parents (0700) as implicit directories (those from
+    ``start`` components on: the shorter prefixes are known to exist)."""
+    for depth in range(start, len(parents) + 1):
         prefix = parents[:depth]
         if prefix in seen:
             continue
@@ -1069,25 +1403,102 @@ def chown_tree(path: str, uid: int, gid: int, root_mode: int | None = None) -> N
         os.close(top)
 
 
-def _chown_children(dir_fd: int, uid: int, gid: int) -> None:
-    with os.scandir(dir_fd) as listing:
-        names = [entry.name for entry in listing]
-    for name in names:
-        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        if stat.S_ISDIR(st.st_mode):
-            fd = os.open(name, _OPEN_DIR, dir_fd=dir_fd)
-            try:
-                _chown_children(fd, uid, gid)
+def _chown_children(top_fd: int, uid: int, gid: int) -> None:
+    """Chown everything under ``top_fd`` (each directory as soon as it is opened), iteratively with a bounded number
+    of fds (:class:`_DirChain`), never following a link."""
+    chain = _DirChain(top_fd)
+    pending = [collections.deque(_listdir(top_fd))]
+    try:
+        while pending:
+            if not pending[-1]:
+                pending.pop()
+                if pending:
+                    chain.pop()
+                continue
+            name = pending[-1].popleft()
+            dir_fd = chain.current()
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                fd = os.open(name, _OPEN_DIR, dir_fd=dir_fd)
+                if not _same(os.fstat(fd), st):
+                    os.close(fd)
+                    raise ArchiveError(f"{name} changed while its ownership was being set")
+                chain.push(name, st, fd)
                 os.fchown(fd, uid, gid)
-            finally:
-                os.close(fd)
-        else:
-            os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+                pending.append(collections.deque(_listdir(fd)))
+            else:
+                os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+    finally:
+        chain.close()
 
 
-def check_restore(client, bucket: str, key: str, dest: str) -> tuple:
+def _listdir(dir_fd: int) -> list:
+    with os.scandir(dir_fd) as listing:
+        return [entry.name for entry in listing]
+
+
+def remove_tree(path: str) -> None:
+    """``rm -rf path`` without following any link, iteratively with a bounded number of fds, at any depth.
+
+    ``shutil.rmtree`` (CPython 3.9) holds one fd per level and recurses, so a tenant's deep chain of directories would
+    make it fail (EMFILE, RecursionError).  Every directory is opened ``O_NOFOLLOW|O_DIRECTORY`` from its parent and
+    verified (:class:`_DirChain`); links are unlinked, never followed.
+
+    Raises:
+        OSError: an entry could not be removed (an immutable flag...); what could be removed is gone.
+    """
+    parent, base = os.path.split(os.path.normpath(path))
+    top = os.open(parent or ".", _OPEN_DIR)
+    chain = _DirChain(top)
+    try:
+        st = os.stat(base, dir_fd=top, follow_symlinks=False)
+        if not stat.S_ISDIR(st.st_mode):
+            os.unlink(base, dir_fd=top)
+            return
+        fd = os.open(base, _OPEN_DIR, dir_fd=top)
+        if not _same(os.fstat(fd), st):
+            os.close(fd)
+            raise OSError(errno.ESTALE, f"{path} changed while being removed")
+        chain.push(base, st, fd)
+        pending = [None, collections.deque(_listdir(fd))]  # pending[i] belongs to chain level i - 1
+        while len(pending) > 1:
+            if not pending[-1]:
+                pending.pop()
+                name = chain.names[-1]
+                chain.pop()
+                os.rmdir(name, dir_fd=chain.current())
+                continue
+            name = pending[-1].popleft()
+            dir_fd = chain.current()
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                fd = os.open(name, _OPEN_DIR, dir_fd=dir_fd)
+                if not _same(os.fstat(fd), st):
+                    os.close(fd)
+                    raise OSError(errno.ESTALE, f"{name} changed while being removed")
+                chain.push(name, st, fd)
+                pending.append(collections.deque(_listdir(fd)))
+            else:
+                os.unlink(name, dir_fd=dir_fd)
+    except _Moved as exc:
+        raise OSError(errno.ESTALE, f"{exc} changed while being removed")
+    finally:
+        chain.close()
+        os.close(top)
+
+
+def _discard(path: str) -> None:
+    """Remove a staging tree, best effort (:func:`remove_tree`)."""
+    try:
+        remove_tree(path)
+    except OSError:
+        pass
+
+
+def check_restore(client, bucket: str, key: str, dest: str, keys: dict | None = None) -> tuple:
     """What a restore checks before it writes anything (check mode runs just this): the manifest is readable and
-    valid, the directory that holds ``dest`` exists, and the free space there is enough (:func:`archive_limits`).
+    valid, an encrypted archive's key is among ``keys`` and is the right one (:func:`check_keys`), the directory
+    that holds ``dest`` exists, and the free space there is enough (:func:`archive_limits`).
 
     Returns:
         ``(manifest, limits)``.
@@ -1101,6 +1512,7 @@ def check_restore(client, bucket: str, key: str, dest: str) -> tuple:
     except Exception as exc:
         raise ArchiveError(f"archive s3://{bucket}/{key} has no readable manifest ({describe_s3_error(exc)}); "
                            "it is incomplete or not a clawfarm archive, refusing to restore it")
+    check_keys(manifest, keys)
     parent = os.path.dirname(os.path.normpath(dest))
     try:
         free = free_space(parent)
@@ -1110,8 +1522,12 @@ def check_restore(client, bucket: str, key: str, dest: str) -> tuple:
 
 
 def restore_archive(client, bucket: str, key: str, dest: str, uid: int | None, gid: int | None,
-                    keep_previous: bool = False, now: datetime | None = None) -> dict:
+                    keep_previous: bool = False, now: datetime | None = None, keys: dict | None = None) -> dict:
     """Download, verify and extract an archive beside ``dest``, then swap it in.
+
+    An encrypted archive (its manifest names the key id) needs that key in ``keys`` (``{key_id: 32-byte key}``): a
+    missing or wrong key is refused before anything is downloaded; every segment is authenticated before its bytes
+    reach the extractor; unencrypted archives (older ones) restore as before.
 
     Steps: read the manifest (an archive without one is refused) and take the extraction limits from it
     (:func:`archive_limits`, which also checks the free space beside ``dest``); stream the object through sha256 and
@@ -1119,9 +1535,8 @@ def restore_archive(client, bucket: str, key: str, dest: str, uid: int | None, g
     land outside it); drain and compare size and sha256 with the manifest; fix ownership without following links,
     giving the staging directory the archive's top mode and its owner last (:func:`chown_tree`); then rename
     ``dest`` aside and the staging directory into place, and delete the old tree without following its links (or
-    keep it as ``<dest>.pre-restore-<time>`` with ``keep_previous``, or when this Python's ``shutil.rmtree`` cannot
-    avoid symlink attacks).  Any failure before the swap removes the staging directory and leaves ``dest``
-    untouched.
+    keep it as ``<dest>.pre-restore-<time>`` with ``keep_previous``) with :func:`remove_tree`.  Any failure before the
+    swap removes the staging directory and leaves ``dest`` untouched.
 
     Returns:
         ``{"key", "size", "sha256", "files", "entries", "dest", "previous", "cleanup_error", "duration"}``;
@@ -1133,15 +1548,19 @@ def restore_archive(client, bucket: str, key: str, dest: str, uid: int | None, g
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     parent, base = os.path.split(os.path.normpath(dest))
     staging = os.path.join(parent, f".{base}.restore-{stamp}")
-    manifest, limits = check_restore(client, bucket, key, dest)
+    manifest, limits = check_restore(client, bucket, key, dest, keys)
+    opening = check_keys(manifest, keys)
     if os.path.lexists(staging):
         raise ArchiveError(f"{staging} already exists (a restore of the same second, or a leftover); remove it and retry")
     try:
         body = client.get_object(Bucket=bucket, Key=key)["Body"]
         hashing = HashingReader(body)
-        reader = zstandard.ZstdDecompressor().stream_reader(hashing, read_across_frames=True)
+        plain = DecryptingReader(hashing, opening) if opening else hashing
+        reader = zstandard.ZstdDecompressor().stream_reader(plain, read_across_frames=True)
         counts = extract_stream(CappedReader(reader, tar_stream_limit(limits)), staging, limits)
-        while read_exact(hashing, MIB):  # drain anything after the tar end (padding) so the hash covers the object
+        while read_exact(plain, MIB):  # drain anything after the tar end (padding, the last sealed segment) so the
+            pass  # hash covers the object and the decryption has seen the segment marked last
+        while read_exact(hashing, MIB):
             pass
         if hashing.size != manifest["size"] or hashing.sha256.hexdigest() != manifest["sha256"]:
             raise ArchiveError(f"s3://{bucket}/{key} does not match its manifest (size {hashing.size} vs {manifest['size']}, "
@@ -1151,7 +1570,7 @@ def restore_archive(client, bucket: str, key: str, dest: str, uid: int | None, g
         elif counts["root_mode"] is not None:
             os.chmod(staging, counts["root_mode"])
     except Exception as exc:
-        shutil.rmtree(staging, ignore_errors=True)
+        _discard(staging)
         if isinstance(exc, ArchiveError):
             raise
         if isinstance(exc, (tarfile.TarError, zstandard.ZstdError)):
@@ -1166,14 +1585,14 @@ def restore_archive(client, bucket: str, key: str, dest: str, uid: int | None, g
     except OSError:
         if previous:
             os.rename(previous, dest)
-        shutil.rmtree(staging, ignore_errors=True)
+        _discard(staging)
         raise
     cleanup_error = None
-    if previous and not keep_previous and shutil.rmtree.avoids_symlink_attacks:
-        # the replaced home is the tenant's: rmtree walks it by directory fds and never follows its links; a Python
-        # without that (no *at functions) keeps it as <dest>.pre-restore-<time> instead
+    if previous and not keep_previous:
+        # the replaced home is the tenant's: remove_tree walks it by directory fds, never follows its links and holds a
+        # bounded number of fds at any depth (shutil.rmtree recurses with one fd per level)
         try:
-            shutil.rmtree(previous)
+            remove_tree(previous)
             previous = None
         except OSError as exc:  # e.g. an immutable flag the tenant set: the restore itself is done, say what is left
             cleanup_error = f"the replaced directory was kept as {previous}: deleting it failed ({exc}); remove it by hand"

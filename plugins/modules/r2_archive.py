@@ -138,6 +138,20 @@ options:
     description: Create O(bucket) when it does not exist (O(state=present)).
     type: bool
     default: true
+  encryption_keys:
+    description:
+      - The claw's archive keys, C({key id: base64 of 32 bytes}), from its entry in the control node's key store
+        (module M(mirascope.clawfarm.r2_archive_key)); never logged. Only ever one claw's keys.
+      - O(state=present) seals the archive with the key named by O(encryption_key_id) (STREAM over
+        ChaCha20-Poly1305, a fresh HKDF-derived key per archive; see C(docs/archive-encryption.md)); the manifest
+        records the algorithm, the key id and a check value of the key, never the key.
+      - O(state=restored) opens an encrypted archive with the key its manifest names; a missing or wrong key is
+        refused before anything is downloaded or replaced. Unencrypted archives restore without a key.
+      - Without it O(state=present) writes an unencrypted archive (with a warning).
+    type: dict
+  encryption_key_id:
+    description: Which of O(encryption_keys) seals new archives (the claw's current key); required with O(encryption_keys) for O(state=present).
+    type: str
 notes:
   - Consistency is the caller's job - stop the gateway first (the C(claw) role's backup does, and reports the downtime).
 seealso:
@@ -194,6 +208,11 @@ sha256:
   description: SHA-256 (hex) of the archive object.
   returned: when state is present or restored
   type: str
+encryption:
+  description: The manifest's record of the encryption (C(algorithm), C(key_id), C(key_check)); null when unencrypted.
+  returned: when state is present
+  type: dict
+  sample: {algorithm: clawfarm-stream-chacha20poly1305-hkdf-sha256/1, key_id: k20261130T120000Z, key_check: 3f2a9c0d1e4b5a6c}
 files:
   description: Regular files in the archive.
   returned: when state is present or restored
@@ -304,6 +323,20 @@ def validate(p: dict) -> None:
             raise r2.ArchiveError(f"dest {p['dest']!r} must be the directory to replace, such as a claw's home")
     if p["state"] == "absent" and not p["key"]:
         raise r2.ArchiveError("key is required with state=absent")
+    if p.get("encryption_keys") is not None:
+        if p["state"] == "present" and p["encryption_key_id"] not in p["encryption_keys"]:
+            raise r2.ArchiveError(f"encryption_key_id {p['encryption_key_id']!r} must name one of encryption_keys "
+                                  f"({', '.join(sorted(p['encryption_keys'])) or 'none given'})")
+        for key_id in p["encryption_keys"]:
+            if not r2.KEY_ID.match(str(key_id)):
+                raise r2.ArchiveError(f"encryption key id {key_id!r} must be 1-64 letters, digits, '.', '_' or '-'")
+
+
+def keys_of(p: dict) -> dict | None:
+    """``{key_id: 32-byte key}`` from O(encryption_keys), or None."""
+    if p["encryption_keys"] is None:
+        return None
+    return {str(k): r2.decode_key(v, f"archive key {k}") for k, v in p["encryption_keys"].items()}
 
 
 def main():
@@ -328,6 +361,8 @@ def main():
             keep_monthly=dict(type="int", default=3),
             **r2.connection_argument_spec(),
             create_bucket=dict(type="bool", default=True),
+            encryption_keys=dict(type="dict", no_log=True),
+            encryption_key_id=dict(type="str", no_log=False),
         ),
         supports_check_mode=True,
     )
@@ -350,12 +385,17 @@ def run(module, p, client) -> dict:
         key = p["key"] or r2.archive_key(prefix, datetime.now(UTC))
         if module.check_mode:
             return {"changed": True, "key": key, "msg": f"would archive {p['src']} to s3://{p['bucket']}/{key}"}
+        keys = keys_of(p)
+        encryption = (p["encryption_key_id"], keys[p["encryption_key_id"]]) if keys else None
+        if not encryption:
+            module.warn(f"archive s3://{p['bucket']}/{key} is NOT encrypted: no encryption_keys were given "
+                        "(set r2_archive_farm_key and r2_archive_key_store, see docs/archive-encryption.md)")
         created = r2.ensure_bucket(client, p["bucket"], p["region"], p["create_bucket"])
         result = r2.archive_and_verify(client, p["bucket"], key, p["src"], p["claw_id"], p["kind"], p["excludes"],
-                                       p["part_size"] * r2.MIB, p["compression_level"])
+                                       p["part_size"] * r2.MIB, p["compression_level"], encryption=encryption)
         return {"changed": True, "bucket_created": created, **{k: result[k] for k in (
             "key", "size", "sha256", "files", "entries", "content_bytes", "skipped", "skipped_paths", "parts", "duration",
-            "throughput", "verified", "etag")}}
+            "throughput", "verified", "etag", "encryption")}}
     if state == "restored":
         key = p["key"]
         if not key:
@@ -365,10 +405,11 @@ def run(module, p, client) -> dict:
                 raise r2.ArchiveError(f"no complete archive in s3://{p['bucket']} under {', '.join(prefixes)}: nothing to restore")
             key = complete[0]["key"]
         uid, gid = resolve_ids(p["owner"], p["group"])
+        keys = keys_of(p)
         if module.check_mode:
-            r2.check_restore(client, p["bucket"], key, p["dest"])
+            r2.check_restore(client, p["bucket"], key, p["dest"], keys)
             return {"changed": True, "key": key, "dest": p["dest"], "msg": f"would restore s3://{p['bucket']}/{key} into {p['dest']}"}
-        result = r2.restore_archive(client, p["bucket"], key, p["dest"], uid, gid, p["keep_previous"])
+        result = r2.restore_archive(client, p["bucket"], key, p["dest"], uid, gid, p["keep_previous"], keys=keys)
         cleanup_error = result.pop("cleanup_error", None)
         if cleanup_error:
             module.warn(cleanup_error)
