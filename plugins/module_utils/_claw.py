@@ -228,7 +228,7 @@ def parse_dotenv(text: str) -> dict:
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue
-        name, _, value = line.partition("=")
+        name, _sep, value = line.partition("=")
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
@@ -366,4 +366,3 @@ def read_token(env_file: str, uid):
     """
     env = read_dotenv(env_file, uid)
     return None if env is None else env.get(TOKEN_VAR)
-

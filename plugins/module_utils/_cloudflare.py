@@ -90,7 +90,7 @@ def _call(call: str, fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except Exception as exc:
-        if type(exc).__module__.split(".")[0] == "cloudflare":
+        if type(exc).__module__.partition(".")[0] == "cloudflare":
             raise CloudflareError(describe_api_error(call, exc))
         raise
 

@@ -23,7 +23,7 @@ def mini_sample(psutil, cpu_interval: float = 1.0, extra_mounts=("/",)) -> dict:
     disks, seen = [], set()
     partitions = [p for p in psutil.disk_partitions(all=False)
                   if p.fstype not in SKIP_FSTYPES and not p.mountpoint.startswith(SKIP_MOUNT_PREFIXES)]
-    mounts = [p.mountpoint for p in partitions] + [m for m in extra_mounts]
+    mounts = [p.mountpoint for p in partitions] + list(extra_mounts)
     for mount in mounts:
         if mount in seen:
             continue

@@ -28,7 +28,7 @@ def rank_minis(minis: dict, claw_id: str) -> list:
     candidates = [(name, info) for name, info in minis.items()
                   if info.get("status", ACTIVE) == ACTIVE and info.get("reachable", True) and info.get("free_slots", 0) > 0]
     candidates.sort(key=lambda item: (item[1].get("used", 0), -(item[1].get("memfree_mb") or 0), item[0]))
-    return [name for name, _ in candidates]
+    return [name for name, _score in candidates]
 
 
 def locate_claw(minis: dict, claw_id: str) -> list:

@@ -19,7 +19,7 @@ description:
   - A create retried after a timeout that answers 81053/81058 is re-listed and counted as a success.
   - Runs no commands. API reference U(https://developers.cloudflare.com/api/resources/dns/subresources/records/).
 author:
-  - Mirascope platform team
+  - Mirascope platform team (@mirascope)
 requirements:
   - The C(cloudflare) Python SDK (5.x) on the host running the module.
 extends_documentation_fragment:
@@ -104,6 +104,13 @@ from ..module_utils import _ingress as ingress
 TUNNEL_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
+def _diff_text(record):
+    """One DNS record as diff text (name, type, content, proxied), or empty when there is none."""
+    if not record:
+        return ""
+    return json.dumps({k: record.get(k) for k in ("name", "type", "content", "proxied")}, sort_keys=True) + "\n"
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -138,8 +145,7 @@ def main():
     if result.get("skipped"):
         module.warn(result["skipped"])
     if module._diff:
-        show = lambda r: json.dumps({k: r.get(k) for k in ("name", "type", "content", "proxied")}, sort_keys=True) + "\n" if r else ""  # noqa: E731
-        result["diff"] = {"before": show(result["before"]), "after": show(result["after"])}
+        result["diff"] = {"before": _diff_text(result["before"]), "after": _diff_text(result["after"])}
     module.exit_json(hostname=hostname, **{k: v for k, v in result.items() if k != "skipped"})
 
 

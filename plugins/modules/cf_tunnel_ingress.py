@@ -32,10 +32,11 @@ description:
   - On errors, invalid input (hostname outside O(domain), a wildcard, a non-loopback service, an invalid path regexp,
     an empty tunnel id) fails before anything is read or written; API failures name the call, the HTTP status and
     Cloudflare's error codes.
-  - Runs no commands. Reference U(https://developers.cloudflare.com/cloudflare-one/connections/connect-networks/configure-tunnels/local-management/configuration-file/)
+  - Runs no commands.
+    Reference U(https://developers.cloudflare.com/cloudflare-one/connections/connect-networks/configure-tunnels/local-management/configuration-file/)
     and U(https://developers.cloudflare.com/api/resources/zero_trust/subresources/tunnels/subresources/cloudflared/subresources/configurations/methods/update/).
 author:
-  - Mirascope platform team
+  - Mirascope platform team (@mirascope)
 requirements:
   - O(mode=api) or O(dns=true) need the C(cloudflare) Python SDK (5.x) on the host running the module.
   - O(mode=local) with a YAML (not JSON) config.yml needs PyYAML.

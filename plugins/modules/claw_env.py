@@ -29,7 +29,7 @@ description:
   - O(env), O(env_set), O(gateway_token) and O(fallback_token) are C(no_log) options, so their values are masked
     in every output, and errors (bad names, missing owner) stay readable.
 author:
-  - Mirascope platform team
+  - Mirascope platform team (@mirascope)
 extends_documentation_fragment:
   - mirascope.clawfarm._attributes
 attributes:

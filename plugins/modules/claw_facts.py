@@ -19,7 +19,7 @@ description:
     state dir disagrees with its claw id, two claws on one port, a shared state dir or token, claims without jobs.
   - Read only; runs C(dscl) once and C(launchctl print) once per claw.
 author:
-  - Mirascope platform team
+  - Mirascope platform team (@mirascope)
 extends_documentation_fragment:
   - mirascope.clawfarm._attributes
 attributes:

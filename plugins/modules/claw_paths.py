@@ -29,7 +29,7 @@ description:
   - Not for secrets (the diff shows file contents); the claw's C(.env) is written by M(mirascope.clawfarm.claw_env).
   - Runs no commands.
 author:
-  - Mirascope platform team
+  - Mirascope platform team (@mirascope)
 extends_documentation_fragment:
   - mirascope.clawfarm._attributes
 attributes:
@@ -177,9 +177,9 @@ def main():
     except OSError as exc:
         module.fail_json(msg=f"cannot prepare the claw's paths under {p['home']}: {exc}")
     actions = tree["actions"] + lock["actions"]
-    changed_files = [rel for rel in tree["files"] if any(a.startswith(f"write {p['home'].rstrip('/')}/{rel} ")
-                                                          or a.startswith(f"replace {p['home'].rstrip('/')}/{rel} ")
-                                                          for a in tree["actions"])]
+    home = p['home'].rstrip('/')
+    changed_files = [rel for rel in tree["files"]
+                     if any(a.startswith((f"write {home}/{rel} ", f"replace {home}/{rel} ")) for a in tree["actions"])]
     diff = [{"before_header": "claw paths", "after_header": "claw paths", "before": "",
              "after": "".join(a + "\n" for a in actions if not a.startswith(("write ", "replace ")))}]
     for rel in changed_files:

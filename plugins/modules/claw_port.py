@@ -15,7 +15,7 @@ description:
   - Re-provisioning a claw finds its existing claim. O(state=absent) releases it.
   - Runs no commands; reads and writes files under O(claim_dir) only (root-owned, 0700).
 author:
-  - Mirascope platform team
+  - Mirascope platform team (@mirascope)
 extends_documentation_fragment:
   - mirascope.clawfarm._attributes
 attributes:

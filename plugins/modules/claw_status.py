@@ -27,7 +27,7 @@ description:
     when a startup step times out on a starved host, and the next run starts normally.
   - Never changes anything.
 author:
-  - Mirascope platform team
+  - Mirascope platform team (@mirascope)
 extends_documentation_fragment:
   - mirascope.clawfarm._attributes
 attributes:

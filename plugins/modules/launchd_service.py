@@ -35,7 +35,7 @@ description:
   - Plists in C(/Library/LaunchDaemons) are world-readable; never put secrets in O(environment).
   - Follows launchctl(1), launchd.plist(5) and the collection's docs/macos-launchd.md.
 author:
-  - Mirascope platform team
+  - Mirascope platform team (@mirascope)
 extends_documentation_fragment:
   - mirascope.clawfarm._attributes
 attributes:

@@ -17,11 +17,11 @@ description:
     listening, and the gateway's token-checked WebSocket C(connect) + C(health) handshake with its latency.
   - The token is read from the claw's C(.env) only if it is a regular file owned by the claw's uid with one link, and
     it is sent only when C(lsof) shows that the claw's launchd job (or a child of it) accepted the probe's connection;
-    otherwise the claw's health is V(failed) or V(foreign listener) and RV(claws[].health_error) says what was found.
+    otherwise the claw's health is V(failed) or V(foreign listener) and the claw's C(health_error) in RV(claws) says what was found.
   - Read only; runs C(launchctl print) once per claw. Needs psutil (the farm venv from the C(mini_python) role).
   - The result follows the design's health JSON - C(mini) for the host, C(claws) one record per claw.
 author:
-  - Mirascope platform team
+  - Mirascope platform team (@mirascope)
 requirements:
   - psutil on the host running the module.
 extends_documentation_fragment:
