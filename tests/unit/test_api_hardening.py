@@ -247,7 +247,7 @@ def test_provision_without_env_sends_no_claw_env(api):
 
 def test_patch_queues_configure_with_only_the_given_vars(api, monkeypatch):
     app, client = api
-    monkeypatch.setattr("api.app.playbook_available", lambda kind: True)
+    monkeypatch.setattr("api.services.playbook_available", lambda kind: True)
     from api.db import Claw
     with app.state.Session() as s:
         s.add(Claw(claw_id=CLAW, mini="mini-02", record={"mini": "mini-02"}))
@@ -277,7 +277,7 @@ def test_patch_queues_configure_with_only_the_given_vars(api, monkeypatch):
 ])
 def test_patch_bad_input(api, monkeypatch, body, text):
     app, client = api
-    monkeypatch.setattr("api.app.playbook_available", lambda kind: True)
+    monkeypatch.setattr("api.services.playbook_available", lambda kind: True)
     answer = client.patch(f"/v1/claws/{CLAW}", json=body)
     assert answer.status_code == 422 and text in answer.text and SECRET not in answer.text, answer.text
     assert jobs(app) == []
@@ -285,7 +285,7 @@ def test_patch_bad_input(api, monkeypatch, body, text):
 
 def test_patch_without_configure_playbook_is_409(api, monkeypatch):
     _, client = api
-    monkeypatch.setattr("api.app.playbook_available", lambda kind: False)
+    monkeypatch.setattr("api.services.playbook_available", lambda kind: False)
     assert client.patch(f"/v1/claws/{CLAW}", json={"env_unset": ["A"]}).status_code == 409
 
 

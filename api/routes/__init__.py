@@ -1,0 +1,1 @@
+"""One router per resource (claws, minis, jobs) and the service routes (healthz, metrics)."""

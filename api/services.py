@@ -1,0 +1,125 @@
+"""The service layer the routes call: the job engine, the store, the inventory and the monitor behind plain methods
+(placement of a claw, the Mini a claw is on, queueing a job with its idempotency key, callback checks, views).
+
+One :class:`Service` per app (``app.state.service``); routes get it through :func:`api.deps.get_service`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC
+
+from fastapi import HTTPException
+from fastapi.responses import JSONResponse
+from sqlalchemy import func, select
+
+from .callbacks import CallbackRefused, check_callback_url
+from .config import Settings
+from .db import Claw, Job
+from .inventory import Inventory, place
+from .jobs import IdempotencyConflict, JobEngine, playbook_available  # noqa: F401 - playbook_available: the routes' hook
+from .monitor import Monitor
+
+
+@dataclass
+class Service:
+    """What a request works with; see the module docstring."""
+
+    settings: Settings
+    Session: object
+    engine: JobEngine
+    inventory: Inventory
+    monitor: Monitor
+
+    def job_out(self, job: Job) -> dict:
+        return job.to_dict()
+
+    def known_mini(self, name: str, placing: bool = False, field: str = "mini") -> None:
+        """422 for a Mini the inventory does not have; with ``placing`` (a new claw or a migration's target goes
+        there) 409 unless its ``mini_status`` is ``active``."""
+        minis = self.inventory.minis()
+        if name not in minis:
+            raise HTTPException(422, [{"loc": ["body", field], "msg": f"unknown Mini {name!r}; known: {', '.join(sorted(minis)) or 'none'}",
+                                       "type": "value_error"}])
+        if placing and minis[name]["status"] != "active":
+            raise HTTPException(409, f"Mini {name!r} is {minis[name]['status']}: it takes no new claws")
+
+    def claw_home(self, claw_id: str) -> str | None:
+        """The Mini an existing claw is on: the service's record of a present claw, else the Mini of its newest
+        provision still queued or running; None for a claw the service does not know."""
+        with self.Session() as s:
+            claw = s.get(Claw, claw_id)
+            if claw is not None and claw.present and claw.mini:
+                return claw.mini
+            pending = s.scalars(select(Job.mini).where(Job.claw_id == claw_id, Job.kind == "provision",
+                                                       Job.state.in_(("queued", "running"))).order_by(Job.created_at.desc()).limit(1)).first()
+            return pending
+
+    def claw_mini(self, claw_id: str, given: str | None) -> str:
+        if given:
+            self.known_mini(given)
+            return given
+        with self.Session() as s:
+            claw = s.get(Claw, claw_id)
+        if claw and claw.mini:
+            return claw.mini
+        minis = self.inventory.minis()
+        if len(minis) == 1:
+            return next(iter(minis))
+        raise HTTPException(404, f"claw {claw_id} is not known to the service; pass its mini")
+
+    def accepted(self, job: Job, created: bool) -> JSONResponse:
+        return JSONResponse(self.job_out(job), status_code=202 if created else 200)
+
+    def submit(self, *args, **kwargs) -> JSONResponse:
+        try:
+            return self.accepted(*self.engine.submit(*args, **kwargs))
+        except IdempotencyConflict:
+            raise self.idempotency_conflict()
+
+    @staticmethod
+    def idempotency_conflict() -> HTTPException:
+        return HTTPException(422, [{"loc": ["header", "Idempotency-Key"], "type": "idempotency_conflict",
+                                    "msg": "this Idempotency-Key was already used for a different request (method, path or body); use a new key"}])
+
+    def callback(self, url, field: tuple = ("body", "callback_url")) -> str | None:
+        if url is None:
+            return None
+        try:
+            return check_callback_url(str(url), self.settings.callback_hosts, self.settings.webhook_url)
+        except CallbackRefused as exc:
+            raise HTTPException(422, [{"loc": list(field), "msg": str(exc), "type": "value_error"}])
+
+    def claw_summary(self, claw: Claw) -> dict:
+        updated = claw.updated_at.replace(tzinfo=claw.updated_at.tzinfo or UTC) if claw.updated_at else None
+        return {"claw_id": claw.claw_id, "present": bool(claw.present), "mini": claw.mini, "record": claw.record or {},
+                "updated_at": updated.isoformat() if updated else None}
+
+    def mini_out(self, name: str, info: dict) -> dict:
+        with self.Session() as s:
+            claws = s.scalar(select(func.count()).select_from(Claw).where(Claw.mini == name, Claw.present == 1))
+            last = s.scalars(select(Job).where(Job.mini == name).order_by(Job.created_at.desc()).limit(1)).first()
+        return {**info, "claws": claws or 0, "last_job": self.job_out(last) if last else None, "health": self.monitor.mini_health(name)}
+
+    def provision_target(self, claw_id: str, named: str | None) -> str:
+        """The Mini a provision goes to: an existing claw's own Mini (naming another is a 409: migrate it), else the
+        named Mini (422 unknown, 409 not ``active``), else the least-loaded active Mini with a free slot (claws
+        present plus provisions queued or running; 409 when none). Call it under
+        ``engine.serialized("placement")`` and queue the job in the same block."""
+        mini = named
+        home = self.claw_home(claw_id)
+        if home and mini and mini != home:
+            raise HTTPException(409, f"claw {claw_id} is on Mini {home!r}; move it with POST /v1/claws/{{claw_id}}/migrate")
+        if home:
+            mini = home  # an existing claw is provisioned again where it is, never placed again
+        elif mini:
+            self.known_mini(mini, placing=True)
+        else:
+            with self.Session() as s:
+                load = dict(s.execute(select(Claw.mini, func.count()).where(Claw.present == 1).group_by(Claw.mini)).all())
+                for job_mini, count in s.execute(select(Job.mini, func.count()).where(Job.kind == "provision",
+                                                 Job.state.in_(("queued", "running"))).group_by(Job.mini)).all():
+                    load[job_mini] = load.get(job_mini, 0) + count
+            mini = place(self.inventory.minis(), load)
+            if mini is None:
+                raise HTTPException(409, "no capacity: no active Mini has a free slot")
+        return mini
