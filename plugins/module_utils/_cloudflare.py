@@ -15,13 +15,13 @@ writer (the dashboard, another controller) dropped its change.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import random
 import time
 from contextlib import contextmanager
 
+from ._command import exclusive_lock
 from ._ingress import IngressError, rules_equal
 
 DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
@@ -131,7 +131,7 @@ def tunnel_lock(lock_dir: str, tunnel_id: str, timeout: float = 300.0):
     """Hold an exclusive lock for one tunnel on this host (``fcntl.flock`` on ``<lock_dir>/cf-tunnel-<sha>.lock``).
 
     Serialises every read-modify-write of the tunnel's configuration made from this control node:
-    parallel forks, parallel ``ansible-playbook`` runs and API jobs.
+    parallel forks, parallel ``ansible-playbook`` runs and API jobs (the wait is :func:`_command.exclusive_lock`).
 
     Raises:
         CloudflareError: the lock was not obtained within ``timeout`` seconds.
@@ -139,20 +139,12 @@ def tunnel_lock(lock_dir: str, tunnel_id: str, timeout: float = 300.0):
     os.makedirs(lock_dir, mode=0o700, exist_ok=True)
     name = hashlib.sha256(tunnel_id.encode()).hexdigest()[:16]
     path = os.path.join(lock_dir, f"cf-tunnel-{name}.lock")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise CloudflareError(f"another run has held the lock for tunnel {tunnel_id} ({path}) for {timeout:.0f} s; is it stuck?")
-                time.sleep(0.05)
+
+    def stuck(lock_path, waited):
+        return CloudflareError(f"another run has held the lock for tunnel {tunnel_id} ({lock_path}) for {waited:.0f} s; is it stuck?")
+
+    with exclusive_lock(path, timeout=timeout, timeout_error=stuck):
         yield path
-    finally:
-        os.close(fd)
 
 
 def update_tunnel_ingress(client, account_id: str, tunnel_id: str, transform, check_mode: bool = False,

@@ -75,14 +75,20 @@ class CommandRunner:
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: str, timeout: float = 120.0, what: str = "this change"):
+def exclusive_lock(path: str, timeout: float = 120.0, what: str = "this change", timeout_error=None):
     """Hold ``fcntl.flock(LOCK_EX)`` on ``path`` (created 0600) for the ``with`` block.
 
-    Serialises read-then-write sequences of concurrent module runs on one host (two provision runs picking
-    the same free UID). The lock goes with the process, so a killed run never leaves it held.
+    The collection's one flock-and-retry loop: it serialises read-then-write sequences of concurrent runs on one
+    host (two provision runs picking the same free UID, two writers of one tunnel's ingress). The lock goes with
+    the process, so a killed run never leaves it held.
+
+    Args:
+        timeout: seconds to wait for a run that holds the lock.
+        what: what waits, for the default error's hint.
+        timeout_error: ``(path, timeout) -> Exception`` to raise instead of the default ``CommandError``.
 
     Raises:
-        CommandError: the lock was not obtained within ``timeout`` seconds.
+        CommandError: the lock was not obtained within ``timeout`` seconds (or what ``timeout_error`` returns).
     """
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -92,10 +98,12 @@ def exclusive_lock(path: str, timeout: float = 120.0, what: str = "this change")
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if time.monotonic() > deadline:
+                if time.monotonic() >= deadline:
+                    if timeout_error is not None:
+                        raise timeout_error(path, timeout) from None
                     raise CommandError(CommandResult(["flock", path], 1, "", f"another run has held the lock for {timeout:.0f} s"),
-                                       hint=f"{what} waits for it; is a run stuck?")
-                time.sleep(0.1)
+                                       hint=f"{what} waits for it; is a run stuck?") from None
+                time.sleep(0.05)
         yield
     finally:
         os.close(fd)
