@@ -1,12 +1,15 @@
 """The fleet routes: GET /v1/claws (filters, pages), GET /v1/minis/{name} (its claws and tunnel routes), a repeated
 POST /v1/claws going to the claw's Mini, and 409 for a Mini that takes no claws (draining, offline, maintenance).
 
-The app runs in-process (TestClient without lifespan: jobs are queued, never run).
+The app runs in-process (TestClient without lifespan: jobs are queued, never run), on SQLite and on PostgreSQL
+(a throwaway cluster, tests/integration/pgcluster.py).
 """
 from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
+from pgcluster import cluster
+from sqlalchemy import create_engine, text
 
 from api.config import Settings
 from api.db import Claw, Job
@@ -15,15 +18,33 @@ TOKEN = "routes-token-0123456789abcdef0123"
 CLAWS = [f"1a2b3c4d-0000-4000-8000-0000000000{i:02d}" for i in range(1, 8)]
 
 
+@pytest.fixture(scope="module")
+def pg():
+    with cluster() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/state/db.sqlite"
+    base = request.getfixturevalue("pg")
+    name = f"r{abs(hash(request.node.name)) % 10**9}"
+    with create_engine(base, isolation_level="AUTOCOMMIT").connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    return base.replace("/clawfarm?", f"/{name}?")
+
+
 @pytest.fixture
-def api(tmp_path):
+def api(tmp_path, store):
     from api.app import create_app
 
     inventory = tmp_path / "hosts.yml"
     inventory.write_text("minis:\n  hosts:\n    mini-01: {}\n    mini-02: {}\n    mini-03:\n      mini_status: draining\n"
                          "    mini-04:\n      mini_status: offline\n")
     state = tmp_path / "state"
-    app = create_app(Settings(tokens=[TOKEN], database_url=f"sqlite:///{state}/db.sqlite", state_dir=state, run_dir=state / "run",
+    app = create_app(Settings(tokens=[TOKEN], database_url=store, state_dir=state, run_dir=state / "run",
                               inventory=inventory, health_interval=0, backup_schedule="off"))
     client = TestClient(app)
     client.headers["Authorization"] = f"Bearer {TOKEN}"
