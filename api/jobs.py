@@ -205,7 +205,7 @@ class JobEngine:
         with self.Session() as s:
             s.merge(Replica(id=self.replica, started_at=utcnow(), heartbeat_at=utcnow()))
             s.commit()
-        self.reap(everything=self.dialect == "sqlite")
+        self.reap(everything=self.dialect == "sqlite", legacy=True)
         self.settings.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.settings.run_dir, 0o700)
         with self.Session() as s:
@@ -262,10 +262,11 @@ class JobEngine:
             if job_id in self.running:
                 self.running[job_id]["cancel"] = True
 
-    def reap(self, everything: bool = False) -> list[str]:
+    def reap(self, everything: bool = False, legacy: bool = False) -> list[str]:
         """End ``interrupted`` the running jobs whose lease expired (all running jobs but this replica's with
-        ``everything``, for SQLite's single replica) and the queued jobs with secrets whose replica is gone; free
-        their locks. Returns the ids of the jobs ended."""
+        ``everything``, for SQLite's single replica) and the queued jobs with secrets whose replica is gone
+        (``legacy``: also those queued by a release that did not record the replica); free their locks. Returns the
+        ids of the jobs ended."""
         now = utcnow()
         ended = []
         with self.lock, self.Session() as s:
@@ -279,9 +280,11 @@ class JobEngine:
             for job in s.scalars(stale):
                 self._interrupt(s, job, "the replica running this job stopped (its lease expired); the playbooks are idempotent, retry it")
                 ended.append(job.id)
-            for job in s.scalars(select(Job).where(Job.state == "queued")):
-                holder = job.secrets_on
-                if (job.params or {}).get("has_secrets") and holder != self.replica and (everything or holder not in alive):
+            queued = select(Job).where(Job.state == "queued", Job.secrets_on.is_distinct_from(self.replica))
+            if not (everything or legacy):  # a job with secrets always names its replica (older releases did not)
+                queued = queued.where(Job.secrets_on.is_not(None))
+            for job in s.scalars(queued):
+                if (job.params or {}).get("has_secrets") and (everything or job.secrets_on not in alive):
                     self._interrupt(s, job, "the service stopped before this job ran and its secrets were not kept; retry it")
                     ended.append(job.id)
             s.commit()

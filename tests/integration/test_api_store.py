@@ -190,3 +190,20 @@ def test_two_replicas_never_give_the_last_slot_twice(url, tmp_path):
     for thread in threads:
         thread.join()
     assert sorted(answers) == [202] + [409] * 7
+
+
+def test_a_starting_replica_recovers_what_a_dead_process_left(url, tmp_path):
+    one = replica(url, tmp_path)
+    with one.Session() as s:
+        s.add(Job(id="run", kind="start", state="running", claw_id=A, mini="m1", params={}, owner="gone:1:x",
+                  lease_until=utcnow() + timedelta(hours=1)))
+        s.add(JobLock(key="mini:m1", job_id="run"))
+        s.add(Job(id="old", kind="provision", state="queued", claw_id=B, mini="m2", params={"has_secrets": True}))  # older release
+        s.add(Job(id="plain", kind="start", state="queued", claw_id=C, mini="m3", params={"has_secrets": False}))
+        s.commit()
+    sqlite = url.startswith("sqlite")
+    # SQLite is one replica: whatever was running belongs to a dead process. PostgreSQL waits for the lease.
+    assert sorted(one.reap(everything=sqlite, legacy=True)) == (["old", "run"] if sqlite else ["old"])
+    with one.Session() as s:
+        assert s.get(Job, "plain").state == "queued"
+        assert s.get(Job, "run").state == ("interrupted" if sqlite else "running")
