@@ -26,7 +26,8 @@ DIR_SECRET = "root-only-secret-3Zx5Cv7Bn9"
 
 @pytest.fixture(scope="module")
 def inventory(fleet):
-    inventory = fleet.inventory("hostile-migrate")
+    # Claw UIDs of their own (the sandbox's system accounts sit at 996-998 in the default 600-999).
+    inventory = fleet.inventory("hostile-migrate", claw_uid_range=[2000, 2999])
     yield inventory
     for name in fleet.names:
         if fleet.sh(name, f"test -e /Library/LaunchDaemons/{LABEL}.plist", check=False).returncode == 0:
