@@ -1,9 +1,13 @@
-"""Service configuration, read once from the environment (README "API service" lists every variable)."""
+"""Service configuration, read once from the environment with pydantic-settings (README "API service" lists every
+variable)."""
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -68,60 +72,103 @@ class Settings:
     webhook_delays: list[float] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
 
 
+PREFIX = "CLAWFARM_API_"
+THRESHOLDS = ("cpu_percent", "cpu_for_seconds", "memory_percent", "disk_percent", "heartbeat_seconds", "backup_max_age_seconds")
+
+
+class EnvSettings(BaseSettings):
+    """The environment as pydantic-settings reads it (``CLAWFARM_API_<NAME>``; an empty variable counts as unset);
+    :func:`load_settings` turns it into :class:`Settings`. Types and ranges are checked here."""
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore", env_ignore_empty=True)
+
+    tokens: str = ""
+    tokens_file: Path | None = None
+    database_url: str | None = None
+    state_dir: Path = REPO / ".cache" / "api"
+    run_dir: Path | None = None
+    inventory: Path = REPO / "inventory"
+    farm_vars: Path | None = None
+    playbook_dir: Path = REPO / "playbooks"
+    workers: int = Field(4, ge=1)
+    lease_seconds: float = Field(30, gt=0)
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    callback_hosts: str = ""
+    openapi: str = "off"
+    max_body_bytes: int = Field(65536, ge=1)
+    job_timeout: int = Field(3600, ge=1)
+    health_interval: float = Field(60, ge=0)
+    backup_schedule: str = "02:00"
+    discord_webhook_url: str | None = None
+    alert_cpu_percent: float | None = None
+    alert_cpu_for_seconds: float | None = None
+    alert_memory_percent: float | None = None
+    alert_disk_percent: float | None = None
+    alert_heartbeat_seconds: float | None = None
+    alert_backup_max_age_seconds: float | None = None
+
+    @classmethod
+    def from_mapping(cls, environ) -> EnvSettings:
+        """Read ``environ`` (a mapping of variables) instead of the process environment."""
+        values = {name[len(PREFIX):].lower(): value for name, value in environ.items() if name.startswith(PREFIX) and value != ""}
+
+        class FromMapping(cls):
+            @classmethod
+            def settings_customise_sources(cls, settings_cls, init_settings, **_others):
+                return (init_settings,)
+
+        return FromMapping(**values)
+
+
 def load_settings(environ=None) -> Settings:
-    """Read the settings; the token variables are removed from the process environment afterwards, so they never
-    reach a playbook's environment (ansible-runner copies ``os.environ`` into the child).
+    """Read the settings (through :class:`EnvSettings`); the token variables are removed from the process
+    environment afterwards, so they never reach a playbook's environment (ansible-runner copies ``os.environ`` into
+    the child).
 
     Raises:
         RuntimeError: no bearer token configured; webhooks on without ``CLAWFARM_API_WEBHOOK_SECRET``; a bad
-            ``CLAWFARM_API_OPENAPI``.
+            ``CLAWFARM_API_OPENAPI``; a variable of the wrong type or range (named, its value never shown).
     """
-    env = os.environ if environ is None else environ
-    tokens = [t.strip() for t in env.get("CLAWFARM_API_TOKENS", "").split(",") if t.strip()]
-    token_file = env.get("CLAWFARM_API_TOKENS_FILE")
-    if token_file:
-        tokens += [line.strip() for line in Path(token_file).read_text().splitlines() if line.strip() and not line.startswith("#")]
+    try:
+        env = EnvSettings() if environ is None else EnvSettings.from_mapping(environ)
+    except ValidationError as exc:
+        problems = "; ".join(f"{PREFIX}{str(e['loc'][0]).upper()}: {e['msg']}" for e in exc.errors(include_input=False))
+        raise RuntimeError(f"bad settings: {problems}") from None
+    tokens = [t.strip() for t in env.tokens.split(",") if t.strip()]
+    if env.tokens_file:
+        tokens += [line.strip() for line in env.tokens_file.read_text().splitlines() if line.strip() and not line.startswith("#")]
     if not tokens:
         raise RuntimeError("no API token: set CLAWFARM_API_TOKENS or CLAWFARM_API_TOKENS_FILE")
-    discord = env.get("CLAWFARM_API_DISCORD_WEBHOOK_URL") or None
-    thresholds = {}
-    for name, key in (("CPU_PERCENT", "cpu_percent"), ("CPU_FOR_SECONDS", "cpu_for_seconds"), ("MEMORY_PERCENT", "memory_percent"),
-                      ("DISK_PERCENT", "disk_percent"), ("HEARTBEAT_SECONDS", "heartbeat_seconds"),
-                      ("BACKUP_MAX_AGE_SECONDS", "backup_max_age_seconds")):
-        if env.get(f"CLAWFARM_API_ALERT_{name}"):
-            thresholds[key] = float(env[f"CLAWFARM_API_ALERT_{name}"])
-    webhook_url = env.get("CLAWFARM_API_WEBHOOK_URL") or None
-    webhook_secret = env.get("CLAWFARM_API_WEBHOOK_SECRET") or None
-    callback_hosts = sorted({h.strip().lower().rstrip(".") for h in env.get("CLAWFARM_API_CALLBACK_HOSTS", "").split(",") if h.strip()})
-    if (webhook_url or callback_hosts) and not webhook_secret:
+    thresholds = {key: getattr(env, f"alert_{key}") for key in THRESHOLDS if getattr(env, f"alert_{key}") is not None}
+    callback_hosts = sorted({h.strip().lower().rstrip(".") for h in env.callback_hosts.split(",") if h.strip()})
+    if (env.webhook_url or callback_hosts) and not env.webhook_secret:
         raise RuntimeError("webhooks are on (CLAWFARM_API_WEBHOOK_URL or CLAWFARM_API_CALLBACK_HOSTS) but CLAWFARM_API_WEBHOOK_SECRET "
                            "is not set: set it to a long random string the receiver uses to check X-Clawfarm-Signature")
-    openapi = env.get("CLAWFARM_API_OPENAPI", "off").strip().lower() or "off"
+    openapi = env.openapi.strip().lower() or "off"
     if openapi not in ("off", "token"):
         raise RuntimeError(f"CLAWFARM_API_OPENAPI must be 'off' or 'token', got {openapi[:32]!r}")
-    for name in ("CLAWFARM_API_TOKENS", "CLAWFARM_API_WEBHOOK_SECRET", "CLAWFARM_API_DISCORD_WEBHOOK_URL"):
-        if environ is None:  # read above; gone before any playbook inherits the environment
+    if environ is None:  # read above; gone before any playbook inherits the environment
+        for name in ("CLAWFARM_API_TOKENS", "CLAWFARM_API_WEBHOOK_SECRET", "CLAWFARM_API_DISCORD_WEBHOOK_URL"):
             os.environ.pop(name, None)
-    state_dir = Path(env.get("CLAWFARM_API_STATE_DIR", REPO / ".cache" / "api"))
-    farm_vars = env.get("CLAWFARM_API_FARM_VARS")
     return Settings(
         tokens=tokens,
-        database_url=env.get("CLAWFARM_API_DATABASE_URL", f"sqlite:///{state_dir / 'clawfarm-api.sqlite'}"),
-        state_dir=state_dir,
-        run_dir=Path(env.get("CLAWFARM_API_RUN_DIR", state_dir / "run")),
-        inventory=Path(env.get("CLAWFARM_API_INVENTORY", REPO / "inventory")),
-        farm_vars=Path(farm_vars) if farm_vars else None,
-        workers=int(env.get("CLAWFARM_API_WORKERS", "4")),
-        playbook_dir=Path(env.get("CLAWFARM_API_PLAYBOOK_DIR", REPO / "playbooks")),
-        lease_seconds=float(env.get("CLAWFARM_API_LEASE_SECONDS", "30")),
-        webhook_url=webhook_url,
-        webhook_secret=webhook_secret,
+        database_url=env.database_url or f"sqlite:///{env.state_dir / 'clawfarm-api.sqlite'}",
+        state_dir=env.state_dir,
+        run_dir=env.run_dir or env.state_dir / "run",
+        inventory=env.inventory,
+        farm_vars=env.farm_vars,
+        workers=env.workers,
+        playbook_dir=env.playbook_dir,
+        lease_seconds=env.lease_seconds,
+        webhook_url=env.webhook_url,
+        webhook_secret=env.webhook_secret,
         callback_hosts=callback_hosts,
         openapi=openapi,
-        max_body_bytes=int(env.get("CLAWFARM_API_MAX_BODY_BYTES", "65536")),
-        job_timeout=int(env.get("CLAWFARM_API_JOB_TIMEOUT", "3600")),
-        health_interval=float(env.get("CLAWFARM_API_HEALTH_INTERVAL", "60")),
-        backup_schedule=env.get("CLAWFARM_API_BACKUP_SCHEDULE", "02:00"),
-        discord_webhook_url=discord,
+        max_body_bytes=env.max_body_bytes,
+        job_timeout=env.job_timeout,
+        health_interval=env.health_interval,
+        backup_schedule=env.backup_schedule,
+        discord_webhook_url=env.discord_webhook_url,
         alert_thresholds=thresholds,
     )
