@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Benchmark: the design's backup (tar czf to /tmp, then upload the file) against r2_archive (tar | zstd streamed
 into a multipart upload), and the same for restore, on the same claw home, in one run, against a moto S3 server
-on loopback. Prints wall time, throughput, peak RSS and extra disk for each, and the ratios (design / r2_archive).
+on loopback. Prints wall time, throughput, peak RSS and extra disk for each, and the ratios (design / r2_archive);
+then r2_archive with client-side encryption (issue 17) against r2_archive without, side by side: throughput and peak
+RSS of each, and the throughput cost of encryption (the issue allows at most 15 % at 1 GiB).
 
     .venv/bin/python bench/archive_bench.py [--size-mib 1024] [--workdir /var/tmp/clawfarm-bench]
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import json
 import random
 import resource
@@ -29,6 +32,9 @@ sys.path.insert(0, str(REPO / ".collections"))
 sys.path.insert(0, str(REPO / "tests"))
 
 MIB = 1024 * 1024
+BENCH_KEY = hashlib.sha256(b"clawfarm archive bench: a throwaway key").digest()
+KEYS = {"r2-backup": "backups/20261122T020000Z.tar.zst", "r2-restore": "backups/20261122T020000Z.tar.zst",
+        "r2enc-backup": "backups/20261123T020000Z.tar.zst", "r2enc-restore": "backups/20261123T020000Z.tar.zst"}
 WORDS = ("claw gateway session agent memory tool result user assistant message context token model reply "
          "schedule reminder browser page summary file note task plan").split()
 
@@ -113,9 +119,10 @@ def run_method(args) -> dict:
         client.upload_file(str(tmp), bucket, "design/claw.tar.gz")
         size = extra_disk
         tmp.unlink()
-    elif args.method == "r2-backup":
-        result = _r2.archive_and_verify(client, bucket, "backups/20261122T020000Z.tar.zst", str(home), "bench", "backup",
-                                        excludes=(), part_size=64 * MIB)
+    elif args.method in ("r2-backup", "r2enc-backup"):
+        encryption = ("kbench", BENCH_KEY) if args.method == "r2enc-backup" else None
+        result = _r2.archive_and_verify(client, bucket, KEYS[args.method], str(home), "bench", "backup",
+                                        excludes=(), part_size=64 * MIB, encryption=encryption)
         size = result["size"]
     elif args.method == "design-restore":
         tmp = work / "tmp" / "claw.tar.gz"
@@ -127,10 +134,10 @@ def run_method(args) -> dict:
         subprocess.run(["tar", "xzf", str(tmp), "-C", str(dest)], check=True)
         size = extra_disk
         tmp.unlink()
-    else:  # r2-restore
+    else:  # r2-restore, r2enc-restore
         dest = work / "restore-r2"
         shutil.rmtree(dest, ignore_errors=True)
-        result = _r2.restore_archive(client, bucket, "backups/20261122T020000Z.tar.zst", str(dest), None, None)
+        result = _r2.restore_archive(client, bucket, KEYS[args.method], str(dest), None, None, keys={"kbench": BENCH_KEY})
         size = result["size"]
     seconds = time.monotonic() - started
     content = sum(f.stat().st_size for f in home.rglob("*") if f.is_file())
@@ -164,7 +171,7 @@ def main() -> None:
 
         _r2.ensure_bucket(server.client(), "claw-backup-bench", "auto")
         results = {}
-        for method in ("design-backup", "r2-backup", "design-restore", "r2-restore"):
+        for method in ("design-backup", "r2-backup", "r2enc-backup", "design-restore", "r2-restore", "r2enc-restore"):
             print(f"running {method} ...", flush=True)
             out = subprocess.run([sys.executable, __file__, "--method", method, "--endpoint", server.endpoint_url, "--home", str(home),
                                   "--workdir", str(work)], capture_output=True, text=True, check=True).stdout
@@ -173,6 +180,7 @@ def main() -> None:
         server.stop()
         shutil.rmtree(work / "restore-design", ignore_errors=True)
         shutil.rmtree(work / "restore-r2", ignore_errors=True)
+        shutil.rmtree(work / "tmp", ignore_errors=True)
     print(f"\n{'method':16} {'seconds':>8} {'MiB/s':>8} {'object MiB':>11} {'peak RSS MiB':>13} {'extra disk MiB':>15}")
     for r in results.values():
         print(f"{r['method']:16} {r['seconds']:>8} {r['throughput_mib_s']:>8} {r['object_mib']:>11} {r['peak_rss_mib']:>13} {r['extra_disk_mib']:>15}")
@@ -181,6 +189,14 @@ def main() -> None:
         d, r = results[f"design-{kind}"], results[f"r2-{kind}"]
         print(f"  {kind:8} wall time {d['seconds'] / r['seconds']:.2f}x   peak RSS {d['peak_rss_mib'] / r['peak_rss_mib']:.2f}x   "
               f"extra disk {d['extra_disk_mib']:.0f} MiB vs {r['extra_disk_mib']:.0f} MiB   object size {d['object_mib'] / r['object_mib']:.2f}x")
+
+    print("\nencryption (r2_archive encrypted vs unencrypted, same home):")
+    print(f"  {'':8} {'MiB/s plain':>12} {'MiB/s enc':>10} {'cost':>7} {'RSS MiB plain':>14} {'RSS MiB enc':>12}")
+    for kind in ("backup", "restore"):
+        plain, enc = results[f"r2-{kind}"], results[f"r2enc-{kind}"]
+        cost = 1 - enc["throughput_mib_s"] / plain["throughput_mib_s"]
+        print(f"  {kind:8} {plain['throughput_mib_s']:>12} {enc['throughput_mib_s']:>10} {cost:>7.1%} "
+              f"{plain['peak_rss_mib']:>14} {enc['peak_rss_mib']:>12}")
 
 
 if __name__ == "__main__":

@@ -311,6 +311,20 @@ def read_encryption_header(raw) -> tuple:
     return key_id, head + rest
 
 
+class _LargeReads:
+    """Serves small reads from 1 MiB reads of ``raw`` (an HTTP body): one request-level read per MiB, not per segment."""
+
+    def __init__(self, raw):
+        self.raw, self.buffer, self.pos = raw, b"", 0
+
+    def read(self, size: int) -> bytes:
+        if self.pos >= len(self.buffer):
+            self.buffer, self.pos = read_exact(self.raw, MIB), 0
+        data = self.buffer[self.pos:self.pos + size]
+        self.pos += len(data)
+        return data
+
+
 class DecryptingReader:
     """A read-only stream that opens a STREAM-sealed archive (see :class:`EncryptingWriter`) read from ``raw``.
 
@@ -322,10 +336,10 @@ class DecryptingReader:
         key_id, self.header = read_encryption_header(raw)
         if key_id not in keys:
             raise ArchiveError(f"the archive is encrypted with key {key_id!r}, which this restore was not given")
-        self.raw = raw
+        self.raw = _LargeReads(raw)
         self.aead = aead(_payload_key(keys[key_id], self.header[-32:]))
-        self.counter, self.out, self.done = 0, b"", False
-        self.pending = read_exact(raw, SEGMENT + TAG)
+        self.counter, self.out, self.pos, self.done = 0, b"", 0, False
+        self.pending = read_exact(self.raw, SEGMENT + TAG)
 
     def _next(self) -> None:
         sealed = self.pending
@@ -336,7 +350,7 @@ class DecryptingReader:
         from cryptography.exceptions import InvalidTag
 
         try:
-            self.out = self.aead.decrypt(_nonce(self.counter, last), sealed, self.header)
+            self.out, self.pos = self.aead.decrypt(_nonce(self.counter, last), sealed, self.header), 0
         except InvalidTag:
             raise ArchiveError(f"encrypted segment {self.counter} does not authenticate: the object was altered or "
                                "truncated, or the key is wrong")
@@ -351,9 +365,10 @@ class DecryptingReader:
                 if not chunk:
                     return b"".join(chunks)
                 chunks.append(chunk)
-        while not self.out and not self.done:
+        while self.pos >= len(self.out) and not self.done:
             self._next()
-        data, self.out = self.out[:size], self.out[size:]
+        data = self.out[self.pos:self.pos + size]
+        self.pos += len(data)
         return data
 
     def readable(self) -> bool:
