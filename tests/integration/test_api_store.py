@@ -207,3 +207,17 @@ def test_a_starting_replica_recovers_what_a_dead_process_left(url, tmp_path):
     with one.Session() as s:
         assert s.get(Job, "plain").state == "queued"
         assert s.get(Job, "run").state == ("interrupted" if sqlite else "running")
+
+
+def test_a_cancel_asked_of_another_replica_reaches_the_running_one(url, tmp_path):
+    one, two = replica(url, tmp_path), replica(url, tmp_path)
+    job, _ = two.submit("start", A, "m1", {})
+    one._dispatch_once()
+    assert one.running[job.id]["cancel"] is False
+    assert two.cancel(job.id) == "running"  # asked of the replica that does not run it
+    one.renew()
+    assert one.running[job.id]["cancel"] is True
+    queued, _ = two.submit("stop", B, "m2", {})
+    assert one.cancel(queued.id) == "canceled" and states(two)[(B, "m2")][0] == "canceled"
+    one._dispatch_once()
+    assert states(one)[(B, "m2")][0] == "canceled"
