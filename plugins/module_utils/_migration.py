@@ -233,15 +233,18 @@ def expiry_time(lifetime: int, now: float | None = None) -> str:
     return time.strftime("%Y%m%d%H%M%SZ", time.gmtime((time.time() if now is None else now) + seconds))
 
 
-def receiver_command(receiver: str, dest: str, user: str) -> str:
+def receiver_command(receiver: str, dest: str, user: str | None = None) -> str:
     """The forced ``command=`` of a migration key: the receiver wrapper, the claw's user and its home.
 
     The wrapper (roles/claw/files/clawfarm-rsync-receive) runs only the reachability probe or an ``rsync --server``
-    line (receiving, allowlisted options) whose destination is exactly ``dest``, as ``user`` (``sudo -n -u``).
+    line (receiving, allowlisted options) whose destination is exactly ``dest``, as ``user`` (``sudo -n -u``;
+    default: the home's last component, ``/Users/<user>``).
 
     Raises:
         MigrationError: a path with spaces, quotes or ``..``; a bad user name.
     """
+    if user is None:
+        user = str(dest).rstrip("/").rsplit("/", 1)[-1]
     if not _SAFE_USER.match(str(user)) or str(user) == "root":
         raise MigrationError(f"claw user {user!r} is not a valid account name")
     return f"{_safe_path(receiver, 'receiver')} {user} {_safe_path(dest.rstrip('/'), 'destination')}/"

@@ -90,6 +90,13 @@ USER = "claw-1a2b3c4d"
 COMMAND = f"{RECEIVER} {USER} {HOME}/"
 
 
+def test_receiver_command_names_the_claw():
+    assert mg.receiver_command(RECEIVER, HOME, USER) == COMMAND
+    assert mg.receiver_command(RECEIVER, HOME + "/") == COMMAND  # the user defaults to the home's name
+    with pytest.raises(mg.MigrationError):
+        mg.receiver_command(RECEIVER, "/var/root")
+
+
 def test_authorized_key_is_restricted_to_the_claws_rsync_from_the_source_until_the_job_ends():
     line = mg.authorized_key_line(PUB, ["10.77.1.2"], CLAW, mg.receiver_command(RECEIVER, HOME, USER), "20261130120000Z")
     assert line == (f'restrict,command="{COMMAND}",from="10.77.1.2",expiry-time="20261130120000Z" '
@@ -204,15 +211,15 @@ def test_receiver_runs_rsync_as_the_claw(receiver, original):
 
 
 def test_receiver_probe_runs_as_nobody(receiver):
-    result = receiver("rsync --version")
+    result = receiver("sudo -n rsync --version")
     assert result.returncode == 0 and result.stdout == "RAN sudo -n -u nobody rsync --version\n"
 
 
 @pytest.mark.parametrize("original", [
     None,
     "sh",
-    "sudo -n rsync --version",  # the old root form
-    "sudo -n rsync --server -lHtpr . /Users/claw-1a2b3c4d/",
+    "rsync --version",
+    "sudo -n rsync --server -lHtpr . /Users/claw-1a2b3c4d/",  # the old root form
     "rsync --server --sender -ltpr . /Users/claw-1a2b3c4d/",  # would read this Mini's files
     "rsync --server -ltpr --log-file=/etc/sudoers . /Users/claw-1a2b3c4d/",
     "rsync --server -ltpr --temp-dir=/etc . /Users/claw-1a2b3c4d/",
@@ -222,8 +229,8 @@ def test_receiver_probe_runs_as_nobody(receiver):
     "rsync --server -ltpr . /Users/claw-1a2b3c4d/../../etc/",
     "rsync --server -ltpr . /Users/claw-1a2b3c4d/ extra",
     "rsync --server -ltpr/ . /Users/claw-1a2b3c4d/",
-    "rsync --version; id",
-    "rsync --version\nid",
+    "sudo -n rsync --version; id",
+    "sudo -n rsync --version\nid",
     "rsync --server -ltpr . /Users/claw-1a2b3c4d/\nid",
     "rsync --server -ltpr --timeout=1;id . /Users/claw-1a2b3c4d/",
     "sh --server -ltpr . /Users/claw-1a2b3c4d/",
