@@ -3,6 +3,7 @@ holds only the collection, the changelog lists the release, and nothing points o
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -69,6 +70,8 @@ def test_farm_settings_have_one_default():
 def test_version_is_the_galaxy_one_everywhere():
     version = _galaxy()["version"]
     assert tomllib.loads((REPO / "pyproject.toml").read_text())["project"].get("version", version) == version
+    api_versions = re.findall(r'FastAPI\([^)]*\bversion="([^"]+)"', (REPO / "api/app.py").read_text())
+    assert set(api_versions) <= {version}, api_versions
     changelog = _yaml(REPO / "changelogs/changelog.yaml")
     assert version in changelog["releases"]
     assert f"v{version}".replace(".", "\\.") in (REPO / "CHANGELOG.md").read_text()
