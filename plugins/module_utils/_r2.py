@@ -147,6 +147,23 @@ def plan_prune(keys, keep_daily: int, keep_weekly: int, keep_monthly: int, compl
     return kept, deleted
 
 
+def plan_age_prune(keys, cutoff: datetime) -> tuple[list, list]:
+    """Split archive keys into ``(kept, deleted)`` by age: archives whose key time is before ``cutoff`` are deleted
+    (complete or not); keys that are not archives (manifests, anything else) are never in either list."""
+    kept, deleted = [], []
+    for key in sorted((k for k in keys if key_time(k) is not None), key=key_time, reverse=True):
+        (deleted if key_time(key) < cutoff else kept).append(key)
+    return kept, deleted
+
+
+def list_buckets(client, prefix: str) -> list:
+    """Names of the buckets starting with ``prefix`` (ListBuckets: needs an account-level key, the control node's)."""
+    try:
+        return sorted(b["Name"] for b in client.list_buckets().get("Buckets", []) if b["Name"].startswith(prefix))
+    except Exception as exc:
+        raise ArchiveError(f"listing the buckets failed: {describe_s3_error(exc)}")
+
+
 # ---- reading and hashing ------------------------------------------------------------------------------------------
 
 def read_exact(stream, size: int) -> bytes:

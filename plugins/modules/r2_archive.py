@@ -134,6 +134,12 @@ options:
     description: Months to keep (O(state=pruned)).
     type: int
     default: 3
+  max_age_days:
+    description:
+      - With O(state=pruned), prune by age instead - delete every archive under O(prefix) whose key time is more than
+        this many days old (complete or not), and keep the rest. For deprovision archives (V(archives/)) with
+        C(claw_archive_retention_days); the caller makes sure the claw does not exist again.
+    type: int
   create_bucket:
     description: Create O(bucket) when it does not exist (O(state=present)).
     type: bool
@@ -284,7 +290,7 @@ deleted:
 
 import grp
 import pwd
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 UTC = timezone.utc
 
@@ -316,6 +322,8 @@ def validate(p: dict) -> None:
     for name in ("keep_daily", "keep_weekly", "keep_monthly"):
         if p[name] < 0:
             raise r2.ArchiveError(f"{name} must not be negative")
+    if p.get("max_age_days") is not None and p["max_age_days"] < 1:
+        raise r2.ArchiveError(f"max_age_days must be at least 1, got {p['max_age_days']}")
     if p["state"] == "present" and not p["src"]:
         raise r2.ArchiveError("src is required with state=present")
     if p["state"] == "restored":
@@ -359,6 +367,7 @@ def main():
             keep_daily=dict(type="int", default=7),
             keep_weekly=dict(type="int", default=4),
             keep_monthly=dict(type="int", default=3),
+            max_age_days=dict(type="int"),
             **r2.connection_argument_spec(),
             create_bucket=dict(type="bool", default=True),
             encryption_keys=dict(type="dict", no_log=True),
@@ -417,7 +426,10 @@ def run(module, p, client) -> dict:
     if state == "pruned":
         keys = r2.list_keys(client, p["bucket"], prefix) if _bucket_exists(client, p["bucket"]) else []
         complete = {k[: -len(r2.MANIFEST_SUFFIX)] for k in keys if k.endswith(r2.MANIFEST_SUFFIX)}
-        kept, deleted = r2.plan_prune([k for k in keys if not k.endswith(r2.MANIFEST_SUFFIX)], p["keep_daily"],
+        if p["max_age_days"] is not None:
+            kept, deleted = r2.plan_age_prune(keys, datetime.now(UTC) - timedelta(days=p["max_age_days"]))
+        else:
+            kept, deleted = r2.plan_prune([k for k in keys if not k.endswith(r2.MANIFEST_SUFFIX)], p["keep_daily"],
                                       p["keep_weekly"], p["keep_monthly"], complete)
         if not module.check_mode:
             for key in deleted:

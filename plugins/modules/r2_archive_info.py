@@ -30,9 +30,13 @@ attributes:
     support: full
 options:
   bucket:
-    description: The bucket, for a claw C(claw-backup-<claw_id>).
+    description: The bucket, for a claw C(claw-backup-<claw_id>). One of O(bucket) and O(bucket_prefix) is required.
     type: str
-    required: true
+  bucket_prefix:
+    description:
+      - Instead of one bucket's archives, list the buckets whose names start with this (ListBuckets, an
+        account-level key - the control node's own, never a Mini's), in RV(buckets). V(claw-backup-) for every claw.
+    type: str
   prefixes:
     description: Key prefixes to list.
     type: list
@@ -55,7 +59,7 @@ EXAMPLES = r"""
 RETURN = r"""
 archives:
   description: Archives, newest first.
-  returned: always
+  returned: when O(bucket) is given
   type: list
   elements: dict
   contains:
@@ -89,8 +93,13 @@ archives:
       type: bool
 latest:
   description: The newest complete archive (null when there is none).
-  returned: always
+  returned: when O(bucket) is given
   type: dict
+buckets:
+  description: Bucket names starting with O(bucket_prefix), sorted.
+  returned: when O(bucket_prefix) is given
+  type: list
+  elements: str
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -101,18 +110,23 @@ from ..module_utils import _r2 as r2
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            bucket=dict(type="str", required=True),
+            bucket=dict(type="str"),
+            bucket_prefix=dict(type="str"),
             prefixes=dict(type="list", elements="str", default=["backups/", "archives/"]),
             **r2.connection_argument_spec(),
         ),
         supports_check_mode=True,
+        required_one_of=[("bucket", "bucket_prefix")],
+        mutually_exclusive=[("bucket", "bucket_prefix")],
     )
     p = module.params
     try:
         client = r2.make_s3_client(p["endpoint_url"], p["access_key_id"], p["secret_access_key"], p["region"], p["ca_bundle"])
+        if p["bucket_prefix"] is not None:
+            module.exit_json(changed=False, buckets=r2.list_buckets(client, p["bucket_prefix"]))
         archives = r2.list_archives(client, p["bucket"], tuple(p["prefixes"]))
     except r2.ArchiveError as exc:
-        module.fail_json(msg=f"r2_archive_info (s3://{p['bucket']}): {exc}")
+        module.fail_json(msg=f"r2_archive_info (s3://{p['bucket'] or p['bucket_prefix'] + '*'}): {exc}")
     latest = next((a for a in archives if a["complete"]), None)
     module.exit_json(changed=False, archives=archives, latest=latest)
 

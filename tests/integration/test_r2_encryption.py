@@ -174,3 +174,30 @@ def test_bad_key_arguments_fail_before_any_request(run_module, tmp_path):
     short = base64.b64encode(b"short").decode()
     result = run_module("r2_archive", {**base, "encryption_keys": {"k1": short}, "encryption_key_id": "k1"})
     assert result.get("failed") and "must be 32 bytes" in result["msg"] and short not in json.dumps(result), result
+
+
+def test_age_prune_of_deprovision_archives_and_bucket_listing(s3_server, run_module, tmp_path):
+    """Issue 17 retention: archives/ older than max_age_days go (complete or not), younger ones and backups/ stay;
+    the control node lists the claws' buckets by prefix."""
+    from datetime import UTC, datetime, timedelta
+
+    name = f"claw-backup-{uuid.uuid4()}"
+    client = s3_server.client()
+    r2.ensure_bucket(client, name, "auto")
+    now = datetime.now(UTC)
+    old = r2.archive_key("archives/", now - timedelta(days=91))
+    young = r2.archive_key("archives/", now - timedelta(days=89))
+    backup = r2.archive_key("backups/", now - timedelta(days=200))
+    for key in (old, young, backup):
+        client.put_object(Bucket=name, Key=key, Body=b"x")
+        client.put_object(Bucket=name, Key=r2.manifest_key(key), Body=b"{}")
+    args = {"bucket": name, "state": "pruned", "prefix": "archives/", "max_age_days": 90, **s3_server.module_args()}
+    preview = run_module("r2_archive", args, check=True)
+    assert preview["deleted"] == [old] and preview["kept"] == [young]
+    assert len(r2.list_keys(client, name, "archives/")) == 4
+    done = run_module("r2_archive", args)
+    assert done["changed"] and done["deleted"] == [old]
+    assert sorted(r2.list_keys(client, name, "")) == sorted([young, r2.manifest_key(young), backup, r2.manifest_key(backup)])
+    assert not run_module("r2_archive", args)["changed"]
+    listing = run_module("r2_archive_info", {"bucket_prefix": "claw-backup-", **s3_server.module_args()})
+    assert name in listing["buckets"] and all(b.startswith("claw-backup-") for b in listing["buckets"])
