@@ -78,16 +78,16 @@ def farm(tmp_path, postgres_url):  # noqa: F811 - fixture
     inventory.write_text("minis:\n  hosts:\n" + "".join(f"    m{i}:\n      ansible_connection: local\n" for i in (1, 2, 3)))
     procs = {}
 
-    def start(name: str) -> tuple[subprocess.Popen, str]:
+    def start(name: str, database_url: str = postgres_url) -> tuple[subprocess.Popen, str]:
         port = free_port()
-        env = dict(os.environ, CLAWFARM_API_TOKENS=TOKEN, CLAWFARM_API_DATABASE_URL=postgres_url,
+        env = dict(os.environ, CLAWFARM_API_TOKENS=TOKEN, CLAWFARM_API_DATABASE_URL=database_url,
                    CLAWFARM_API_STATE_DIR=str(tmp_path / name), CLAWFARM_API_INVENTORY=str(inventory),
                    CLAWFARM_API_PLAYBOOK_DIR=str(books), CLAWFARM_API_FARM_VARS=str(farm_vars), CLAWFARM_API_WORKERS="2",
                    CLAWFARM_API_LEASE_SECONDS="3", CLAWFARM_API_HEALTH_INTERVAL="3600", CLAWFARM_API_BACKUP_SCHEDULE="off")
         out = open(tmp_path / f"{name}.log", "wb")
         proc = subprocess.Popen([sys.executable, "-m", "api", "--port", str(port), "--log-level", "warning"], cwd=REPO, env=env,
                                 stdout=out, stderr=out)
-        procs[name] = proc
+        procs[f"{name}-{len(procs)}"] = proc
         url = f"http://127.0.0.1:{port}"
         wait_http(url + "/healthz", timeout=60)
         return proc, url
@@ -169,3 +169,21 @@ def test_two_replicas_share_the_queue_and_survive_a_kill(farm):
     wait_for(lambda: rows("SELECT holder FROM leases WHERE name = 'scheduler' AND holder LIKE :b", b=f"%:{proc_b.pid}:%"), "B to lead")
     assert len(rows("SELECT id FROM jobs WHERE kind = 'health'")) == 1
     assert httpx.get(f"{url_b}/v1/jobs/{jobs[victim_claw][0]}", headers=H, timeout=10).json()["state"] == "interrupted"
+
+
+def test_one_replica_on_sqlite_restarted_after_a_kill_interrupts_its_job_at_once(farm, tmp_path):
+    """SQLite is one replica: a job still marked running when it starts belongs to a dead process (no lease wait)."""
+    start, log, _ = farm
+    url_db = f"sqlite:///{tmp_path / 'one.sqlite'}"
+    proc, url = start("one", url_db)
+    claws = [str(uuid.uuid4()) for _ in range(3)]
+    ids = [httpx.post(f"{url}/v1/claws/{c}/start", json={"mini": "m1"}, headers=H, timeout=30).json()["id"] for c in claws]
+    wait_for(lambda: log.exists() and f"start m1 {claws[0]}" in log.read_text(), "the first job in its playbook")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    _, url = start("one", url_db)
+    first = httpx.get(f"{url}/v1/jobs/{ids[0]}", headers=H, timeout=10).json()
+    assert first["state"] == "interrupted" and "retry" in first["error"]
+    wait_for(lambda: all(httpx.get(f"{url}/v1/jobs/{i}", headers=H, timeout=10).json()["state"] == "succeeded" for i in ids[1:]),
+             "the queued jobs to succeed")
+    assert [line.split()[2] for line in log.read_text().splitlines() if line.startswith("start m1 ")] == claws
