@@ -77,8 +77,8 @@ def claw_version(mini, claw_id: str) -> str | None:
     return status.split("version: ", 1)[1].split()[0] if "health: ok" in status and "version: " in status else None
 
 
-# A runtime upgrade may change the job's runtime paths (program, PATH) and let the new build migrate its state database.
-UPGRADE_CHANGES = ("launchd.program", "launchd.environment.PATH", "state_db")
+# A runtime upgrade changes the job's runtime paths (program, PATH), nothing else.
+UPGRADE_CHANGES = ("launchd.program", "launchd.environment.PATH")
 
 
 def test_openclaw_upgrade_moves_every_claw_one_at_a_time(mini, tmp_path):
