@@ -146,8 +146,8 @@ options:
     default: true
   encryption_keys:
     description:
-      - The claw's archive keys, C({key id: base64 of 32 bytes}), from its entry in the control node's key store
-        (module M(mirascope.clawfarm.r2_archive_key)); never logged. Only ever one claw's keys.
+      - "The claw's archive keys, a dict of key id to base64 text of 32 bytes, from its entry in the control node's key
+        store (module M(mirascope.clawfarm.r2_archive_key)); never logged. Only ever one claw's keys."
       - O(state=present) seals the archive with the key named by O(encryption_key_id) (STREAM over
         ChaCha20-Poly1305, a fresh HKDF-derived key per archive; see C(docs/archive-encryption.md)); the manifest
         records the algorithm, the key id and a check value of the key, never the key.

@@ -9,14 +9,14 @@ module: r2_archive_key
 short_description: A claw's archive encryption keys, kept on the control node encrypted under the farm key
 version_added: 0.3.0
 description:
-  - Runs on the control node (C(delegate_to: localhost)); never on a Mini.
+  - Runs on the control node (C(delegate_to=localhost)); never on a Mini.
   - Each claw has its own archive keys (32 random bytes each) in C(<key_store>/<claw_id>.json) (0600, directory
     0700), each sealed with AES-256-GCM under O(farm_key) with the claw id and key id as associated data.
   - O(state=present) makes the claw's first key when it has none; O(state=rotated) adds a new key and makes it
     current (new archives use it; archives sealed with older keys restore while those keys stay in the file);
     O(state=query) only reads (fails when the claw has no key file).
   - Returns the claw's keys, opened, for the M(mirascope.clawfarm.r2_archive) task that follows; run it with
-    C(no_log: true) and pass RV(archive_keys) only as that module's O(mirascope.clawfarm.r2_archive#module:encryption_keys).
+    C(no_log=true) and pass RV(archive_keys) only as that module's O(mirascope.clawfarm.r2_archive#module:encryption_keys).
   - Runs no commands. See C(docs/archive-encryption.md).
 author:
   - Mirascope platform team
