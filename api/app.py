@@ -40,7 +40,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings.state_dir.chmod(0o700)  # the job store and run dirs
     Session = make_sessionmaker(settings.database_url)
     engine = JobEngine(settings, Session)
-    inventory = Inventory(settings.inventory)
+    inventory = Inventory(settings.inventory, Session=Session)
+    engine.inventory = inventory
     notifier = DiscordNotifier(settings.discord_webhook_url) if settings.discord_webhook_url else None
     monitor = Monitor(engine, Session, inventory, notifier, settings.health_interval, settings.backup_schedule,
                       default_rules(**settings.alert_thresholds))

@@ -134,6 +134,17 @@ class ScheduleRun(Base):
     last_run: Mapped[float] = mapped_column(Float)
 
 
+class MiniSetting(Base):
+    """A Mini's status and capacity as set through ``PATCH /v1/minis/{name}``: they override the inventory's
+    ``mini_status`` and ``claw_max_per_mini`` in the service's view and in every playbook it runs (a generated
+    inventory source whose ``host_vars`` come after the operator's); null keeps the inventory's value."""
+    __tablename__ = "mini_settings"
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    status: Mapped[str | None] = mapped_column(String(16))
+    max_claws: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 def private_sqlite_file(url: str) -> None:
     """Create a SQLite database file 0600 before SQLite opens it (SQLite gives its -wal and -shm files the
     database file's mode), and make an existing one 0600: job records name the claws and their Minis."""

@@ -2,11 +2,14 @@
 
 Per Mini only these host vars are used and shown: ``mini_status`` (active | draining | offline | maintenance,
 default active), ``claw_max_per_mini`` (default 12), ``claw_base_port`` (default 8100), ``mini_timezone``
-(IANA name for the nightly backup time, default UTC).
+(IANA name for the nightly backup time, default UTC). A Mini's status and capacity set through
+``PATCH /v1/minis/{name}`` (table ``mini_settings``) override the first two, here and in the playbooks
+(:meth:`Inventory.override_sources`).
 """
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -16,19 +19,20 @@ from pathlib import Path
 from .config import REPO
 
 STATUSES = ("active", "draining", "offline", "maintenance")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # a Mini name the API accepts (and a safe file name)
 
 
 class Inventory:
     """Cached view of the inventory (refreshed every ``ttl`` seconds)."""
 
-    def __init__(self, path: Path, ttl: float = 30.0):
-        self.path, self.ttl = path, ttl
+    def __init__(self, path: Path, ttl: float = 30.0, Session=None):
+        self.path, self.ttl, self.Session = path, ttl, Session
         self._lock = threading.Lock()
         self._cached: dict | None = None
         self._read_at = 0.0
 
-    def minis(self) -> dict[str, dict]:
-        """``{name: {"name", "status", "max_claws", "base_port"}}`` for every host of group ``minis``.
+    def inventory_minis(self) -> dict[str, dict]:
+        """The inventory's own view (no API settings), cached for ``ttl`` seconds.
 
         Raises:
             RuntimeError: ansible-inventory failed (the message is its stderr).
@@ -38,6 +42,47 @@ class Inventory:
                 self._cached = self._read()
                 self._read_at = time.monotonic()
             return self._cached
+
+    def settings(self) -> dict[str, dict]:
+        """``{name: {"status"?, "max_claws"?}}``: what ``PATCH /v1/minis/{name}`` set, for Minis of the inventory."""
+        if self.Session is None:
+            return {}
+        from .db import MiniSetting
+
+        known = self.inventory_minis()
+        with self.Session() as s:
+            rows = s.query(MiniSetting).all()
+        return {row.name: {k: v for k, v in (("status", row.status), ("max_claws", row.max_claws)) if v is not None}
+                for row in rows if row.name in known and NAME.fullmatch(row.name)}
+
+    def minis(self) -> dict[str, dict]:
+        """``{name: {"name", "status", "max_claws", "base_port", "timezone"}}`` for every host of group ``minis``,
+        with the API's settings applied.
+
+        Raises:
+            RuntimeError: ansible-inventory failed (the message is its stderr).
+        """
+        minis = self.inventory_minis()
+        settings = self.settings()
+        return {name: {**info, **settings.get(name, {})} for name, info in minis.items()}
+
+    def override_sources(self, directory: Path) -> list[str]:
+        """The inventory sources for a playbook: the operator's inventory, then (when the API set any Mini's status
+        or capacity) ``directory`` holding a generated inventory of those Minis whose ``host_vars`` set
+        ``mini_status`` / ``claw_max_per_mini``: a later source's host_vars win, so the playbooks see what the
+        service sees. Only validated values are written: a status of :data:`STATUSES`, an integer, and host names
+        of the operator's own inventory."""
+        import yaml
+
+        settings = self.settings()
+        if not settings:
+            return [str(self.path)]
+        (directory / "host_vars").mkdir(parents=True, mode=0o700)
+        (directory / "hosts.yml").write_text(yaml.safe_dump({"minis": {"hosts": {name: None for name in sorted(settings)}}}))
+        for name, values in settings.items():
+            host_vars = {"mini_status": values.get("status"), "claw_max_per_mini": values.get("max_claws")}
+            (directory / "host_vars" / f"{name}.yml").write_text(yaml.safe_dump({k: v for k, v in host_vars.items() if v is not None}))
+        return [str(self.path), str(directory)]
 
     def _read(self) -> dict:
         binary = Path(sys.executable).parent / "ansible-inventory"

@@ -171,6 +171,7 @@ class JobEngine:
     """
 
     replica = ""  # set per instance: "<host>:<pid>:<random>"
+    inventory = None
 
     def __init__(self, settings: Settings, sessionmaker):
         self.settings = settings
@@ -184,6 +185,7 @@ class JobEngine:
         self.threads: list[threading.Thread] = []
         self.dispatcher = None
         self.keeper = None
+        self.inventory = None  # api.inventory.Inventory: playbooks get its override_sources() (set by create_app)
         # Called with each finished job (outside the engine's lock), e.g. by the monitor.
         self.finished_hooks: list = []
 
@@ -528,9 +530,10 @@ class JobEngine:
                 ctx = self.running.get(job_id, {})
                 return bool(ctx.get("cancel")) or self.stopping.is_set()
 
+            inventory = self.inventory.override_sources(pdd / "mini-settings") if self.inventory else str(self.settings.inventory)
             runner = ansible_runner.run(
                 private_data_dir=str(pdd), project_dir=str(REPO), playbook=str(playbook_path(job.kind, self.settings.playbook_dir)),
-                inventory=str(self.settings.inventory), cmdline=cmdline, ident=job_id, quiet=True, suppress_env_files=True,
+                inventory=inventory, cmdline=cmdline, ident=job_id, quiet=True, suppress_env_files=True,
                 envvars={"ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
                          # ansible-playbook of this Python's environment, whatever PATH the service was started with
                          "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"},

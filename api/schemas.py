@@ -3,7 +3,7 @@
 input."""
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, field_validator, model_validator
 
@@ -155,6 +155,21 @@ class Route(BaseModel):
     hostname: str
     service: str
     claw_id: str
+
+
+class MiniPatch(BaseModel):
+    """Change a Mini's status and/or capacity. They override the inventory's ``mini_status`` /
+    ``claw_max_per_mini`` for placement, the schedules and every playbook the service runs. At least one field."""
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["active", "draining", "offline", "maintenance"] | None = Field(
+        None, description="active: takes claws; draining: keeps its claws, takes no new ones; offline/maintenance: no jobs scheduled")
+    max_claws: int | None = Field(None, ge=0, le=1000, description="Claws the Mini may hold")
+
+    @model_validator(mode="after")
+    def _something(self):
+        if self.status is None and self.max_claws is None:
+            raise ValueError("give status and/or max_claws")
+        return self
 
 
 class MiniOut(BaseModel):

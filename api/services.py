@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from .callbacks import CallbackRefused, check_callback_url
 from .config import Settings
-from .db import Claw, Job
+from .db import Claw, Job, MiniSetting, utcnow
 from .inventory import Inventory, place
 from .jobs import IdempotencyConflict, JobEngine, playbook_available  # noqa: F401 - playbook_available: the routes' hook
 from .monitor import Monitor
@@ -123,3 +123,15 @@ class Service:
             if mini is None:
                 raise HTTPException(409, "no capacity: no active Mini has a free slot")
         return mini
+
+    def set_mini(self, name: str, status: str | None = None, max_claws: int | None = None) -> None:
+        """Store a Mini's status and/or capacity (the fields given; the others keep their value)."""
+        with self.engine.serialized("placement"), self.Session() as s:  # never in the middle of a placement
+            row = s.get(MiniSetting, name) or MiniSetting(name=name)
+            if status is not None:
+                row.status = status
+            if max_claws is not None:
+                row.max_claws = max_claws
+            row.updated_at = utcnow()
+            s.merge(row)
+            s.commit()

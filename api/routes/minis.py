@@ -7,7 +7,7 @@ from sqlalchemy import select
 from .. import services
 from ..db import Claw
 from ..deps import IdemKey, MiniName, Svc, auth, idem
-from ..schemas import DrainRequest, JobOut, MiniDetail, MiniOut
+from ..schemas import DrainRequest, JobOut, MiniDetail, MiniOut, MiniPatch
 
 router = APIRouter()
 
@@ -29,6 +29,17 @@ def get_mini(svc: Svc, name: MiniName):
     routes = [{"hostname": c.record["tunnel_hostname"], "service": f"http://127.0.0.1:{int(c.record['local_port'])}", "claw_id": c.claw_id}
               for c in claws if (c.record or {}).get("tunnel_hostname") and str((c.record or {}).get("local_port", "")).isdigit()]
     return {**svc.mini_out(name, minis[name]), "claw_records": [svc.claw_summary(c) for c in claws], "routes": routes}
+
+@router.patch("/v1/minis/{name}", response_model=MiniDetail, dependencies=auth, tags=["minis"])
+def patch_mini(svc: Svc, name: MiniName, body: MiniPatch):
+    """Set a Mini's ``status`` (active, draining, offline, maintenance) and/or ``max_claws``, over the inventory's
+    values: placement, the 409 for a Mini that takes no claws, the schedules and the playbooks all see them. Nothing
+    runs on the Mini (drain it with ``POST /v1/minis/{name}/drain``)."""
+    if name not in svc.inventory.inventory_minis():
+        raise HTTPException(404, f"unknown Mini {name!r}")
+    svc.set_mini(name, status=body.status, max_claws=body.max_claws)
+    return get_mini(svc, name)
+
 
 @router.post("/v1/minis/{name}/drain", status_code=202, response_model=JobOut, dependencies=auth, tags=["minis"])
 def drain(svc: Svc, name: MiniName, request: Request, body: DrainRequest | None = None, idempotency_key: IdemKey = None):

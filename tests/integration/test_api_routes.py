@@ -108,3 +108,32 @@ def test_a_mini_that_takes_no_claws_is_409(api, mini):
     assert answer.status_code == 409 and mini in answer.text, answer.text
     with app.state.Session() as s:
         assert s.query(Job).count() == 0
+
+
+def test_a_minis_status_and_capacity_set_through_the_api(api, tmp_path):
+    import json
+    import subprocess
+
+    from clawfarm_testlib import REPO
+
+    app, client = api
+    answer = client.patch("/v1/minis/mini-01", json={"status": "draining"})
+    assert answer.status_code == 200 and answer.json()["status"] == "draining" and answer.json()["max_claws"] == 12
+    new = "5a2b3c4d-0000-4000-8000-000000000001"
+    assert client.post("/v1/claws", json={"claw_id": new, "mini": "mini-01"}).status_code == 409
+    assert client.post("/v1/claws", json={"claw_id": new}).json()["mini"] == "mini-02"  # placement skips it
+    assert client.patch("/v1/minis/mini-02", json={"max_claws": 3}).json()["max_claws"] == 3  # 2 claws + 1 queued: full
+    assert client.post("/v1/claws", json={"claw_id": new[:-1] + "2"}).status_code == 409
+    assert client.patch("/v1/minis/mini-01", json={"status": "active"}).json()["status"] == "active"
+    for body, status in (({}, 422), ({"status": "gone"}, 422), ({"max_claws": -1}, 422), ({"status": "active", "x": 1}, 422)):
+        assert client.patch("/v1/minis/mini-01", json=body).status_code == status, body
+    assert client.patch("/v1/minis/mini-99", json={"status": "offline"}).status_code == 404
+    # The playbooks see the same: the job's inventory sources end with the API's settings as host_vars.
+    client.patch("/v1/minis/mini-03", json={"status": "offline", "max_claws": 2})
+    sources = app.state.service.inventory.override_sources(tmp_path / "job" / "mini-settings")
+    listed = subprocess.run([str(REPO / ".venv/bin/ansible-inventory"), *[a for s in sources for a in ("-i", s)], "--list"],
+                            capture_output=True, text=True, cwd=REPO, check=True)
+    hostvars = json.loads(listed.stdout)["_meta"]["hostvars"]
+    assert hostvars["mini-03"]["mini_status"] == "offline" and hostvars["mini-03"]["claw_max_per_mini"] == 2
+    assert hostvars["mini-02"]["claw_max_per_mini"] == 3 and hostvars["mini-01"]["mini_status"] == "active"
+    assert "mini_status" not in hostvars["mini-04"] or hostvars["mini-04"]["mini_status"] == "offline"
