@@ -280,7 +280,8 @@ class JobEngine:
             if not everything:
                 stale = stale.where(or_(Job.lease_until.is_(None), Job.lease_until < now))
             for job in s.scalars(stale):
-                self._interrupt(s, job, "the replica running this job stopped (its lease expired); the playbooks are idempotent, retry it")
+                self._interrupt(s, job, "the service stopped while this job was running; the playbooks are idempotent, retry it" if everything
+                                else "the replica running this job stopped (its lease expired); the playbooks are idempotent, retry it")
                 ended.append(job.id)
             queued = select(Job).where(Job.state == "queued", Job.secrets_on.is_distinct_from(self.replica))
             if not (everything or legacy):  # a job with secrets always names its replica (older releases did not)
