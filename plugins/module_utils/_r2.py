@@ -1061,7 +1061,7 @@ def list_keys(client, bucket: str, prefix: str) -> list:
 
 def list_archives(client, bucket: str, prefixes=("backups/", "archives/")) -> list:
     """Archives in a bucket, newest first: ``[{"key", "created", "kind", "size", "sha256", "files", "skipped",
-    "complete"}]``.
+    "key_id", "complete"}]`` (``key_id``: the claw key an encrypted archive needs, None when unencrypted).
 
     Size/sha256/files/skipped come from the manifest (``skipped``: what the backup left out, by reason; None for
     manifests older than that); an archive without one is listed with ``complete: false``.
@@ -1082,12 +1082,12 @@ def list_archives(client, bucket: str, prefixes=("backups/", "archives/")) -> li
         if moment is None:
             continue
         entry = {"key": key, "created": moment.strftime("%Y-%m-%dT%H:%M:%SZ"), "kind": key.split("/", 1)[0],
-                 "size": None, "sha256": None, "files": None, "skipped": None, "complete": False}
+                 "size": None, "sha256": None, "files": None, "skipped": None, "key_id": None, "complete": False}
         if manifest_key(key) in present:
             try:
                 doc = parse_manifest(client.get_object(Bucket=bucket, Key=manifest_key(key))["Body"].read(), key)
                 entry.update(size=doc["size"], sha256=doc["sha256"], files=doc.get("files"), skipped=doc.get("skipped"),
-                             complete=True)
+                             key_id=(doc.get("encryption") or {}).get("key_id"), complete=True)
             except ArchiveError:
                 pass
         archives.append(entry)

@@ -88,6 +88,9 @@ archives:
           archives made before this was recorded, or incomplete ones.
       type: dict
       sample: {changed: 0, special: 0, unsafe_name: 0, unsafe_link: 1, foreign: 0}
+    key_id:
+      description: The id of the claw key an encrypted archive needs (its manifest's); null when unencrypted.
+      type: str
     complete:
       description: The archive has a valid manifest.
       type: bool

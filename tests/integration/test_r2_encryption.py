@@ -150,6 +150,8 @@ def test_unencrypted_archives_still_restore_and_rotation_keeps_old_ones_restorab
     second = run_module("r2_archive", {**args, "src": str(home), "key": "backups/20261103T020000Z.tar.zst",
                                        "encryption_keys": {"k1": k1, "k2": k2}, "encryption_key_id": "k2"})
     assert (first["encryption"]["key_id"], second["encryption"]["key_id"]) == ("k1", "k2")
+    listing = run_module("r2_archive_info", {"bucket": name, **s3_server.module_args()})
+    assert [a["key_id"] for a in listing["archives"]] == ["k2", "k1", None]
     kept = {"k1": k1, "k2": k2}
     for archived, keys in ((old, None), (old, kept), (first, kept), (second, kept)):
         dest = tmp_path / "restored"
