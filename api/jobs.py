@@ -268,9 +268,9 @@ class JobEngine:
         """End ``interrupted`` the running jobs whose lease expired (all running jobs but this replica's with
         ``everything``, for SQLite's single replica) and the queued jobs with secrets whose replica is gone
         (``legacy``: also those queued by a release that did not record the replica); free their locks. Returns the
-        ids of the jobs ended."""
+        ids of the jobs ended; their final state goes to the webhook like any job's."""
         now = utcnow()
-        ended = []
+        ended, jobs = [], []
         with self.lock, self.Session() as s:
             if self.dialect == "postgresql":
                 s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK})
@@ -283,6 +283,7 @@ class JobEngine:
                 self._interrupt(s, job, "the service stopped while this job was running; the playbooks are idempotent, retry it" if everything
                                 else "the replica running this job stopped (its lease expired); the playbooks are idempotent, retry it")
                 ended.append(job.id)
+                jobs.append(job)
             queued = select(Job).where(Job.state == "queued", Job.secrets_on.is_distinct_from(self.replica))
             if not (everything or legacy):  # a job with secrets always names its replica (older releases did not)
                 queued = queued.where(Job.secrets_on.is_not(None))
@@ -290,7 +291,10 @@ class JobEngine:
                 if (job.params or {}).get("has_secrets") and (everything or job.secrets_on not in alive):
                     self._interrupt(s, job, "the service stopped before this job ran and its secrets were not kept; retry it")
                     ended.append(job.id)
+                    jobs.append(job)
             s.commit()
+        for job in jobs:  # the final state goes to the webhook, as any job's does
+            self._finish_side_effects(job)
         return ended
 
     def _interrupt(self, s, job: Job, error: str) -> None:

@@ -7,6 +7,7 @@ The engines here claim jobs but run no playbook (``_run`` is replaced): the test
 """
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -221,3 +222,20 @@ def test_a_cancel_asked_of_another_replica_reaches_the_running_one(url, tmp_path
     assert one.cancel(queued.id) == "canceled" and states(two)[(B, "m2")][0] == "canceled"
     one._dispatch_once()
     assert states(one)[(B, "m2")][0] == "canceled"
+
+
+def test_a_job_ended_by_the_reaper_goes_to_the_webhook(url, tmp_path):
+    one = replica(url, tmp_path)
+    two = JobEngine(settings(url, tmp_path, webhook_url="https://hooks.example.com/x", webhook_secret="s" * 32), one.Session)
+    sent = []
+    two._deliver = lambda job_id, url, checked=True: sent.append((job_id, url))
+    job, _ = one.submit("start", A, "m1", {})
+    one._dispatch_once()
+    with one.Session() as s:
+        s.get(Job, job.id).lease_until = utcnow() - timedelta(seconds=1)
+        s.commit()
+    assert two.reap() == [job.id]
+    deadline = time.monotonic() + 30
+    while not sent and time.monotonic() < deadline:  # delivered from a thread
+        time.sleep(0.05)
+    assert sent == [(job.id, "https://hooks.example.com/x")]
