@@ -8,6 +8,12 @@ started=$SECONDS
 trap 'echo "==> total: $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s"' EXIT
 bash scripts/setup.sh
 source .venv/bin/activate
+# The OpenClaw runtime bundles the sandbox Minis install (both versions the upgrade test needs) build in the
+# background while the linters run; pytest waits for them (tests/sandbox/bundles.py, cached in .cache/openclaw-runtime).
+echo "==> runtime bundles (background, log in .cache/bundles.log)"
+mkdir -p .cache
+python tests/sandbox/bundles.py >.cache/bundles.log 2>&1 &
+bundles=$!
 echo "==> ruff"
 ruff check plugins tests roles bench api
 echo "==> ansible-lint"
@@ -22,6 +28,12 @@ for module in plugins/modules/*.py; do
 done
 echo "==> collection build"
 ansible-galaxy collection build --force --output-path .cache/build >/dev/null
+if ! wait "$bundles"; then
+  tail -40 .cache/bundles.log
+  echo "runtime bundle build failed (log above, all of it in .cache/bundles.log)"
+  exit 1
+fi
+grep '^bundles:' .cache/bundles.log || true
 echo "==> pytest"
 python -m pytest tests -q -p no:cacheprovider --durations=25 "$@"
 echo "==> benchmark smoke run (archive, 32 MiB; prints ratios, asserts nothing)"

@@ -25,6 +25,16 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.e2e)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def runtime_bundles():
+    """The OpenClaw runtime bundles the Minis install, built once per checkout before any playbook needs them."""
+    if os.geteuid() == 0:
+        sys.path.insert(0, str(REPO / "tests/sandbox"))
+        import bundles
+
+        bundles.ensure()
+
+
 class Mini:
     """A running sandbox Mini plus helpers to run playbooks against it and look inside it."""
 
