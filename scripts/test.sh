@@ -34,7 +34,10 @@ if ! wait "$bundles"; then
   exit 1
 fi
 grep '^bundles:' .cache/bundles.log || true
-echo "==> pytest"
-python -m pytest tests -q -p no:cacheprovider --durations=25 "$@"
+# Two lanes (pytest-xdist workers): each e2e module runs whole on one worker, every module that uses the fleet on
+# the same one (tests/e2e/conftest.py groups them); each worker boots its own `mini`. The slowest tests and the
+# total are printed at the end.
+echo "==> pytest (2 workers)"
+python -m pytest tests -q -p no:cacheprovider -n 2 --dist loadgroup --no-loadscope-reorder --durations=25 "$@"
 echo "==> benchmark smoke run (archive, 32 MiB; prints ratios, asserts nothing)"
 python bench/archive_bench.py --size-mib 32 --workdir .cache/bench

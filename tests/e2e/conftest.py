@@ -14,15 +14,54 @@ import pytest
 from clawfarm_testlib import S3StandIn
 
 REPO = Path(__file__).resolve().parents[2]
-MINI = os.environ.get("CLAWFARM_E2E_MINI", "e2e1")
+# Under pytest-xdist (scripts/test.sh runs two workers) every worker has its own name for its Minis: the worker id
+# ("gw0", "gw1") is appended.  Without xdist the names are the plain ones.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+
+
+def worker_name(base: str) -> str:
+    """A Mini name (or a /tmp file stem) of this xdist worker: ``base`` plus ``-gwN`` under xdist, else ``base``.
+
+    A test module that boots a Mini of its own needs no suffix (every e2e module runs whole on one worker, see
+    ``pytest_collection_modifyitems``), only a name no other module uses; a Mini that several modules share
+    per worker (``mini``) takes it.  Names stay within mini.py's 11 characters: base names of at most 7.
+    """
+    return f"{base}-{WORKER}" if WORKER else base
+
+
+MINI = worker_name(os.environ.get("CLAWFARM_E2E_MINI", "e2e1"))
 BIN = Path(sys.executable).parent
 CLAWS_DOMAIN = "claws.example.com"
+# Playbook output of the last run of each playbook, for reading after a failure (one file per worker).
+LOGS = worker_name("/tmp/clawfarm-e2e")
 
 
 def pytest_collection_modifyitems(items):
+    """Mark e2e tests, and keep each e2e module whole on one xdist worker (``--dist loadgroup``).
+
+    Module-scoped fixtures boot Minis with fixed names, so a module must never be split between workers. Every
+    module that uses the ``fleet`` (fl1..fl3, one per run) goes to the one group "fleet"; the others each form
+    their own group, and every worker that runs one boots its own ``mini``.  Under xdist (scripts/test.sh passes
+    ``--no-loadscope-reorder``, so this order is the order work is handed out) the fleet group comes first (the
+    longest), then the other e2e modules, then unit and integration tests, which fill the gaps; a plain run keeps
+    pytest's order.
+    """
+    modules = {}
     for item in items:
         if "tests/e2e" in str(item.fspath):
             item.add_marker(pytest.mark.e2e)
+            modules.setdefault(item.module.__name__, set()).update(item.fixturenames)
+    groups = {module: "e2e-fleet" if "fleet" in fixtures else f"e2e-{module}" for module, fixtures in modules.items()}
+    for item in items:
+        if "tests/e2e" in str(item.fspath):
+            item.add_marker(pytest.mark.xdist_group(groups[item.module.__name__]))
+
+    if WORKER:
+        def rank(item):
+            if "tests/e2e" not in str(item.fspath):
+                return 2
+            return 0 if groups[item.module.__name__] == "e2e-fleet" else 1
+        items[:] = sorted(items, key=rank)  # stable: the order inside each rank is kept
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -55,7 +94,7 @@ class Mini:
         result = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(self.inventory), f"playbooks/{name}.yml",
                                  *extra, *args], cwd=REPO, env=env, text=True, capture_output=True)
         # The last run of each playbook, for reading after a failure.
-        Path(f"/tmp/clawfarm-e2e-{name}.log").write_text(result.stdout + result.stderr)
+        Path(f"{LOGS}-{name}.log").write_text(result.stdout + result.stderr)
         if check and result.returncode != 0:
             raise AssertionError(f"{name} failed ({result.returncode}):\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
         return result
@@ -173,7 +212,7 @@ class Fleet:
 
     def playbook(self, inventory: Path, name: str, *args: str, check: bool = False) -> subprocess.CompletedProcess:
         result = subprocess.run(self.command(inventory, name, *args), cwd=REPO, env=self.env, text=True, capture_output=True)
-        Path(f"/tmp/clawfarm-e2e-fleet-{name}.log").write_text(result.stdout + result.stderr)
+        Path(f"{LOGS}-fleet-{name}.log").write_text(result.stdout + result.stderr)
         if check and result.returncode != 0:
             raise AssertionError(f"{name} failed ({result.returncode}):\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
         return result

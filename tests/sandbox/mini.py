@@ -39,6 +39,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 RUN = os.environ.get("CLAWFARM_SANDBOX_RUN", os.path.join(HERE, "run"))
 SUBNET = "10.77"
 MINI_PYTHON = "3.9"  # the Command Line Tools' CPython on every macOS the farm supports
+INDEX_LOCK = "/run/lock/clawfarm-mini-index.lock" if os.path.isdir("/run/lock") else "/tmp/clawfarm-mini-index.lock"
 
 
 def sh(*argv, check=True, **kw):
@@ -56,16 +57,22 @@ def index_of(name: str) -> int:
     p = paths(name)
     if os.path.exists(p["index"]):
         return int(open(p["index"]).read())
-    # Unique on the machine, not just in this checkout: addresses already on the host count too.
-    used = {int(m) for m in re.findall(rf"inet {re.escape(SUBNET)}\.(\d+)\.1/", sh("ip", "-o", "-4", "addr").stdout)}
-    for other in os.listdir(RUN) if os.path.isdir(RUN) else []:
-        f = os.path.join(RUN, other, "index")
-        if os.path.exists(f):
-            used.add(int(open(f).read()))
-    index = next(i for i in range(1, 250) if i not in used)
-    with open(p["index"], "w") as handle:
-        handle.write(str(index))
-    return index
+    # Unique on the machine, not just in this checkout: addresses already on the host count too. Several processes
+    # boot Minis at once (pytest-xdist workers), so the choice is made under a machine-wide lock.
+    with open(INDEX_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.exists(p["index"]):
+            return int(open(p["index"]).read())
+        used = {int(m) for m in re.findall(rf"inet {re.escape(SUBNET)}\.(\d+)\.1/", sh("ip", "-o", "-4", "addr").stdout)}
+        for other in os.listdir(RUN) if os.path.isdir(RUN) else []:
+            f = os.path.join(RUN, other, "index")
+            if os.path.exists(f):
+                used.add(int(open(f).read()))
+        index = next(i for i in range(1, 250) if i not in used)
+        with open(p["index"] + ".tmp", "w") as handle:
+            handle.write(str(index))
+        os.replace(p["index"] + ".tmp", p["index"])
+        return index
 
 
 def address(name: str) -> str:
