@@ -7,9 +7,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from clawfarm_testlib import CF_TOKEN, REPO, CloudflareStandIn, S3StandIn, free_port, run_module_process, wait_http
+
+# Plugins that print at the end of the run are registered here too: under pytest-xdist (scripts/test.sh) the terminal
+# summary is written by the controller process, which imports no test module, so a test module's own
+# ``pytest_plugins`` registers them only in the workers, where nothing is printed. Same names as the test modules
+# use (tests/e2e is on sys.path there too), so a plain run registers each once.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "e2e"))
+pytest_plugins = ["full_mini_report"]
 
 
 @pytest.fixture(scope="session")
