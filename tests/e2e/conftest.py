@@ -64,14 +64,27 @@ def pytest_collection_modifyitems(items):
         items[:] = sorted(items, key=rank)  # stable: the order inside each rank is kept
 
 
-@pytest.fixture(scope="session", autouse=True)
-def runtime_bundles():
-    """The OpenClaw runtime bundles the Minis install, built once per checkout before any playbook needs them."""
+def _ensure_bundles(*versions: str) -> None:
+    """Build (once per checkout, under a lock per bundle) the runtime bundles of ``versions`` (None: the role's)."""
     if os.geteuid() == 0:
         sys.path.insert(0, str(REPO / "tests/sandbox"))
         import bundles
 
-        bundles.ensure()
+        bundles.ensure([v or bundles.role_defaults()[0] for v in versions])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def runtime_bundle():
+    """The OpenClaw runtime bundle every Mini installs, built before any playbook needs it (never by two at once)."""
+    _ensure_bundles(None)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def older_runtime_bundle(request):
+    """The bundle of a test module's ``OLDER_OPENCLAW`` (an upgrade test's starting version), if it has one."""
+    older = getattr(request.module, "OLDER_OPENCLAW", None)
+    if older:
+        _ensure_bundles(older)
 
 
 class Mini:

@@ -5,10 +5,11 @@
 
 The openclaw_runtime role builds a missing bundle itself (``creates:`` its tarball in .cache/openclaw-runtime), but
 two playbooks that do so at the same time (two pytest-xdist workers bootstrapping their Minis) would build into the
-same staging directory.  This builds each missing one here, one at a time under a lock, with the very command line
+same staging directory.  This builds each missing one here, each under its own lock, with the very command line
 the role runs, so the role only ever finds them (its "reuse" path).  scripts/test.sh starts it in the background
-while the linters run; the e2e fixtures call ``ensure()`` too (a no-op once built), so a bare ``pytest -n 2`` is
-safe as well.  The bundle's name holds everything it is built from (OpenClaw and Node.js versions, os, cpu).
+while the linters run (and the tests start: the older version is needed late); the e2e fixtures call ``ensure()``
+for what they need (waiting for a build under way, a no-op once built), so a bare ``pytest -n 2`` is safe as well.
+The bundle's name holds everything it is built from (OpenClaw and Node.js versions, os, cpu).
 """
 from __future__ import annotations
 
@@ -49,17 +50,19 @@ def ensure(versions=None, out=sys.stderr) -> list:
     os_name, cpu = host_target()
     os.makedirs(CACHE, exist_ok=True)
     tarballs = []
-    with open(os.path.join(CACHE, ".build.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        for version in versions or (default, *EXTRA_VERSIONS):
-            tarball = os.path.join(CACHE, f"openclaw-{version}-node{node}-{os_name}-{cpu}.tar.gz")
+    for version in versions or (default, *EXTRA_VERSIONS):
+        name = f"openclaw-{version}-node{node}-{os_name}-{cpu}"
+        tarball = os.path.join(CACHE, name + ".tar.gz")
+        # One lock per bundle: a test that needs the default one never waits for the older one being built.
+        with open(os.path.join(CACHE, f".{name}.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
             if not os.path.exists(tarball):
                 started = time.monotonic()
                 subprocess.run([sys.executable, os.path.join(ROLE, "files", "build_runtime_bundle.py"),
                                 f"--openclaw={version}", f"--node={node}", f"--os={os_name}", f"--cpu={cpu}",
                                 f"--out={CACHE}"], check=True, stdout=out, stderr=out)
-                print(f"bundles: built {os.path.basename(tarball)} in {time.monotonic() - started:.0f} s", file=out)
-            tarballs.append(tarball)
+                print(f"bundles: built {name} in {time.monotonic() - started:.0f} s", file=out, flush=True)
+        tarballs.append(tarball)
     return tarballs
 
 
