@@ -1,11 +1,13 @@
 """Fixtures for end-to-end tests against a sandbox Mini (real SSH, real OpenClaw, launchd stand-in)."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -87,6 +89,41 @@ def older_runtime_bundle(request):
         _ensure_bundles(older)
 
 
+WHEELS = REPO / ".cache" / "mini-python"
+
+
+def run_playbook(name: str, argv: list, env: dict) -> subprocess.CompletedProcess:
+    """Run ``ansible-playbook`` (``argv``) from the checkout; the first bootstraps of a run take turns.
+
+    The mini_python role downloads the Minis' wheels into a control-node cache (.cache/mini-python) on its first
+    run, not atomically: two lanes bootstrapping at once on a fresh checkout would download into the same
+    directory while one already ships it. Until a wheel set is complete, a bootstrap runs under a lock, which it
+    gives up as soon as one is (the role then only reuses it); later bootstraps never wait.
+    """
+    def wheels_ready() -> bool:
+        return any(WHEELS.glob("*/.complete"))
+
+    if name != "bootstrap" or wheels_ready():
+        return subprocess.run(argv, cwd=REPO, env=env, text=True, capture_output=True)
+    WHEELS.parent.mkdir(exist_ok=True)
+    with open(WHEELS.parent / ".mini-python.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if wheels_ready():
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            return subprocess.run(argv, cwd=REPO, env=env, text=True, capture_output=True)
+        proc = subprocess.Popen(argv, cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+        def release_when_ready():
+            while proc.poll() is None and not wheels_ready():
+                time.sleep(1)
+            fcntl.flock(lock, fcntl.LOCK_UN)
+        releaser = threading.Thread(target=release_when_ready, daemon=True)
+        releaser.start()
+        stdout, stderr = proc.communicate()
+        releaser.join()
+        return subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
+
+
 class Mini:
     """A running sandbox Mini plus helpers to run playbooks against it and look inside it."""
 
@@ -104,8 +141,8 @@ class Mini:
         env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
                    ANSIBLE_NOCOLOR="1", PATH=f"{BIN}:{os.environ['PATH']}")
         extra = ["-e", f"@{self.farm_vars}"] if self.farm_vars else []
-        result = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(self.inventory), f"playbooks/{name}.yml",
-                                 *extra, *args], cwd=REPO, env=env, text=True, capture_output=True)
+        result = run_playbook(name, [str(BIN / "ansible-playbook"), "-i", str(self.inventory), f"playbooks/{name}.yml",
+                                     *extra, *args], env)
         # The last run of each playbook, for reading after a failure.
         Path(f"{LOGS}-{name}.log").write_text(result.stdout + result.stderr)
         if check and result.returncode != 0:
@@ -224,7 +261,7 @@ class Fleet:
         return [str(BIN / "ansible-playbook"), "-i", str(inventory), f"playbooks/{name}.yml", *args]
 
     def playbook(self, inventory: Path, name: str, *args: str, check: bool = False) -> subprocess.CompletedProcess:
-        result = subprocess.run(self.command(inventory, name, *args), cwd=REPO, env=self.env, text=True, capture_output=True)
+        result = run_playbook(name, self.command(inventory, name, *args), self.env)
         Path(f"{LOGS}-fleet-{name}.log").write_text(result.stdout + result.stderr)
         if check and result.returncode != 0:
             raise AssertionError(f"{name} failed ({result.returncode}):\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
