@@ -30,10 +30,10 @@ done
 echo "==> collection build"
 ansible-galaxy collection build --force --output-path .cache/build >/dev/null
 # Two lanes (pytest-xdist workers): each e2e module runs whole on one worker, every module that uses the fleet on
-# the same one (tests/e2e/conftest.py groups them); each worker boots its own `mini`. The slowest tests and the
+# the same one (tests/conftest.py's scheduler); each worker boots its own `mini`. The slowest tests and the
 # total are printed at the end.
 echo "==> pytest (2 workers)"
-python -m pytest tests -q -p no:cacheprovider -n 2 --dist loadgroup --no-loadscope-reorder --durations=25 \
+python -m pytest tests -q -p no:cacheprovider -n 2 --dist loadscope --no-loadscope-reorder --durations=25 \
   --junitxml=.cache/pytest-junit.xml "$@"
 # (The tests built any bundle the background job could not; its log says why.)
 wait "$bundles" || echo "note: the background bundle build failed; see .cache/bundles.log"

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from clawfarm_testlib import CF_TOKEN, REPO, CloudflareStandIn, S3StandIn, free_port, run_module_process, wait_http
+from clawfarm_testlib import CF_TOKEN, REPO, CloudflareStandIn, S3StandIn, free_port, run_module_process, wait_http, xdist_scope
 
 # Plugins that print at the end of the run are registered here too: under pytest-xdist (scripts/test.sh) the terminal
 # summary is written by the controller process, which imports no test module, so a test module's own
@@ -18,6 +18,27 @@ from clawfarm_testlib import CF_TOKEN, REPO, CloudflareStandIn, S3StandIn, free_
 # use (tests/e2e is on sys.path there too), so a plain run registers each once.
 sys.path.insert(0, str(Path(__file__).resolve().parent / "e2e"))
 pytest_plugins = ["full_mini_report"]
+
+try:
+    from xdist.scheduler import LoadScopeScheduling
+except ImportError:  # pytest-xdist is a dev dependency; without it the suite runs in one process
+    LoadScopeScheduling = None
+
+if LoadScopeScheduling is not None:
+    class E2EModuleScheduling(LoadScopeScheduling):
+        """xdist's load-scope scheduling with clawfarm_testlib.xdist_scope as the unit: each e2e module whole on one
+        worker, every fleet module on the same one, every other test on its own (they fill the gaps).
+
+        (``--dist loadgroup`` with ``xdist_group`` marks would say the same, but pytest-xdist 3.8 puts the group in
+        the node id by assigning ``item._nodeid``, which pytest 9 ignores: the groups were silently split.)
+        """
+
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_scope(nodeid)
+
+    def pytest_xdist_make_scheduler(config, log):
+        """Under ``-n``, always the scheduling above (a module split between workers would boot its Minis twice)."""
+        return E2EModuleScheduling(config, log)
 
 
 @pytest.fixture(scope="session")

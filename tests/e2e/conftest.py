@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from clawfarm_testlib import S3StandIn
+from clawfarm_testlib import S3StandIn, xdist_scope
 
 REPO = Path(__file__).resolve().parents[2]
 # Under pytest-xdist (scripts/test.sh runs two workers) every worker has its own name for its Minis: the worker id
@@ -25,7 +25,7 @@ def worker_name(base: str) -> str:
     """A Mini name (or a /tmp file stem) of this xdist worker: ``base`` plus ``-gwN`` under xdist, else ``base``.
 
     A test module that boots a Mini of its own needs no suffix (every e2e module runs whole on one worker, see
-    ``pytest_collection_modifyitems``), only a name no other module uses; a Mini that several modules share
+    tests/conftest.py's scheduler), only a name no other module uses; a Mini that several modules share
     per worker (``mini``) takes it.  Names stay within mini.py's 11 characters: base names of at most 7.
     """
     return f"{base}-{WORKER}" if WORKER else base
@@ -39,30 +39,21 @@ LOGS = worker_name("/tmp/clawfarm-e2e")
 
 
 def pytest_collection_modifyitems(items):
-    """Mark e2e tests, and keep each e2e module whole on one xdist worker (``--dist loadgroup``).
+    """Mark e2e tests; under pytest-xdist, hand out the fleet's modules first, then the other e2e modules.
 
-    Module-scoped fixtures boot Minis with fixed names, so a module must never be split between workers. Every
-    module that uses the ``fleet`` (fl1..fl3, one per run) goes to the one group "fleet"; the others each form
-    their own group, and every worker that runs one boots its own ``mini``.  Under xdist (scripts/test.sh passes
-    ``--no-loadscope-reorder``, so this order is the order work is handed out) the fleet group comes first (the
-    longest), then the other e2e modules, then unit and integration tests, which fill the gaps; a plain run keeps
-    pytest's order.
+    tests/conftest.py's scheduler keeps each e2e module whole on one worker and every module that uses the
+    ``fleet`` (fl1..fl3, one per run) on the same one; every worker that runs a module using ``mini`` boots its
+    own. scripts/test.sh passes ``--no-loadscope-reorder``, so the order here is the order work is handed out:
+    the fleet's modules (the longest unit), the other e2e modules, then unit and integration tests, which fill
+    the gaps. A plain run keeps pytest's order.
     """
-    modules = {}
     for item in items:
         if "tests/e2e" in str(item.fspath):
             item.add_marker(pytest.mark.e2e)
-            modules.setdefault(item.module.__name__, set()).update(item.fixturenames)
-    groups = {module: "e2e-fleet" if "fleet" in fixtures else f"e2e-{module}" for module, fixtures in modules.items()}
-    for item in items:
-        if "tests/e2e" in str(item.fspath):
-            item.add_marker(pytest.mark.xdist_group(groups[item.module.__name__]))
-
     if WORKER:
         def rank(item):
-            if "tests/e2e" not in str(item.fspath):
-                return 2
-            return 0 if groups[item.module.__name__] == "e2e-fleet" else 1
+            scope = xdist_scope(item.nodeid)
+            return 0 if scope == "tests/e2e/(fleet)" else 1 if scope.startswith("tests/e2e/") else 2
         items[:] = sorted(items, key=rank)  # stable: the order inside each rank is kept
 
 
