@@ -39,7 +39,7 @@ async def job_events(svc: Svc, job_id: JobId, request: Request,
                              .order_by(JobEvent.counter).limit(limit)).all()
             return [r.to_dict() for r in rows]
 
-    async def stream(svc: Svc, ):
+    async def stream():
         cursor = after
         while True:
             with svc.Session() as s:

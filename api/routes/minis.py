@@ -13,7 +13,7 @@ router = APIRouter()
 
 
 @router.get("/v1/minis", response_model=list[MiniOut], dependencies=auth, tags=["minis"])
-def list_minis(svc: Svc, ):
+def list_minis(svc: Svc):
     """The inventory's Minis with their claws and last job."""
     return [svc.mini_out(n, info) for n, info in sorted(svc.inventory.minis().items())]
 

@@ -137,3 +137,21 @@ def test_a_minis_status_and_capacity_set_through_the_api(api, tmp_path):
     assert hostvars["mini-03"]["mini_status"] == "offline" and hostvars["mini-03"]["claw_max_per_mini"] == 2
     assert hostvars["mini-02"]["claw_max_per_mini"] == 3 and hostvars["mini-01"]["mini_status"] == "active"
     assert "mini_status" not in hostvars["mini-04"] or hostvars["mini-04"]["mini_status"] == "offline"
+
+
+def test_job_events_as_json_and_as_a_stream(api):
+    from api.db import JobEvent
+
+    app, client = api
+    job_id = client.post(f"/v1/claws/{CLAWS[0]}/stop", json={}).json()["id"]
+    with app.state.Session() as s:
+        s.add_all([JobEvent(job_id=job_id, counter=n, event=name, data={"task": f"t{n}"})
+                   for n, name in ((1, "playbook_on_start"), (2, "playbook_on_task_start"), (3, "playbook_on_stats"))])
+        s.get(Job, job_id).state = "succeeded"
+        s.commit()
+    assert [e["counter"] for e in client.get(f"/v1/jobs/{job_id}/events", params={"after": 1}).json()] == [2, 3]
+    streamed = client.get(f"/v1/jobs/{job_id}/events", headers={"Accept": "text/event-stream"})
+    assert streamed.status_code == 200 and streamed.headers["content-type"].startswith("text/event-stream")
+    names = [line[7:] for line in streamed.text.splitlines() if line.startswith("event: ")]
+    assert names == ["playbook_on_start", "playbook_on_task_start", "playbook_on_stats", "end"]
+    assert client.get("/v1/jobs/00000000-0000-4000-8000-000000000000/events").status_code == 404
