@@ -83,7 +83,7 @@ def farm(tmp_path, postgres_url):  # noqa: F811 - fixture
         env = dict(os.environ, CLAWFARM_API_TOKENS=TOKEN, CLAWFARM_API_DATABASE_URL=database_url,
                    CLAWFARM_API_STATE_DIR=str(tmp_path / name), CLAWFARM_API_INVENTORY=str(inventory),
                    CLAWFARM_API_PLAYBOOK_DIR=str(books), CLAWFARM_API_FARM_VARS=str(farm_vars), CLAWFARM_API_WORKERS="2",
-                   CLAWFARM_API_LEASE_SECONDS="3", CLAWFARM_API_HEALTH_INTERVAL="3600", CLAWFARM_API_BACKUP_SCHEDULE="off")
+                   CLAWFARM_API_LEASE_SECONDS="5", CLAWFARM_API_HEALTH_INTERVAL="3600", CLAWFARM_API_BACKUP_SCHEDULE="off")
         out = open(tmp_path / f"{name}.log", "wb")
         proc = subprocess.Popen([sys.executable, "-m", "api", "--port", str(port), "--log-level", "warning"], cwd=REPO, env=env,
                                 stdout=out, stderr=out)
