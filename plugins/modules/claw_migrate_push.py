@@ -9,14 +9,17 @@ module: claw_migrate_push
 short_description: Push a claw's home to another Mini with rsync running as the claw, over root's migration key
 version_added: 0.1.0
 description:
-  - Runs on the source Mini as root. The rsync client runs as the claw's user (its uid, its primary group, no
-    supplementary groups, umask 077): a link swapped in during the copy or a hard link to a file the claw cannot
+  - >-
+    Runs on the source Mini as root. The rsync client runs as the claw's user (its uid, its primary group, no
+    supplementary groups, umask 077), so a link swapped in during the copy or a hard link to a file the claw cannot
     read reaches nothing the claw could not read itself.
-  - Its remote shell (C(-e)) is O(relay), which holds no key: it passes rsync's remote command and byte stream
+  - >-
+    Its remote shell (C(-e)) is O(relay), which holds no key. It passes rsync's remote command and byte stream
     through a socket inherited from this module. Root checks that command (a receiving C(rsync --server) into
     O(home) only) and runs C(ssh) with the migration key O(key) (root-only, 0600) on the other end, so the key
     never reaches the claw. On the target the key's forced command runs the receiver as the claw's user.
-  - Files the claw cannot read make rsync exit with 23; with O(allow_unreadable) they are left out and listed in
+  - >-
+    Files the claw cannot read make rsync exit with 23. With O(allow_unreadable) they are left out and listed in
     RV(unreadable) when they are the only errors (they are not the claw's data to move; the source home is kept
     in a tombstone). Exit codes in O(accept_rc) are also accepted (23 and 24 for the pre-copy while the gateway
     runs).
