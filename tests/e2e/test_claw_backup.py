@@ -37,7 +37,7 @@ def healthy(mini) -> bool:
 
 def test_backup_of_a_running_claw(mini, farm, tmp_path):
     realistic_claw(mini, CLAW_ID, tmp_path)
-    mini.sh(f"echo before > {HOME}/.openclaw/workspace/kept.txt && chown {USER} {HOME}/.openclaw/workspace/kept.txt")
+    mini.sh(f"echo before > {HOME}/.openclaw/workspace/kept.txt && chown {USER}:$(stat -c %g {HOME}) {HOME}/.openclaw/workspace/kept.txt")
     SNAPSHOTS["backup"] = ClawInvariants.capture(mini, CLAW, cf=farm["cf"])
     result = mini.playbook("backup", "-e", f"claw_id={CLAW_ID}", check=True)
     out = " ".join(result.stdout.split())
