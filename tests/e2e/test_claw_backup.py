@@ -128,7 +128,7 @@ def test_deprovision_without_r2_fails_and_keeps_the_claw(mini, farm):
 
 
 def test_deprovision_archives_then_removes(mini, farm):
-    mini.sh(f"echo customer-data > {HOME}/.openclaw/workspace/resubscribe.txt && chown {USER} {HOME}/.openclaw/workspace/resubscribe.txt")
+    mini.sh(f"echo customer-data > {HOME}/.openclaw/workspace/resubscribe.txt && chown {USER}:$(stat -c %g {HOME}) {HOME}/.openclaw/workspace/resubscribe.txt")
     SNAPSHOTS["archived"] = ClawInvariants.capture(mini, CLAW, cf=farm["cf"])
     mini.playbook("deprovision", "-e", f"claw_id={CLAW_ID}", check=True)
     assert len(keys(mini, "archives/")) == 1

@@ -21,7 +21,8 @@ def test_drain_moves_every_claw_off_the_mini(fleet, farm, tmp_path):
     assert all(r.returncode == 0 for r in runs), "\n\n".join(o[-2000:] for r, o in zip(runs, outputs, strict=True) if r.returncode)
     for claw in CLAWS:
         user = f"claw-{claw[:8]}"
-        fleet.sh("fl3", f"echo {claw} > /Users/{user}/.openclaw/workspace/marker.txt && chown {user} /Users/{user}/.openclaw/workspace/marker.txt")
+        marker = f"/Users/{user}/.openclaw/workspace/marker.txt"
+        fleet.sh("fl3", f"echo {claw} > {marker} && chown {user}:$(stat -c %g /Users/{user}) {marker}")
         seed(FleetMini(fleet, inventory, "fl3"), Claw(claw), megabytes=2)
     before = {c: ClawInvariants.capture(FleetMini(fleet, inventory, "fl3"), Claw(c), cf=farm["cf"]) for c in CLAWS}
 

@@ -74,7 +74,7 @@ def report(output: str) -> re.Match:
 
 def test_precopy_migration_keeps_data_token_and_hostname(fleet, inventory, farm, tmp_path):
     realistic_claw(FleetMini(fleet, inventory, "fl1"), CLAW, tmp_path)
-    fleet.sh("fl1", f"echo marker-{CLAW} > {MARKER} && chown {USER} {MARKER}")
+    fleet.sh("fl1", f"echo marker-{CLAW} > {MARKER} && chown {USER}:$(stat -c %g {HOME}) {MARKER}")
     before = capture(fleet, farm, "fl1")
     token = (REPO / "secrets" / f"{CLAW}.token").read_text().strip()
     assert cname(fleet, farm) == fleet.hosts["fl1"]["cf_tunnel_id"]
