@@ -130,10 +130,13 @@ stderr:
 import json
 import os
 import pwd
+import select
+import signal
 import socket
 import stat
 import subprocess
 import tempfile
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.mirascope.clawfarm.plugins.module_utils import _migration
@@ -142,12 +145,22 @@ from ansible_collections.mirascope.clawfarm.plugins.module_utils import _migrati
 # the real address (rsync never resolves or connects to anything itself).
 PLACEHOLDER_HOST = "clawfarm-migration-target"
 MAX_HEADER = 65536
+# The relay sends its command as soon as rsync starts it; a claw holding it back is stopped after this long.
+HEADER_TIMEOUT = 30
 
 
-def _read_header(sock) -> bytes:
-    """The relay's first line (rsync's argv for its remote shell), read byte by byte so no stream byte is taken."""
+def _read_header(sock, timeout: float) -> bytes:
+    """The relay's first line (rsync's argv for its remote shell), read byte by byte so no stream byte is taken.
+
+    Waits at most ``timeout`` seconds in all (the relay runs as the claw, which could hold it back); the socket stays
+    blocking for ssh.
+    """
     data = bytearray()
+    deadline = time.monotonic() + timeout
     while len(data) < MAX_HEADER:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([sock], [], [], left)[0]:
+            return bytes(data)
         byte = sock.recv(1)
         if not byte:
             return bytes(data)
@@ -155,6 +168,14 @@ def _read_header(sock) -> bytes:
             return bytes(data)
         data += byte
     return bytes(data)
+
+
+def _kill_group(proc) -> None:
+    """Kill rsync and its relay (their own session, started here) so no pipe stays open."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        proc.kill()
 
 
 def _check_key(module, path: str) -> None:
@@ -222,14 +243,20 @@ def main():
     refused = ""
     with tempfile.TemporaryFile() as ssh_err:
         try:
-            header = _read_header(ours)
-            if header:
+            header = _read_header(ours, HEADER_TIMEOUT)
+            if not header:
+                try:
+                    rsync.wait(timeout=10)  # rsync ended before it ran its remote shell: its error says why
+                except subprocess.TimeoutExpired:
+                    refused = "its remote shell sent no command in time"
+                    _kill_group(rsync)
+            else:
                 try:
                     remote = _migration.relay_remote_command(json.loads(header.decode("utf-8", "replace")),
                                                              PLACEHOLDER_HOST, home)
                 except (ValueError, _migration.MigrationError) as exc:
                     refused = str(exc)
-                    rsync.kill()
+                    _kill_group(rsync)
                 else:
                     ssh_proc = subprocess.Popen(ssh + [remote_login, remote], stdin=ours.fileno(), stdout=ours.fileno(),
                                                 stderr=ssh_err, cwd="/", start_new_session=True)

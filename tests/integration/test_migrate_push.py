@@ -111,3 +111,13 @@ def test_a_key_that_is_not_root_only_is_refused(farm, mode):
     result = push(farm)
     assert result.get("failed") and "must be a regular file owned by root with mode 0600" in result["msg"]
     assert not (farm["bin"] / "asked").exists()
+
+
+def test_a_relay_that_never_sends_its_command_is_stopped(farm):
+    farm["relay"].write_text("#!/bin/sh\nexec sleep 3600\n")
+    result = push(farm, timeout=300)  # the module waits 30 s for the command, rsync would wait 300
+    assert result.get("failed") and "sent no command in time" in result["msg"]
+    assert not (farm["bin"] / "asked").exists()
+    # rsync and the relay were killed as a group: nothing of the claw's runs on (zombies wait for their reaper).
+    states = subprocess.run(["ps", "-u", USER, "-o", "stat=,args="], capture_output=True, text=True).stdout.splitlines()
+    assert [line for line in states if not line.strip().startswith("Z")] == []
