@@ -179,23 +179,27 @@ def record_str(record: dict, key: str):
     return " ".join(values) if values else None
 
 
-def pick_uid(used_uids, first: int, last: int, high_water: int = 0) -> int:
-    """The next claw UID: above ``high_water`` and above every UID of ``used_uids`` inside ``[first, last]``.
+def pick_uid(used_uids, first: int, last: int, high_water: int = 0, claw_uids=None) -> int:
+    """The next claw UID: above ``high_water`` and above every claw UID in ``[first, last]``, not in ``used_uids``.
 
-    UIDs are never reused: a UID once given to a claw (recorded in the high-water file, or still in use) is never
-    returned again, even after that claw's user was deleted, so a process it left behind can never own the files
-    of a later claw.  UIDs outside the range (people, system accounts) do not move the start.
+    UIDs are never reused: a UID once given to a claw (recorded in the high-water file, or held by a claw account
+    today) is never returned again, even after that claw's user was deleted, so a process it left behind can never
+    own the files of a later claw.  Other accounts inside the range (``used_uids`` that are not ``claw_uids``: a
+    person's or a system account) are skipped one by one, they do not move the start; ``claw_uids`` None counts
+    every used UID as a claw's.  UIDs outside the range do not matter.
 
     Raises:
-        ValueError: the range is used up (every UID up to ``last`` was handed out once).
+        ValueError: the range is used up (every UID up to ``last`` was handed out once or is taken).
     """
-    in_range = [uid for uid in used_uids if first <= uid <= last]
-    uid = max([first, high_water + 1] + [u + 1 for u in in_range])
-    if uid > last:
-        raise ValueError(f"no unused UID left in {first}-{last}: UIDs up to {max([high_water] + in_range)} were "
-                         "handed out before and are never reused (high-water mark); widen uid_range "
-                         "(claw_uid_range) to higher UIDs")
-    return uid
+    used = set(used_uids)
+    claws = [uid for uid in (used if claw_uids is None else claw_uids) if first <= uid <= last]
+    start = max([first, high_water + 1] + [u + 1 for u in claws])
+    for uid in range(start, last + 1):
+        if uid not in used:
+            return uid
+    raise ValueError(f"no unused UID left in {first}-{last}: UIDs up to {max([high_water] + claws)} were handed "
+                     "out to claws before and are never reused, the rest are taken; widen uid_range "
+                     "(claw_uid_range) to higher UIDs")
 
 
 def read_high_water(path: str) -> int:

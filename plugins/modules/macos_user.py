@@ -20,7 +20,7 @@ description:
     directory and workspace and never needs them.
   - Claw UIDs are never reused. A new account gets the UID above the highest one ever handed out on the host
     (the high-water mark in O(uid_high_water_path), root-only, updated atomically before the account is created
-    and before one is deleted) and above every UID in use in O(uid_range); a deleted claw's UID is never given
+    and before one is deleted) and above every claw account's UID in O(uid_range) (other accounts there are skipped); a deleted claw's UID is never given
     again, so a process it left behind can never own a later claw's home. See the collection's docs/claw-uids.md.
   - Before an account is deleted, every process of its UID (real or effective) is killed. Its launchd domains
     C(user/UID) and C(gui/UID) are booted out, then C(pkill -STOP) and C(pkill -KILL) by UID run until
@@ -65,7 +65,7 @@ options:
   uid:
     description:
       - UniqueID for a new account. When omitted the next unused UID of O(uid_range) is used (above the high-water
-        mark and every UID in use in the range; a UID is never handed out twice).
+        mark and every claw UID in use in the range, skipping other accounts; a UID is never handed out twice).
       - A value at or below the high-water mark is refused (it may have been a deleted claw's).
       - The UID of an existing account is never changed; a different value fails.
     type: int
@@ -208,6 +208,7 @@ commands:
 
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -294,8 +295,10 @@ class MacosUser:
         }
 
     def choose_uid(self) -> int:
-        """A UID never handed out before: above the high-water mark and every UID in use in the range."""
-        used = mu.parse_uid_list(self.runner.run(mu.cmd_list_uids(), check=True).stdout).values()
+        """A UID never handed out before: above the high-water mark and every claw's UID in the range."""
+        users = mu.parse_uid_list(self.runner.run(mu.cmd_list_uids(), check=True).stdout)
+        used = list(users.values())
+        claw_uids = [uid for name, uid in users.items() if re.search(self.p["managed_pattern"], name)]
         high_water = mu.read_high_water(self.p["uid_high_water_path"])
         if self.p["uid"] is not None:
             uid = self.p["uid"]
@@ -311,7 +314,7 @@ class MacosUser:
         first, last = self.p["uid_range"]
         if first < mu.PROTECTED_UID_BELOW or last < first:
             raise mu.UserSafetyError(f"uid_range {first}-{last} must start at {mu.PROTECTED_UID_BELOW} or above")
-        return mu.pick_uid(used, first, last, high_water)
+        return mu.pick_uid(used, first, last, high_water, claw_uids)
 
     def record_high_water(self, uid: int) -> None:
         """Raise the high-water mark to ``uid`` (never lower it), before the UID is used or its user deleted."""

@@ -340,8 +340,12 @@ def test_pick_uid_goes_above_the_high_water_mark_and_every_uid_in_the_range():
     # A UID in use above the mark counts too; people (501) and UIDs past the range do not.
     assert mu.pick_uid([501, 600, 700, 5000], 600, 999, high_water=640) == 701
     assert mu.pick_uid([], 600, 999) == 600
-    with pytest.raises(ValueError, match="UIDs up to 999 were handed out before and are never reused"):
+    with pytest.raises(ValueError, match="UIDs up to 999 were handed out to claws before and are never reused"):
         mu.pick_uid([600], 600, 999, high_water=999)
+    # Accounts in the range that are not claws' (a person's, a system account) are skipped, not a new start.
+    assert mu.pick_uid([600, 996, 997, 998], 600, 999, high_water=600, claw_uids=[600]) == 601
+    assert mu.pick_uid([600, 601, 602], 600, 999, high_water=600, claw_uids=[600]) == 603
+    assert mu.pick_uid([996, 997, 998], 600, 999, high_water=995, claw_uids=[]) == 999
 
 
 def test_high_water_mark_file_is_root_only_atomic_and_never_followed(tmp_path):
@@ -372,6 +376,11 @@ def test_high_water_mark_file_is_root_only_atomic_and_never_followed(tmp_path):
 
 def test_a_new_claw_never_gets_a_deleted_claws_uid(high_water_file):
     """claw-99999999 holds 600; 601..700 were given to claws since deleted: the next claw gets 701."""
+    module = FakeModule(params(), {tuple(mu.cmd_read(NAME)): DSCL_NOT_FOUND,
+                                   tuple(mu.cmd_list_uids()): (0, DSCL_LIST + "polkitd  996\nsystemd-network  998\n", "")},
+                        check_mode=True)
+    user = MacosUser(module, CommandRunner(module))
+    assert user.present(user.read())["uid"] == 601  # other accounts in the range do not move the start
     mu.write_high_water(high_water_file, 700)
     module = FakeModule(params(), {tuple(mu.cmd_read(NAME)): DSCL_NOT_FOUND,
                                    tuple(mu.cmd_list_uids()): (0, DSCL_LIST, "")}, check_mode=True)
