@@ -18,6 +18,8 @@ need=()
 command -v patchelf >/dev/null 2>&1 || need+=(patchelf)
 # promtool (Debian's prometheus package) checks the API's /metrics and docs/prometheus-alerts.yml in the tests.
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# postgresql (Debian's package): the API's replica tests start a throwaway cluster with its initdb/pg_ctl.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 # lsof and ps: the health probe checks who holds a claw's port (macOS ships /usr/sbin/lsof and /bin/ps).
 for cmd in sshd:openssh-server ssh:openssh-client ip:iproute2 sudo:sudo unshare:util-linux nsenter:util-linux ssh-keygen:openssh-client rsync:rsync lsof:lsof ps:procps; do
   command -v "${cmd%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${cmd%%:*}" ] || need+=("${cmd#*:}")

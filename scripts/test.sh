@@ -29,12 +29,27 @@ for module in plugins/modules/*.py; do
 done
 echo "==> collection build"
 ansible-galaxy collection build --force --output-path .cache/build >/dev/null
+echo "==> changelog lint, role docs"
+antsibull-changelog lint
+ansible-doc -t role mirascope.clawfarm.claw >/dev/null
+# ansible-test sanity of the collection as built (CPython 3.9 and 3.11; scripts/sanity.sh) runs beside the tests:
+# about 40 s of CPU once its venvs exist, a few minutes on a fresh machine. Its log is printed if it fails.
+echo "==> ansible-test sanity (background, log in .cache/sanity.log)"
+bash scripts/sanity.sh >.cache/sanity.log 2>&1 &
+sanity=$!
 # Two lanes (pytest-xdist workers): each e2e module runs whole on one worker, every module that uses the fleet on
 # the same one (tests/conftest.py's scheduler); each worker boots its own `mini`. The slowest tests and the
 # total are printed at the end.
 echo "==> pytest (2 workers)"
 python -m pytest tests -q -p no:cacheprovider -n 2 --dist loadscope --no-loadscope-reorder --durations=25 \
   --junitxml=.cache/pytest-junit.xml "$@"
+if wait "$sanity"; then
+  echo "==> ansible-test sanity: passed"
+else
+  tail -60 .cache/sanity.log
+  echo "ansible-test sanity failed (full log: .cache/sanity.log)"
+  exit 1
+fi
 # (The tests built any bundle the background job could not; its log says why.)
 wait "$bundles" || echo "note: the background bundle build failed; see .cache/bundles.log"
 grep '^bundles:' .cache/bundles.log || true

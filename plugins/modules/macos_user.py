@@ -77,7 +77,7 @@ options:
       - With O(state=absent), the deleted account's UID raises the high-water mark when it is in this range.
     type: list
     elements: int
-    default: [600, 999]
+    default: [600, 29999]
   uid_high_water_path:
     description:
       - Root-only file (0600, in a directory of root that others cannot write to, made 0700 when missing) holding
@@ -454,7 +454,7 @@ def main():
             name=dict(type="str", required=True),
             state=dict(type="str", default="present", choices=["present", "absent"]),
             uid=dict(type="int"),
-            uid_range=dict(type="list", elements="int", default=[600, 999]),
+            uid_range=dict(type="list", elements="int", default=[600, 29999]),
             group_id=dict(type="int", default=20),
             home=dict(type="path"),
             home_mode=dict(type="str", default="0700"),

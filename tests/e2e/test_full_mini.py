@@ -45,9 +45,6 @@ def full(tmp_path_factory, farm):
     s3.start()
     settings = farm_vars(farm["cf"], str(uuid.uuid4()), farm["zone_id"], s3)
     settings["claw_health_timeout"] = HEALTH_TIMEOUT
-    # The sandbox Mini sees this machine's system users 996-998 (systemd, polkitd) inside the default claw UID range
-    # 600-999, and macos_user allocates above the highest UID in the range (never reused): twelve claws need room.
-    settings["claw_uid_range"] = [600, 899]
     vars_file.write_text(json.dumps(settings))
     node = Mini(FULL, inventory, vars_file)
     node.s3 = s3
