@@ -24,7 +24,7 @@ description:
     in a tombstone). Exit codes in O(accept_rc) are also accepted (23 and 24 for the pre-copy while the gateway
     runs).
 author:
-  - Mirascope platform team
+  - Mirascope platform team (@mirascope)
 extends_documentation_fragment:
   - mirascope.clawfarm._attributes
 attributes:

@@ -41,7 +41,7 @@ description:
   - Follows dscl(1), sysadminctl(8) usage, dseditgroup(8), docs/reference/macos-admin.md sections
     2.1-2.3 and the collection's docs/macos-tcc.md.
 author:
-  - Mirascope platform team
+  - Mirascope platform team (@mirascope)
 extends_documentation_fragment:
   - mirascope.clawfarm._attributes
 attributes:

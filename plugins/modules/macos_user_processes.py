@@ -21,7 +21,7 @@ description:
   - M(mirascope.clawfarm.macos_user) with O(mirascope.clawfarm.macos_user#module:state=absent) does the same right
     before it deletes an account.
 author:
-  - Mirascope platform team
+  - Mirascope platform team (@mirascope)
 extends_documentation_fragment:
   - mirascope.clawfarm._attributes
 attributes:
