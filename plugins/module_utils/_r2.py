@@ -954,8 +954,8 @@ def build_manifest(bucket: str, key: str, result: dict, claw_id: str | None, kin
 
     ``entries`` (tar members) and ``content_bytes`` are the restore's limits (:func:`archive_limits`); ``encryption``
     is :func:`encryption_record` (algorithm, key id, key check) or None for an unencrypted archive."""
-    return {"encryption": encryption,
-        "format": MANIFEST_FORMAT, "bucket": bucket, "key": key, "claw_id": claw_id, "kind": kind,
+    return {
+        "encryption": encryption, "format": MANIFEST_FORMAT, "bucket": bucket, "key": key, "claw_id": claw_id, "kind": kind,
         "created": created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "compression": "zstd", "level": level,
         "size": result["size"], "sha256": result["sha256"], "etag": result["etag"], "parts": result["parts"],
         "part_size": result["part_size"], "files": result["files"], "entries": result["entries"],

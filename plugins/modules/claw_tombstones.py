@@ -16,7 +16,7 @@ description:
   - Trees are measured and removed through directory file descriptors, never following a link, at any depth.
     Other names in O(path) are never touched. Runs no commands.
 author:
-  - Mirascope platform team
+  - Mirascope platform team (@mirascope)
 extends_documentation_fragment:
   - mirascope.clawfarm._attributes
 attributes:

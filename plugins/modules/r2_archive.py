@@ -45,7 +45,7 @@ description:
   - Runs no commands. API reference U(https://developers.cloudflare.com/r2/api/s3/api/),
     U(https://boto3.amazonaws.com/v1/documentation/api/latest/reference/services/s3.html).
 author:
-  - Mirascope platform team
+  - Mirascope platform team (@mirascope)
 requirements:
   - boto3 >= 1.36 and zstandard on the host running the module (the farm venv).
 extends_documentation_fragment:
@@ -430,7 +430,7 @@ def run(module, p, client) -> dict:
             kept, deleted = r2.plan_age_prune(keys, datetime.now(UTC) - timedelta(days=p["max_age_days"]))
         else:
             kept, deleted = r2.plan_prune([k for k in keys if not k.endswith(r2.MANIFEST_SUFFIX)], p["keep_daily"],
-                                      p["keep_weekly"], p["keep_monthly"], complete)
+                                          p["keep_weekly"], p["keep_monthly"], complete)
         if not module.check_mode:
             for key in deleted:
                 r2.delete_archive(client, p["bucket"], key)

@@ -15,7 +15,7 @@ description:
   - A missing bucket gives an empty list. Read only; runs no commands.
   - Uses the same client settings as M(mirascope.clawfarm.r2_archive) (path-style, C(when_required) checksums).
 author:
-  - Mirascope platform team
+  - Mirascope platform team (@mirascope)
 requirements:
   - boto3 >= 1.36 on the host running the module.
 extends_documentation_fragment:

@@ -19,7 +19,7 @@ description:
     C(no_log=true) and pass RV(archive_keys) only as that module's O(mirascope.clawfarm.r2_archive#module:encryption_keys).
   - Runs no commands. See C(docs/archive-encryption.md).
 author:
-  - Mirascope platform team
+  - Mirascope platform team (@mirascope)
 requirements:
   - cryptography on the control node.
 extends_documentation_fragment:
