@@ -152,11 +152,27 @@ import hashlib, json, os, plistlib, pwd, grp, sqlite3, stat, subprocess, sys
 claw_id, user, home, label, hostname = sys.argv[1:6]
 state = os.path.join(home, ".openclaw")
 # What the gateway itself churns at runtime: only these directories' own owner and mode are compared.
-VOLATILE = {os.path.join(state, d) for d in ("state", "tmp", "cache", "logs", "media", "agents/main/agent", "devices",
+VOLATILE = {os.path.join(state, d) for d in ("state", "tmp", "cache", "logs", "media", "devices",
                                               "identity", "delivery-queue", "cron")}
-# What the gateway writes at every start, not an operation (observed): npm's debug logs in ~/.npm/_logs, and the
-# config it last started with. Left out of the snapshot entirely.
-GATEWAY_WRITTEN = {os.path.join(home, ".npm"), os.path.join(state, "openclaw.json.last-good")}
+# What the gateway writes at every start, not an operation (observed): npm's debug logs in ~/.npm/_logs, the config
+# it last started with, its agent dir and the runs of its session store migration. Left out of the snapshot entirely.
+GATEWAY_WRITTEN = {os.path.join(home, ".npm"), os.path.join(state, "openclaw.json.last-good"),
+                   os.path.join(state, "agents/main/agent"), os.path.join(state, "session-sqlite-migration-runs")}
+# At its next start after JSONL transcripts appear, the gateway imports them into its SQLite store and *moves* each
+# file (bytes unchanged) to agents/main/session-sqlite-import-archive/<key>.<id>.jsonl.imported-<ms>
+# (OpenClaw's doctor-session-sqlite: moveMigrationArtifact). A transcript is therefore keyed by its file name
+# (<id>.jsonl) wherever it is, so that a restart the operation does is not taken for a lost session.
+SESSIONS_DIR = os.path.join(state, "agents/main/sessions")
+IMPORT_ARCHIVE = os.path.join(state, "agents/main/session-sqlite-import-archive")
+def session_name(full):
+    base = os.path.basename(full)
+    if os.path.dirname(full) == IMPORT_ARCHIVE and ".imported-" in base:
+        parts = base.rsplit(".imported-", 1)[0].split(".")
+        if len(parts) >= 3 and parts[-1] == "jsonl":
+            return parts[-2] + ".jsonl"
+    if os.path.dirname(full) == SESSIONS_DIR and base.endswith(".jsonl"):
+        return base
+    return None
 out = {}
 def h(value):
     return hashlib.sha256(value.encode()).hexdigest()[:16]
@@ -201,7 +217,18 @@ def walk(path):
         st = os.lstat(full)
         rel = os.path.relpath(full, home)
         kind = "l" if stat.S_ISLNK(st.st_mode) else "d" if stat.S_ISDIR(st.st_mode) else "f" if stat.S_ISREG(st.st_mode) else "?"
-        tree[rel] = "%s %s:%s %o" % (kind, name(pwd.getpwuid, st.st_uid), name(grp.getgrgid, st.st_gid), stat.S_IMODE(st.st_mode))
+        mode = "%s %s:%s %o" % (kind, name(pwd.getpwuid, st.st_uid), name(grp.getgrgid, st.st_gid), stat.S_IMODE(st.st_mode))
+        session = session_name(full) if kind == "f" else None
+        if session is not None:
+            rel = ".openclaw/agents/main/sessions/" + session
+            tree[rel] = mode
+            files[rel] = hashlib.sha256(read(full)).hexdigest()
+            sizes.append(st.st_size)
+            continue
+        if full == IMPORT_ARCHIVE:
+            walk(full)
+            continue
+        tree[rel] = mode
         if kind == "l":
             tree[rel] += " -> " + os.readlink(full)
         if kind == "d" and full not in VOLATILE:

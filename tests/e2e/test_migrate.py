@@ -11,7 +11,7 @@ import re
 import pytest
 import yaml
 from claw_invariants import Claw, ClawInvariants, FleetMini, realistic_claw
-from conftest import CLAWS_DOMAIN, REPO, recap
+from conftest import CLAWS_DOMAIN, recap
 
 CLAW = "a1b2c3d4-0f1e-4d2c-9b8a-7766554433e1"
 USER = "claw-a1b2c3d4"
@@ -73,10 +73,9 @@ def report(output: str) -> re.Match:
 
 
 def test_precopy_migration_keeps_data_token_and_hostname(fleet, inventory, farm, tmp_path):
-    realistic_claw(FleetMini(fleet, inventory, "fl1"), CLAW, tmp_path)
+    token = realistic_claw(FleetMini(fleet, inventory, "fl1"), CLAW, tmp_path).token
     fleet.sh("fl1", f"echo marker-{CLAW} > {MARKER} && chown {USER}:$(stat -c %g {HOME}) {MARKER}")
     before = capture(fleet, farm, "fl1")
-    token = (REPO / "secrets" / f"{CLAW}.token").read_text().strip()
     assert cname(fleet, farm) == fleet.hosts["fl1"]["cf_tunnel_id"]
 
     dry = fleet.playbook(inventory, "migrate", "-e", f"claw_id={CLAW}", "--check", "--diff", check=True)
