@@ -13,10 +13,10 @@ from __future__ import annotations
 import os
 import plistlib
 import re
-import secrets
 import stat
 import time
 
+from ansible_collections.mirascope.clawfarm.plugins.module_utils._claw_paths import replace_file
 from ansible_collections.mirascope.clawfarm.plugins.module_utils._command import CommandError
 
 DSCL = "/usr/bin/dscl"
@@ -251,23 +251,7 @@ def write_high_water(path: str, uid: int) -> None:
         st = os.fstat(dfd)
         if st.st_uid != os.geteuid() or st.st_mode & 0o022:
             raise UserSafetyError(f"{parent} must be a directory of root that other users cannot write to")
-        tmp = f".{name}.{secrets.token_hex(8)}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600,
-                     dir_fd=dfd)
-        try:
-            try:
-                os.fchmod(fd, 0o600)
-                os.write(fd, f"{int(uid)}\n".encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-        except BaseException:
-            try:
-                os.unlink(tmp, dir_fd=dfd)
-            except OSError:
-                pass
-            raise
+        replace_file(name, dfd, f"{int(uid)}\n".encode(), os.geteuid(), os.getegid(), 0o600)
         os.fsync(dfd)
     finally:
         os.close(dfd)
