@@ -14,7 +14,10 @@ section 1 (and the API reference at https://developers.cloudflare.com/api/):
 - DNS records list (``name.exact``/``name``, ``type``, ``page``/``per_page`` honoured, so the SDK's
   auto-pagination ends), create (81053 when a CNAME/A/AAAA already owns the name), get, update,
   patch and delete (``result: {"id": ...}``), records carry ``comment``/``tags``;
-- ``GET /zones?name=``.
+- ``GET /zones?name=``;
+- account API tokens (``GET …/tokens/permission_groups?name=``, ``POST``/``GET``/``DELETE …/tokens``): a create
+  checks each policy's permission group ids and resources and answers the token ``value`` once; a token that may
+  not create tokens is simulated with ``/__control/tokens {"forbid_create": true}`` (403/9109 like Cloudflare).
 
 Test control (not part of Cloudflare's API), under ``/__control``: seed tunnels and zones, inject
 faults (status, count, delay, method and path regexp), read and reset state, and a global
@@ -49,7 +52,8 @@ def _now() -> str:
 
 
 def _fresh_state() -> dict:
-    return {"tunnels": {}, "zones": {}, "records": {}, "faults": [], "delay": 0.0, "log": []}
+    return {"tunnels": {}, "zones": {}, "records": {}, "faults": [], "delay": 0.0, "log": [], "tokens": {},
+            "forbid_token_create": False}
 
 
 STATE = _fresh_state()
@@ -147,6 +151,14 @@ async def control_add_fault(request: Request):
             STATE["faults"].append({"path": body["path"], "method": body.get("method"), "status": body.get("status"),
                                     "delay": body.get("delay", 0), "count": int(body.get("count", 1)),
                                     "retry_after": body.get("retry_after")})
+    return {"ok": True}
+
+
+@app.post("/__control/tokens")
+async def control_tokens(request: Request):
+    body = await request.json()
+    with _lock:
+        STATE["forbid_token_create"] = bool(body.get("forbid_create", False))
     return {"ok": True}
 
 
@@ -355,6 +367,87 @@ async def dns_delete(zone_id: str, record_id: str):
             return fail(404, 81044, "Record does not exist.", retry=False)
         del STATE["records"][record_id]
         return ok({"id": record_id})
+
+
+# ---- account API tokens (R2 bucket-scoped credentials) -----------------------------------------------------------
+
+PERMISSION_GROUPS = [
+    {"id": "2efd5506f9c8494dacb1fa10a3e7d5b6", "name": "Workers R2 Storage Bucket Item Write",
+     "scopes": ["com.cloudflare.edge.r2.bucket"]},
+    {"id": "6a018a9f2fc74eb6b293b0c548f38b39", "name": "Workers R2 Storage Bucket Item Read",
+     "scopes": ["com.cloudflare.edge.r2.bucket"]},
+    {"id": "bf7481a1826f439697cb59a20b22293e", "name": "Workers R2 Storage Write", "scopes": ["com.cloudflare.api.account"]},
+    {"id": "c1fde68c7bcc44588cbb6ddbc16d6480", "name": "Account Settings Read", "scopes": ["com.cloudflare.api.account"]},
+]
+
+
+@app.get(API + "/accounts/{account_id}/tokens/permission_groups")
+async def token_permission_groups(account_id: str, request: Request):
+    name = request.query_params.get("name")
+    groups = [g for g in PERMISSION_GROUPS if not name or g["name"] == name]
+    return ok(copy.deepcopy(groups), {"page": 1, "per_page": len(groups), "count": len(groups), "total_count": len(groups),
+                                      "total_pages": 1})
+
+
+def _token_view(token: dict) -> dict:
+    return {k: copy.deepcopy(v) for k, v in token.items() if k not in ("value", "account_id")}
+
+
+@app.post(API + "/accounts/{account_id}/tokens")
+async def token_create(account_id: str, request: Request):
+    body = await request.json()
+    known = {g["id"]: g for g in PERMISSION_GROUPS}
+    with _lock:
+        if STATE["forbid_token_create"]:
+            return fail(403, 9109, "Unauthorized to access requested resource", retry=False)
+        if not isinstance(body, dict) or not body.get("name") or not isinstance(body.get("policies"), list) or not body["policies"]:
+            return fail(400, 1001, "name and policies are required", retry=False)
+        for policy in body["policies"]:
+            if not isinstance(policy, dict) or policy.get("effect") not in ("allow", "deny"):
+                return fail(400, 1001, "policy effect must be allow or deny", retry=False)
+            groups = policy.get("permission_groups") or []
+            if not groups or any(not isinstance(g, dict) or g.get("id") not in known for g in groups):
+                return fail(400, 1001, "unknown permission group", retry=False)
+            resources = policy.get("resources")
+            if not isinstance(resources, dict) or not resources:
+                return fail(400, 1001, "policy resources are required", retry=False)
+            for resource in resources:
+                if not (resource.startswith(f"com.cloudflare.edge.r2.bucket.{account_id}_")
+                        or resource == f"com.cloudflare.api.account.{account_id}"):
+                    return fail(400, 1001, f"resource {resource} is not in account {account_id}", retry=False)
+        token_id = uuid.uuid4().hex
+        value = uuid.uuid4().hex + uuid.uuid4().hex[:8]
+        token = {"id": token_id, "account_id": account_id, "name": body["name"], "status": "active",
+                 "policies": [{"id": uuid.uuid4().hex, **copy.deepcopy(p)} for p in body["policies"]],
+                 "issued_on": _now(), "modified_on": _now(), "value": value}
+        STATE["tokens"][token_id] = token
+        return ok({**_token_view(token), "value": value})
+
+
+@app.get(API + "/accounts/{account_id}/tokens")
+async def token_list(account_id: str, request: Request):
+    with _lock:
+        tokens = [_token_view(t) for t in STATE["tokens"].values() if t["account_id"] == account_id]
+    return _page(tokens, request)
+
+
+@app.get(API + "/accounts/{account_id}/tokens/{token_id}")
+async def token_get(account_id: str, token_id: str):
+    with _lock:
+        token = STATE["tokens"].get(token_id)
+        if token is None or token["account_id"] != account_id:
+            return fail(404, 1003, "Invalid API Token", retry=False)
+        return ok(_token_view(token))
+
+
+@app.delete(API + "/accounts/{account_id}/tokens/{token_id}")
+async def token_delete(account_id: str, token_id: str):
+    with _lock:
+        token = STATE["tokens"].get(token_id)
+        if token is None or token["account_id"] != account_id:
+            return fail(404, 1003, "Invalid API Token", retry=False)
+        del STATE["tokens"][token_id]
+        return ok({"id": token_id})
 
 
 @app.api_route(API + "/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
