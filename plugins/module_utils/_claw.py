@@ -74,16 +74,99 @@ def claw_identity(claw_id, label_prefix: str = "com.mirascope.claw", users_dir: 
     }
 
 
+# The port plan (docs/port-plan.md). OpenClaw derives from a gateway port P a browser control port P+2 and a CDP
+# range P+11..P+110, opened when the claw's browser is used: each slot of a Mini gets a family of PORT_STRIDE ports
+# from claw_base_port + slot * PORT_STRIDE, so no claw's derived ports meet a neighbour's.
+PORT_STRIDE = 128
+BROWSER_CONTROL_OFFSET = 2
+CDP_FIRST_OFFSET = 11
+CDP_LAST_OFFSET = 110
+
+
+def port_family(base_port: int, slot: int) -> dict:
+    """The ports of one claw slot: the one place a claw's ports are computed.
+
+    Returns:
+        ``{"slot", "gateway", "control", "cdp_first", "cdp_last"}``: the gateway port ``base_port + slot * PORT_STRIDE``,
+        OpenClaw's browser control port (gateway + 2) and its CDP range (gateway + 11 .. gateway + 110).
+
+    Raises:
+        ClawInputError: a negative slot, a base port below 1024 or a family that would end above 65535.
+    """
+    base_port, slot = int(base_port), int(slot)
+    if slot < 0:
+        raise ClawInputError(f"a claw slot is 0 or more, got {slot}")
+    gateway = base_port + slot * PORT_STRIDE
+    if base_port < 1024 or gateway + CDP_LAST_OFFSET > 65535:
+        raise ClawInputError(f"slot {slot} from claw_base_port {base_port} gives ports {gateway}-{gateway + CDP_LAST_OFFSET}, "
+                             "outside 1024-65535 (lower claw_base_port or claw_max_per_mini)")
+    return {"slot": slot, "gateway": gateway, "control": gateway + BROWSER_CONTROL_OFFSET,
+            "cdp_first": gateway + CDP_FIRST_OFFSET, "cdp_last": gateway + CDP_LAST_OFFSET}
+
+
+def family_of_port(gateway_port: int) -> tuple:
+    """``(first, last)``: the ports a gateway on ``gateway_port`` may listen on (itself .. the end of its CDP range).
+
+    Also right for a claim off the plan (a claw still on the old consecutive layout): OpenClaw derives from the port it runs on.
+    """
+    return int(gateway_port), int(gateway_port) + CDP_LAST_OFFSET
+
+
+def families_overlap(port_a: int, port_b: int) -> bool:
+    """True when the port families of gateways on ``port_a`` and ``port_b`` share a port."""
+    return abs(int(port_a) - int(port_b)) <= CDP_LAST_OFFSET
+
+
+def gateway_ports(base_port: int, max_claws: int) -> list:
+    """The gateway port of every slot of a Mini, slot 0 first."""
+    return [port_family(base_port, slot)["gateway"] for slot in range(int(max_claws))]
+
+
+def slot_of(port, base_port: int, max_claws: int):
+    """The slot whose gateway port is ``port``, or None when ``port`` is off the plan (e.g. the old consecutive layout)."""
+    ports = gateway_ports(base_port, max_claws)
+    return ports.index(int(port)) if int(port) in ports else None
+
+
+def free_gateway_ports(claims: dict, base_port: int, max_claws: int, claw_id=None) -> list:
+    """Gateway ports a claw may claim: unclaimed slots whose family meets no other claw's family.
+
+    Args:
+        claims: ``{port: claw_id}`` (read_port_claims).
+        claw_id: the claw that claims; its own claims do not count (a claw moving off the old layout).
+    """
+    others = [int(port) for port, owner in claims.items() if owner != claw_id]
+    return [port for port in gateway_ports(base_port, max_claws)
+            if int(port) not in claims and not any(families_overlap(port, other) for other in others)]
+
+
+def port_capacity(claims: dict, base_port: int, max_claws: int) -> dict:
+    """``{"used", "free_slots", "free_ports"}`` of a Mini: claws that hold a claim, slots left for new claws
+    (no more than ``max_claws`` claws in all, each on a family that meets no other) and their gateway ports."""
+    owners = set(claims.values())
+    free = free_gateway_ports(claims, base_port, max_claws)
+    room = max(0, int(max_claws) - len(owners))
+    return {"used": len(owners), "free_slots": min(room, len(free)), "free_ports": free[:room]}
+
+
 def validate_port(port, base_port: int, max_claws: int) -> int:
-    """A claw port must lie in ``[base_port, base_port + max_claws)``.  Raises ClawInputError."""
+    """A claw port must be the gateway port of one of the Mini's slots (port_family).  Raises ClawInputError."""
     try:
         port = int(port)
     except (TypeError, ValueError):
         raise ClawInputError(f"claw_port must be an integer, got {_show(port)}")
-    if not base_port <= port < base_port + max_claws:
-        raise ClawInputError(f"claw_port {port} is outside this Mini's range {base_port}-{base_port + max_claws - 1} "
-                             "(claw_base_port .. claw_base_port + claw_max_per_mini - 1)")
+    ports = gateway_ports(base_port, max_claws)
+    if port not in ports:
+        raise ClawInputError(f"claw_port {port} is not a slot of this Mini: slot gateway ports are {base_port} + slot x {PORT_STRIDE}, "
+                             f"{ports[0]}-{ports[-1]} (claw_base_port, claw_max_per_mini; e.g. {', '.join(map(str, ports[:3]))})")
     return port
+
+
+def overlapping_claims(claims: dict) -> list:
+    """Pairs ``(port_a, port_b)`` of claims (``{port: claw_id}``) of different claws whose port families overlap."""
+    ports = sorted(int(port) for port in claims)
+    return [(a, b) for i, a in enumerate(ports) for b in ports[i + 1:]
+            if families_overlap(a, b) and claims.get(a, claims.get(str(a))) != claims.get(b, claims.get(str(b)))]
 
 
 def validate_env(env) -> dict:

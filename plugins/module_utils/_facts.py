@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from ._claw import CLAW_ID
+from ._claw import CLAW_ID, PORT_STRIDE, family_of_port, overlapping_claims, port_capacity, slot_of
 
 
 def token_fingerprint(token: str | None) -> str | None:
@@ -97,7 +97,25 @@ def find_anomalies(claws: list, users: dict, claims: dict, managed_pattern: str 
 
 
 def capacity(claims: dict, base_port: int, max_claws: int) -> dict:
-    """``{"used", "free_slots", "free_ports"}`` of a Mini's port range."""
-    ports = range(base_port, base_port + max_claws)
-    used = sorted(int(p) for p in claims if int(p) in ports)
-    return {"used": len(used), "free_slots": max_claws - len(used), "free_ports": [p for p in ports if p not in used]}
+    """``{"used", "free_slots", "free_ports"}`` of a Mini (the port plan: ``_claw.port_capacity``)."""
+    return port_capacity(claims, base_port, max_claws)
+
+
+def port_plan_anomalies(claims: dict, base_port: int, max_claws: int) -> list:
+    """Claims that break the port plan (docs/port-plan.md), as find_anomalies' entries.
+
+    Kinds: ``port_families_overlap`` (two claws whose gateway, browser control or CDP ports meet: either could reach
+    or take the other's browser ports), ``off_plan_port`` (a claim that is no slot's gateway port, e.g. the old
+    consecutive layout: a re-provision moves the claw to a free slot, data and token kept).
+    """
+    found = []
+    for low, high in overlapping_claims(claims):
+        found.append({"kind": "port_families_overlap", "claw_id": claims.get(low), "port": low,
+                      "detail": f"port families of {claims.get(low)} (gateway {low}, ports {low}-{family_of_port(low)[1]}) and "
+                                f"{claims.get(high)} (gateway {high}) overlap; re-provision the claw that is off the plan"})
+    for port, claw_id in sorted(claims.items()):
+        if slot_of(port, base_port, max_claws) is None:
+            found.append({"kind": "off_plan_port", "claw_id": claw_id, "port": int(port),
+                          "detail": f"{claw_id} holds port {port}, which is no slot's gateway port ({base_port} + slot x {PORT_STRIDE}); "
+                                    "re-provision it to move it to the port plan"})
+    return found

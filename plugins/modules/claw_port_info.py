@@ -10,7 +10,7 @@ short_description: Read a Mini's claw port claims
 version_added: 0.2.0
 description:
   - Lists the claim files C(<claim_dir>/<port>) that M(mirascope.clawfarm.claw_port) makes (one per claw port, holding
-    the claw id), the free slots of the Mini's range, and optionally which port one claw holds.
+    the claw id), the Mini's free slots (the port plan, docs/port-plan.md), and optionally which port one claw holds.
   - Reads files under O(claim_dir) only; runs no commands and changes nothing.
 author:
   - Mirascope platform team (@mirascope)
@@ -19,11 +19,11 @@ extends_documentation_fragment:
   - mirascope.clawfarm._info_module
 options:
   base_port:
-    description: First port of the Mini's claw range (the farm role's C(claw_base_port)).
+    description: Gateway port of slot 0 (the farm role's C(claw_base_port)); slot N's is O(base_port) + N x 128.
     type: int
     required: true
   max_claws:
-    description: Number of ports (claw slots) on the Mini (the farm role's C(claw_max_per_mini)).
+    description: Number of claw slots on the Mini (the farm role's C(claw_max_per_mini)).
     type: int
     required: true
   claw_id:
@@ -61,7 +61,9 @@ used_ports:
   type: dict
   sample: {"8100": "1a2b3c4d-0000-4000-8000-000000000001"}
 free_slots:
-  description: Ports of the range O(base_port) .. O(base_port) + O(max_claws) - 1 that nobody claims.
+  description: >-
+    Claws the Mini can still take: slots whose gateway port nobody claims and whose port family (gateway .. gateway
+    + 110) meets no claimed family, at most O(max_claws) claws in all.
   returned: always
   type: int
   sample: 11
@@ -77,10 +79,10 @@ from ansible_collections.mirascope.clawfarm.plugins.module_utils import _claw
 
 
 def claims_report(claims: dict, base_port: int, max_claws: int, claw_id=None) -> dict:
-    """What the module returns for ``claims`` (``{port: claw_id}``) on a Mini with the given range."""
-    ports = range(base_port, base_port + max_claws)
+    """What the module returns for ``claims`` (``{port: claw_id}``) on a Mini with the given port plan."""
     mine = sorted(port for port, owner in claims.items() if claw_id is not None and owner == claw_id)
-    return {"used_ports": {str(k): v for k, v in sorted(claims.items())}, "free_slots": len([x for x in ports if x not in claims]),
+    return {"used_ports": {str(k): v for k, v in sorted(claims.items())},
+            "free_slots": _claw.port_capacity(claims, base_port, max_claws)["free_slots"],
             "port": mine[0] if mine else None}
 
 

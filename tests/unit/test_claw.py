@@ -24,8 +24,8 @@ def test_bad_claw_ids(bad):
 
 
 def test_ports():
-    assert _claw.validate_port("8105", 8100, 12) == 8105
-    for bad in (8099, 8112, "x", 70000):
+    assert _claw.validate_port("8740", 8100, 12) == 8740  # slot 5: 8100 + 5 x 128
+    for bad in (8099, 8101, 8105, 9636, "x", 70000):
         with pytest.raises(_claw.ClawInputError):
             _claw.validate_port(bad, 8100, 12)
 

@@ -55,7 +55,9 @@ def test_plist_parsing_and_bad_labels():
 
 
 def test_capacity():
-    assert _facts.capacity({8100: A, 8103: B}, 8100, 4) == {"used": 2, "free_slots": 2, "free_ports": [8101, 8102]}
+    assert _facts.capacity({8100: A, 8484: B}, 8100, 4) == {"used": 2, "free_slots": 2, "free_ports": [8228, 8356]}
+    # B still on the old consecutive layout (8103): its family 8103-8213 leaves slots 1-3 free, 2 claws of 4 room
+    assert _facts.capacity({8100: A, 8103: B}, 8100, 4) == {"used": 2, "free_slots": 2, "free_ports": [8228, 8356]}
 
 
 def test_gateway_port_never_blocks_or_floods_on_a_tenant_trap(tmp_path):
