@@ -51,13 +51,13 @@ options:
     type: path
     default: /var/db/mirascope/ports
   base_port:
-    description: First port of the Mini's claw range.
+    description: First port of the Mini's claw range (the farm role's C(claw_base_port)).
     type: int
-    default: 8100
+    required: true
   max_claws:
-    description: Claw slots on the Mini.
+    description: Claw slots on the Mini (the farm role's C(claw_max_per_mini)).
     type: int
-    default: 12
+    required: true
   ingress_config:
     description: The local tunnel's config.yml (JSON form readable without PyYAML), to report each claw's route.
     type: path
@@ -170,8 +170,8 @@ def main():
             users_dir=dict(type="path", default="/Users"),
             managed_pattern=dict(type="str", default=r"^claw-[0-9a-f]{8}$"),
             claim_dir=dict(type="path", default="/var/db/mirascope/ports"),
-            base_port=dict(type="int", default=8100),
-            max_claws=dict(type="int", default=12),
+            base_port=dict(type="int", required=True),
+            max_claws=dict(type="int", required=True),
             ingress_config=dict(type="path"),
             claws_domain=dict(type="str"),
         ),

@@ -34,21 +34,23 @@ options:
     description: Claim exactly this port (it must be free or already this claw's). Default is the lowest free port.
     type: int
   base_port:
-    description: First port of the Mini's claw range.
+    description: First port of the Mini's claw range (the farm role's C(claw_base_port)).
     type: int
-    default: 8100
+    required: true
   max_claws:
-    description: Number of ports (claw slots) on the Mini.
+    description: Number of ports (claw slots) on the Mini (the farm role's C(claw_max_per_mini)).
     type: int
-    default: 12
+    required: true
   claim_dir:
     description: Root-owned directory holding one claim file per used port.
     type: path
     default: /var/db/mirascope/ports
   state:
-    description: V(present) claims, V(absent) releases, V(query) only reports the claw's current port.
+    description:
+      - V(present) claims, V(absent) releases.
+      - To read the claims or the claw's port without changing anything, use M(mirascope.clawfarm.claw_port_info).
     type: str
-    choices: [present, absent, query]
+    choices: [present, absent]
     default: present
 """
 
@@ -56,6 +58,8 @@ EXAMPLES = r"""
 - name: Claim a port for the claw
   mirascope.clawfarm.claw_port:
     claw_id: 1a2b3c4d-0000-4000-8000-000000000001
+    base_port: "{{ claw_base_port }}"
+    max_claws: "{{ claw_max_per_mini }}"
   register: claw_port_claim
   become: true
 """
@@ -87,10 +91,10 @@ def main():
         argument_spec=dict(
             claw_id=dict(type="str", required=True),
             port=dict(type="int"),
-            base_port=dict(type="int", default=8100),
-            max_claws=dict(type="int", default=12),
+            base_port=dict(type="int", required=True),
+            max_claws=dict(type="int", required=True),
             claim_dir=dict(type="path", default="/var/db/mirascope/ports"),
-            state=dict(type="str", default="present", choices=["present", "absent", "query"]),
+            state=dict(type="str", default="present", choices=["present", "absent"]),
         ),
         supports_check_mode=True,
     )
@@ -106,9 +110,7 @@ def main():
     mine = sorted(port for port, owner in claims.items() if owner == claw_id)
     changed = False
     port = None
-    if p["state"] == "query":
-        port = mine[0] if mine else None
-    elif p["state"] == "absent":
+    if p["state"] == "absent":
         changed = bool(mine)
         if changed and not module.check_mode:
             for port_ in mine:

@@ -60,10 +60,13 @@ def test_farm_settings_have_one_default():
     farm = set(_yaml(ROLES / "farm/defaults/main.yml"))
     assert {"claw_base_port", "claw_max_per_mini", "cf_tunnel_mode", "cf_tunnel_id", "cloudflared_label",
             "cloudflared_config_path", "mini_python_interpreter"} <= farm
-    assert not farm & set(_yaml(ROLES / "claw/defaults/main.yml"))
+    for defaults in ROLES.glob("*/defaults/main.yml"):
+        if defaults.parent.parent.name != "farm":
+            assert not farm & set(_yaml(defaults) or {}), defaults
     assert set(_yaml(ROLES / "farm/meta/argument_specs.yml")["argument_specs"]["main"]["options"]) == farm
-    deps = _yaml(ROLES / "claw/meta/main.yml")["dependencies"]
-    assert [d["role"] if isinstance(d, dict) else d for d in deps] == ["mirascope.clawfarm.farm"]
+    for role in ("claw", "cloudflared", "mini_python"):
+        deps = _yaml(ROLES / role / "meta/main.yml")["dependencies"]
+        assert [d["role"] if isinstance(d, dict) else d for d in deps] == ["mirascope.clawfarm.farm"], role
     assert not list((ROLES / "farm").glob("tasks/*")), "the farm role holds defaults only"
 
 
