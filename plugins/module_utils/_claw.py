@@ -357,6 +357,61 @@ def read_port_claims(claim_dir: str) -> dict:
     return claims
 
 
+def claim_port(claim_dir: str, claw_id: str, base_port: int, max_claws: int, wanted=None, check_mode: bool = False) -> dict:
+    """Give ``claw_id`` a slot of the port plan: keep its claim, make one, or move it off the old layout.
+
+    A claim is the file ``<claim_dir>/<port>`` holding the claw id, made with an exclusive create, so two runs started
+    at the same moment never get the same port. A claw whose claim is no slot's gateway port (the old consecutive
+    layout) gets a free slot (or ``wanted``) claimed first and its old claim removed after: it is never without one.
+
+    Returns:
+        ``{"changed", "port", "moved_from", "claims"}`` (``moved_from``: the old port when the claw moved, else None).
+
+    Raises:
+        ClawInputError: ``wanted`` is not a slot, is another claw's, or the claw holds another slot; no capacity.
+    """
+    import os
+
+    claims = read_port_claims(claim_dir)
+    mine = sorted(port for port, owner in claims.items() if owner == claw_id)
+    on_plan = [port for port in mine if slot_of(port, base_port, max_claws) is not None]
+    if on_plan:
+        if wanted is not None and wanted != on_plan[0]:
+            raise ClawInputError(f"claw {claw_id} already holds port {on_plan[0]}; deprovision it before moving it to {wanted}")
+        return {"changed": False, "port": on_plan[0], "moved_from": None, "claims": claims}
+    if not mine and port_capacity(claims, base_port, max_claws)["free_slots"] == 0 and wanted is None:
+        raise ClawInputError(f"no capacity: {len(set(claims.values()))} claws hold this Mini's {max_claws} slots; pick another Mini")
+    free = free_gateway_ports(claims, base_port, max_claws, claw_id)
+    if wanted is not None and wanted not in free:
+        owner = claims.get(wanted)
+        raise ClawInputError(f"port {wanted} is already claimed by claw {owner}" if owner else
+                             f"port {wanted}'s family meets another claw's ports (one still on the old layout); pick another slot")
+    candidates = [wanted] if wanted is not None else free
+    port = None
+    for candidate in candidates:
+        if check_mode:
+            port = candidate
+            break
+        os.makedirs(claim_dir, mode=0o700, exist_ok=True)
+        os.chmod(claim_dir, 0o700)
+        try:
+            fd = os.open(os.path.join(claim_dir, str(candidate)), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            continue  # taken, perhaps by a run started at the same moment
+        with os.fdopen(fd, "w") as handle:
+            handle.write(claw_id + "\n")
+        port = candidate
+        break
+    if port is None:
+        raise ClawInputError(f"no capacity: no free slot left on this Mini ({max_claws} slots from {base_port}, "
+                             f"every {PORT_STRIDE} ports); pick another Mini")
+    if not check_mode:
+        for old in mine:  # off the plan: the new claim exists, so the claw is never without one
+            os.unlink(os.path.join(claim_dir, str(old)))
+        claims = read_port_claims(claim_dir)
+    return {"changed": True, "port": port, "moved_from": mine[0] if mine else None, "claims": claims}
+
+
 class DotenvRefused(Exception):
     """A claw's dotenv file exists but is not one root may trust; the message says what was found and how to fix it."""
 

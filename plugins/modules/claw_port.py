@@ -9,10 +9,14 @@ module: claw_port
 short_description: Claim (or release) a claw's gateway port on a Mini, atomically
 version_added: 0.1.0
 description:
-  - Each port a claw may use (O(base_port) .. O(base_port) + O(max_claws) - 1) has a claim file
-    C(<claim_dir>/<port>) holding the claw id. A claim is made with an exclusive create
-    (C(open(O_CREAT|O_EXCL))), so two runs started at the same moment can never get the same port.
-  - Re-provisioning a claw finds its existing claim. O(state=absent) releases it.
+  - A claw's port is the gateway port of one slot of the Mini's port plan (docs/port-plan.md): slot N has
+    O(base_port) + N x 128, with OpenClaw's browser control port (+2) and CDP range (+11 .. +110) in its family, so no
+    claw's ports meet a neighbour's. Each claimed port has a claim file C(<claim_dir>/<port>) holding the claw id,
+    made with an exclusive create (C(open(O_CREAT|O_EXCL))), so two runs started at the same moment can never get the
+    same port.
+  - Re-provisioning a claw finds its existing claim. A claim off the plan (the old consecutive layout, 8100, 8101, ...)
+    is moved to a free slot (RV(moved_from)): the new claim is made before the old one is removed. O(state=absent)
+    releases it.
   - Runs no commands; reads and writes files under O(claim_dir) only (root-owned, 0700).
 author:
   - Mirascope platform team (@mirascope)
@@ -31,7 +35,7 @@ options:
     type: str
     required: true
   port:
-    description: Claim exactly this port (it must be free or already this claw's). Default is the lowest free port.
+    description: Claim exactly this port (a slot's gateway port, free or already this claw's). Default is the lowest free slot.
     type: int
   base_port:
     description: First port of the Mini's claw range (the farm role's C(claw_base_port)).
@@ -74,8 +78,13 @@ used_ports:
   description: Ports claimed on the Mini after the task, with their claw ids.
   returned: always
   type: dict
+moved_from:
+  description: The claw's old port when it was (in check mode, would be) moved off the old layout to a slot; else null.
+  returned: always
+  type: int
+  sample: 8101
 free_slots:
-  description: Free ports left on the Mini after the task.
+  description: Claws the Mini can still take after the task (free slots whose family meets no claimed family).
   returned: always
   type: int
 """
@@ -105,48 +114,23 @@ def main():
     except _claw.ClawInputError as exc:
         module.fail_json(msg=str(exc))
     claim_dir = p["claim_dir"]
-    ports = range(p["base_port"], p["base_port"] + p["max_claws"])
-    claims = _claw.read_port_claims(claim_dir)
-    mine = sorted(port for port, owner in claims.items() if owner == claw_id)
-    changed = False
-    port = None
     if p["state"] == "absent":
-        changed = bool(mine)
-        if changed and not module.check_mode:
+        claims = _claw.read_port_claims(claim_dir)
+        mine = sorted(port for port, owner in claims.items() if owner == claw_id)
+        if mine and not module.check_mode:
             for port_ in mine:
                 os.unlink(os.path.join(claim_dir, str(port_)))
-    elif mine:
-        port = mine[0]
-        if wanted is not None and wanted != port:
-            module.fail_json(msg=f"claw {claw_id} already holds port {port}; deprovision it before moving it to {wanted}")
+            claims = _claw.read_port_claims(claim_dir)
+        result = {"changed": bool(mine), "port": None, "moved_from": None, "claims": claims}
     else:
-        if not module.check_mode:
-            os.makedirs(claim_dir, mode=0o700, exist_ok=True)
-            os.chmod(claim_dir, 0o700)
-        candidates = [wanted] if wanted is not None else [x for x in ports if x not in claims]
-        for candidate in candidates:
-            if module.check_mode:
-                if candidate not in claims:
-                    port = candidate
-                    break
-                continue
-            try:
-                fd = os.open(os.path.join(claim_dir, str(candidate)), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                continue  # taken, perhaps by a run started at the same moment
-            with os.fdopen(fd, "w") as handle:
-                handle.write(claw_id + "\n")
-            port = candidate
-            break
-        if port is None:
-            if wanted is not None:
-                module.fail_json(msg=f"port {wanted} is already claimed by claw {claims.get(wanted)}")
-            module.fail_json(msg=f"no capacity: all {p['max_claws']} claw ports ({p['base_port']}-{p['base_port'] + p['max_claws'] - 1}) "
-                                 "on this Mini are claimed; pick another Mini")
-        changed = True
-    claims = _claw.read_port_claims(claim_dir) if not module.check_mode else claims
-    module.exit_json(changed=changed, port=port, used_ports={str(k): v for k, v in sorted(claims.items())},
-                     free_slots=len([x for x in ports if x not in claims]))
+        try:
+            result = _claw.claim_port(claim_dir, claw_id, p["base_port"], p["max_claws"], wanted, module.check_mode)
+        except _claw.ClawInputError as exc:
+            module.fail_json(msg=str(exc))
+    claims = result["claims"]
+    module.exit_json(changed=result["changed"], port=result["port"], moved_from=result["moved_from"],
+                     used_ports={str(k): v for k, v in sorted(claims.items())},
+                     free_slots=_claw.port_capacity(claims, p["base_port"], p["max_claws"])["free_slots"])
 
 
 if __name__ == "__main__":

@@ -119,7 +119,7 @@ def test_target_that_fails_health_leaves_the_claw_on_the_source(fleet, inventory
     before = capture(fleet, farm, source)
     target = next(n for n in ("fl2", "fl3") if n != source)
     claimed = fleet.sh(target, "ls /var/db/mirascope/ports 2>/dev/null", check=False).stdout.split()
-    port = next(p for p in range(8100, 8112) if str(p) not in claimed)
+    port = next(p for p in range(8100, 8100 + 12 * 128, 128) if str(p) not in claimed)  # the lowest free slot (port plan)
     # Something else already listens on the port the target will claim: the gateway there can never be healthy.
     fleet.sh(target, f"setsid python3 -c 'import socket,time; s=socket.socket(); s.bind((\"127.0.0.1\",{port})); s.listen(); time.sleep(600)' "
                      "</dev/null >/dev/null 2>&1 &")

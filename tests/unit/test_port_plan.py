@@ -69,3 +69,50 @@ def test_overlapping_families_and_off_plan_claims_are_anomalies():
     assert f"{A} (gateway 8100, ports 8100-8210) and {B} (gateway 8102) overlap" in found[0]["detail"]
     assert "re-provision it" in found[1]["detail"]
     assert _claw.overlapping_claims({8100: A, 8102: A}) == []  # one claw's two claims (mid-move) do not count
+
+
+def claims_in(directory) -> dict:
+    return {int(p.name): p.read_text().strip() for p in directory.iterdir()}
+
+
+def test_claim_port_takes_the_lowest_free_slot_and_keeps_it(tmp_path):
+    ports = tmp_path / "ports"
+    first = _claw.claim_port(str(ports), A, 8100, 3)
+    assert (first["changed"], first["port"], first["moved_from"]) == (True, 8100, None)
+    assert oct(ports.stat().st_mode & 0o777) == "0o700"
+    assert _claw.claim_port(str(ports), B, 8100, 3)["port"] == 8228
+    again = _claw.claim_port(str(ports), A, 8100, 3)
+    assert (again["changed"], again["port"]) == (False, 8100)
+    with pytest.raises(_claw.ClawInputError, match="already holds port 8100"):
+        _claw.claim_port(str(ports), A, 8100, 3, wanted=8356)
+    with pytest.raises(_claw.ClawInputError, match="already claimed by claw " + B):
+        _claw.claim_port(str(ports), C, 8100, 3, wanted=8228)
+    assert _claw.claim_port(str(ports), C, 8100, 3)["port"] == 8356
+    with pytest.raises(_claw.ClawInputError, match="no capacity: 3 claws hold this Mini's 3 slots"):
+        _claw.claim_port(str(ports), "0a0b0c0d-0000-4000-8000-000000000004", 8100, 3)
+
+
+def test_a_claw_on_the_old_layout_moves_to_a_slot_new_claim_first(tmp_path):
+    ports = tmp_path / "ports"
+    ports.mkdir(mode=0o700)
+    for port, claw_id in {8100: A, 8101: B, 8102: C}.items():  # the old consecutive layout
+        (ports / str(port)).write_text(claw_id + "\n")
+    plan = _claw.claim_port(str(ports), B, 8100, 4, check_mode=True)
+    assert (plan["changed"], plan["port"], plan["moved_from"]) == (True, 8228, 8101)
+    assert claims_in(ports) == {8100: A, 8101: B, 8102: C}  # check mode changes nothing
+    moved = _claw.claim_port(str(ports), B, 8100, 4)
+    assert (moved["port"], moved["moved_from"]) == (8228, 8101)
+    assert claims_in(ports) == {8100: A, 8102: C, 8228: B}
+    assert _claw.claim_port(str(ports), C, 8100, 4)["port"] == 8356
+    assert claims_in(ports) == {8100: A, 8228: B, 8356: C}
+    assert _claw.port_capacity(claims_in(ports), 8100, 4)["free_ports"] == [8484]
+    assert _facts.port_plan_anomalies(claims_in(ports), 8100, 4) == []
+
+
+def test_a_slot_whose_family_meets_an_old_claim_is_refused(tmp_path):
+    ports = tmp_path / "ports"
+    ports.mkdir(mode=0o700)
+    (ports / "8300").write_text(A + "\n")
+    with pytest.raises(_claw.ClawInputError, match="family meets another claw's ports"):
+        _claw.claim_port(str(ports), B, 8100, 4, wanted=8228)
+    assert _claw.claim_port(str(ports), B, 8100, 4)["port"] == 8100  # 8100-8210 is clear of 8300
