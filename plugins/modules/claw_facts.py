@@ -16,7 +16,8 @@ description:
   - With O(ingress_config) and O(claws_domain), also whether the claw's hostname has a rule in the local tunnel config.
   - Returns one record per claw, the Mini's capacity, and the anomalies that break the unique-tuple contract
     (label, port, state dir, token unique per claw) - a user with no job, a job with no user, a plist whose user or
-    state dir disagrees with its claw id, two claws on one port, a shared state dir or token, claims without jobs.
+    state dir disagrees with its claw id, two claws on one port, a shared state dir or token, claims without jobs,
+    and claims that break the port plan (docs/port-plan.md) - overlapping port families, a port that is no slot's.
   - Read only; runs C(dscl) once and C(launchctl print) once per claw.
 author:
   - Mirascope platform team (@mirascope)
@@ -84,7 +85,7 @@ claws:
   type: list
   elements: dict
 capacity:
-  description: used, free_slots, free_ports of the Mini's port range.
+  description: used (claws), free_slots, free_ports (gateway ports of the free slots) of the Mini's port plan.
   returned: always
   type: dict
 anomalies:
@@ -214,6 +215,7 @@ def main():
             ident = _claw.claw_identity(claw["claw_id"], p["label_prefix"], p["users_dir"])
             expected[claw["claw_id"]] = {"user": ident["user"], "state_dir": ident["state_dir"]}
     anomalies = facts.find_anomalies(claws, users, claims, p["managed_pattern"], expected)
+    anomalies += facts.port_plan_anomalies(claims, p["base_port"], p["max_claws"])
     module.exit_json(changed=False, claws=claws, capacity=facts.capacity(claims, p["base_port"], p["max_claws"]), anomalies=anomalies)
 
 
