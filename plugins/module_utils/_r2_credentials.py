@@ -167,7 +167,7 @@ def revoke_token(client, account_id: str, token_id: str) -> bool:
 def _public(doc: dict | None, scope: str) -> dict:
     doc = doc or {}
     return {"scope": scope, "access_key_id": doc.get("access_key_id"), "secret_access_key": doc.get("secret_access_key"),
-            "token_id": doc.get("token_id"), "bucket": doc.get("bucket")}
+            "token_id": doc.get("token_id"), "bucket": doc.get("bucket"), "reason": None}
 
 
 def ensure(client_factory, account_id: str, store: str, claw_id: str, bucket: str, check_mode: bool = False,
@@ -202,7 +202,7 @@ def ensure(client_factory, account_id: str, store: str, claw_id: str, bucket: st
         warning = (f"claw {claw_id}: no per-claw R2 credentials ({exc}); the Mini's R2 tasks use the farm-wide R2 key "
                    "as before. Give the farm's Cloudflare API token the permission to create account API tokens "
                    "(Account > Account API Tokens > Edit) to scope each claw to its bucket.")
-        return {**_public(None, "farm"), "changed": False, "credential_file": path, "warnings": [warning]}
+        return {**_public(None, "farm"), "changed": False, "credential_file": path, "warnings": [warning], "reason": warning}
     access_key_id, secret = s3_key_pair(token["id"], token["value"])
     try:
         if verify is not None:

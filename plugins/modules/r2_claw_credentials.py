@@ -116,6 +116,10 @@ token_id:
   description: The claw's Cloudflare API token id (for V(absent) - the one revoked).
   returned: always
   type: str
+reason:
+  description: Why the claw has no pair of its own (the API token may not create tokens); null otherwise.
+  returned: always
+  type: str
 revoked:
   description: Whether a token was deleted at Cloudflare (V(absent) only; false when it was already gone).
   returned: when state is absent
