@@ -173,7 +173,8 @@ class S3StandIn:
         if self.tls:
             args += ["-c", str(self.ca_bundle), "-k", str(self.key_file)]
         log = open(self.workdir / f"moto-{self.port}.log", "ab")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=log)
+        # cwd: moto's request recorder (/moto-api/recorder/, used by the e2e credential test) writes its file there.
+        self.proc = subprocess.Popen(args, stdout=log, stderr=log, cwd=self.workdir)
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -184,6 +185,14 @@ class S3StandIn:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
                     raise RuntimeError(f"moto server on {self.endpoint_url} did not start; see {log.name}")
                 time.sleep(0.2)
+
+    def recording(self, action: str):
+        """moto's request recorder: ``start``, ``stop``, ``reset`` or ``download`` (-> the requests, JSON lines)."""
+        if action == "download":
+            text = httpx.get(f"{self.endpoint_url}/moto-api/recorder/download-recording", timeout=30, verify=False).text
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+        httpx.post(f"{self.endpoint_url}/moto-api/recorder/{action}-recording", timeout=30, verify=False).raise_for_status()
+        return None
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
