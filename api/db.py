@@ -145,6 +145,54 @@ class MiniSetting(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class Mini(Base):
+    """A Mini registered through ``POST /v1/minis`` (the Minis of the operator's inventory file are not stored here):
+    where the control node reaches it (``address`` -> ``ansible_host``), its Cloudflare tunnel, capacity, first
+    port, time zone and status. Checked by the collection's ``module_utils/_mini.py``. Changes through ``PATCH`` go
+    to :class:`MiniSetting` as for every Mini."""
+    __tablename__ = "minis"
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    address: Mapped[str | None] = mapped_column(String(255))
+    tunnel_id: Mapped[str | None] = mapped_column(String(36))
+    max_claws: Mapped[int] = mapped_column(Integer, default=12)
+    base_port: Mapped[int] = mapped_column(Integer, default=8100)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class WebhookSubscription(Base):
+    """A receiver of events (``events``: a list of kinds, see :data:`api.webhooks.EVENTS`), signed with the
+    service's webhook secret like job callbacks."""
+    __tablename__ = "webhook_subscriptions"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list] = mapped_column(JSON, default=list)
+    description: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One event for one receiver: ``pending`` (due at ``next_attempt_at``; claimed by one replica at a time, which
+    sets ``claimed_until``), ``delivered`` or ``dead`` (attempts used up, or the host refused). Kept in the store, so
+    deliveries survive restarts and another replica finishes what a dead one started."""
+    __tablename__ = "webhook_deliveries"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    subscription_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    job_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    checked: Mapped[int] = mapped_column(Integer, default=1)
+    event: Mapped[str] = mapped_column(String(64))
+    body: Mapped[dict] = mapped_column(JSON, default=dict)
+    state: Mapped[str] = mapped_column(String(16), index=True, default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 def private_sqlite_file(url: str) -> None:
     """Create a SQLite database file 0600 before SQLite opens it (SQLite gives its -wal and -shm files the
     database file's mode), and make an existing one 0600: job records name the claws and their Minis."""

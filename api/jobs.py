@@ -51,7 +51,9 @@ PLAYBOOKS = {
     "provision": "provision.yml", "deprovision": "deprovision.yml", "start": "start.yml", "stop": "stop.yml",
     "restart": "restart.yml", "status": "status.yml", "backup": "backup.yml", "restore": "restore.yml",
     "migrate": "migrate.yml", "drain": "drain.yml", "health": "health.yml", "configure": "configure.yml",
+    "bootstrap": "bootstrap.yml",
 }
+LIMITED = ("bootstrap",)  # kinds whose playbook acts on every host of group minis: limited to the job's Mini
 JOB_DURATION = Histogram("clawfarm_job_duration_seconds", "Duration of finished jobs, from start to end", ["kind"],
                          buckets=(5, 15, 30, 60, 120, 300, 600, 1200, 3600))
 
@@ -543,6 +545,7 @@ class JobEngine:
                          # ansible-playbook of this Python's environment, whatever PATH the service was started with
                          "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"},
                 event_handler=on_event, cancel_callback=should_cancel, timeout=self.settings.job_timeout,
+                **({"limit": job.mini} if job.kind in LIMITED and job.mini else {}),
             )
             status, rc = runner.status, runner.rc
         except Exception as exc:  # noqa: BLE001 - infrastructure failure: the job fails, the service goes on

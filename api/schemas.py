@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, field_validator, model_validator
 
-from .validation import check_env, check_env_change, check_env_names, claw
+from .validation import check_env, check_env_change, check_env_names, claw, mini
 
 UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 MINI_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -172,15 +172,49 @@ class MiniPatch(BaseModel):
         return self
 
 
+class MiniCreate(BaseModel):
+    """Register a Mini (``POST /v1/minis``); checked by the collection's ``module_utils/_mini.py`` (the inventory
+    plugin reads the same records with the same checks). A ``bootstrap`` job (``playbooks/bootstrap.yml`` limited to
+    the Mini) is queued unless ``bootstrap`` is false."""
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=MINI_PATTERN, description="The Mini's inventory name")
+    address: str = Field(max_length=253, description="Where the control node reaches it (ansible_host): a host name or IP address")
+    tunnel_id: str | None = Field(None, max_length=36, description="Its Cloudflare tunnel's UUID (cf_tunnel_id)")
+    max_claws: int = Field(12, ge=0, le=1000, description="Claws it may hold (claw_max_per_mini)")
+    base_port: int = Field(8100, ge=1024, le=65535, description="First gateway port (claw_base_port)")
+    timezone: str = Field("UTC", max_length=100, description="IANA time zone of the nightly backup (mini_timezone)")
+    status: Literal["active", "draining", "offline", "maintenance"] = Field("active", description="See PATCH")
+    bootstrap: bool = Field(True, description="Queue playbooks/bootstrap.yml for it")
+    callback_url: HttpUrl | None = Field(None, description=CALLBACK_DOC)
+
+    @model_validator(mode="after")
+    def _collection_checks(self):
+        clean = mini.validate_mini(self.record())
+        for key, value in clean.items():
+            setattr(self, key, value)
+        return self
+
+    def record(self) -> dict:
+        return {k: getattr(self, k) for k in ("name", "address", "tunnel_id", "max_claws", "base_port", "timezone", "status")}
+
+
 class MiniOut(BaseModel):
     name: str
     status: str
     max_claws: int
     base_port: int
     timezone: str = "UTC"
+    source: Literal["inventory", "api"] = Field("inventory", description="inventory: the operator's inventory file; api: registered")
+    address: str | None = None
+    tunnel_id: str | None = None
     claws: int
     last_job: JobOut | None = None
     health: dict | None = None
+
+
+class MiniRegistered(BaseModel):
+    mini: MiniOut
+    job: JobOut | None = Field(None, description="The bootstrap job")
 
 
 class MiniDetail(MiniOut):

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from .callbacks import CallbackRefused, check_callback_url
 from .config import Settings
-from .db import Claw, Job, MiniSetting, utcnow
+from .db import Claw, Job, Mini, MiniSetting, utcnow
 from .inventory import Inventory, place
 from .jobs import IdempotencyConflict, JobEngine, playbook_available  # noqa: F401 - playbook_available: the routes' hook
 from .monitor import Monitor
@@ -114,8 +114,8 @@ class Service:
         elif mini:
             self.known_mini(mini, placing=True)
         else:
+            load = {name: len(claws) for name, claws in self.claws_on().items()}
             with self.Session() as s:
-                load = dict(s.execute(select(Claw.mini, func.count()).where(Claw.present == 1).group_by(Claw.mini)).all())
                 for job_mini, count in s.execute(select(Job.mini, func.count()).where(Job.kind == "provision",
                                                  Job.state.in_(("queued", "running"))).group_by(Job.mini)).all():
                     load[job_mini] = load.get(job_mini, 0) + count
@@ -123,6 +123,73 @@ class Service:
             if mini is None:
                 raise HTTPException(409, "no capacity: no active Mini has a free slot")
         return mini
+
+    def claws_on(self) -> dict[str, set]:
+        """``{mini: {claw_id, ...}}``: the claws actually on each Mini as far as the service knows: its present claw
+        records (provision, status, migration results) and the claims of the newest health sample of the Mini (the
+        Mini's own port claims, read by ``claw_port_info`` in ``playbooks/health.yml``: claws the service did not
+        create count too). A claw the service knows to be elsewhere now counts on its own Mini only."""
+        from .monitor import Sample
+
+        with self.Session() as s:
+            records = s.execute(select(Claw.claw_id, Claw.mini, Claw.present)).all()
+            samples = s.execute(select(Sample.mini, Sample.claw_id, Sample.sampled_at)).all()
+        where = {claw_id: mini for claw_id, mini, present in records if present and mini}
+        gone = {claw_id for claw_id, _, present in records if not present}
+        out: dict[str, set] = {}
+        for claw_id, mini in where.items():
+            out.setdefault(mini, set()).add(claw_id)
+        newest = {mini: at for mini, claw_id, at in samples if claw_id == ""}
+        for mini, claw_id, at in samples:
+            if claw_id and at >= newest.get(mini, at) and where.get(claw_id, mini) == mini and claw_id not in gone:
+                out.setdefault(mini, set()).add(claw_id)
+        return out
+
+    def register_mini(self, record: dict) -> tuple[dict, bool]:
+        """Store a new Mini (a record checked by the collection's ``validate_mini``); returns ``(record, created)``.
+        The same record again is not an error (``created`` False).
+
+        Raises:
+            HTTPException: 409 when the name is the inventory file's or registered with other values.
+        """
+        with self.engine.serialized("placement"), self.Session() as s:
+            if record["name"] in self.inventory.file_minis():
+                raise HTTPException(409, f"Mini {record['name']!r} is in the operator's inventory file; change it there")
+            row = s.get(Mini, record["name"])
+            if row is not None:
+                stored = {k: getattr(row, k) for k in record}
+                if stored != record:
+                    raise HTTPException(409, f"Mini {record['name']!r} is already registered with other values; change it with PATCH "
+                                             "or DELETE it first")
+                return record, False
+            s.add(Mini(**record, created_at=utcnow()))
+            s.execute(MiniSetting.__table__.delete().where(MiniSetting.name == record["name"]))  # a leftover of an old Mini
+            s.commit()
+        return record, True
+
+    def delete_mini(self, name: str) -> None:
+        """Forget a registered Mini and its settings.
+
+        Raises:
+            HTTPException: 404 unknown; 409 a Mini of the inventory file, one with claws (records or claims of its
+                newest health sample) or with jobs queued or running.
+        """
+        with self.engine.serialized("placement"), self.Session() as s:
+            if name in self.inventory.file_minis():
+                raise HTTPException(409, f"Mini {name!r} is in the operator's inventory file; remove it there")
+            row = s.get(Mini, name)
+            if row is None:
+                raise HTTPException(404, f"unknown Mini {name!r}")
+            claws = sorted(self.claws_on().get(name, ()))
+            if claws:
+                raise HTTPException(409, f"Mini {name!r} is not empty: {len(claws)} claw(s) on it (drain or deprovision them first)")
+            busy = s.scalar(select(func.count()).select_from(Job).where(Job.state.in_(("queued", "running")),
+                                                                          (Job.mini == name) | (Job.params["target"].as_string() == name)))
+            if busy:
+                raise HTTPException(409, f"Mini {name!r} has {busy} job(s) queued or running; wait for them")
+            s.delete(row)
+            s.execute(MiniSetting.__table__.delete().where(MiniSetting.name == name))
+            s.commit()
 
     def set_mini(self, name: str, status: str | None = None, max_claws: int | None = None) -> None:
         """Store a Mini's status and/or capacity (the fields given; the others keep their value)."""

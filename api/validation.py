@@ -20,6 +20,8 @@ if str(_COLLECTIONS) not in sys.path:
 
 claw = importlib.import_module("ansible_collections.mirascope.clawfarm.plugins.module_utils._claw")
 ClawInputError = claw.ClawInputError
+mini = importlib.import_module("ansible_collections.mirascope.clawfarm.plugins.module_utils._mini")
+MiniInputError = mini.MiniInputError
 
 
 def check_env(env: dict) -> dict:

@@ -1,13 +1,16 @@
-"""Mini routes: the fleet, one Mini with its claws and tunnel routes, drain."""
+"""Mini routes: the fleet, registering and forgetting a Mini, one Mini with its claws and tunnel routes, its status
+and capacity, drain."""
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from .. import services
-from ..db import Claw
+from ..db import Claw, Job
 from ..deps import IdemKey, MiniName, Svc, auth, idem
-from ..schemas import DrainRequest, JobOut, MiniDetail, MiniOut, MiniPatch
+from ..jobs import IdempotencyConflict
+from ..schemas import DrainRequest, JobOut, MiniCreate, MiniDetail, MiniOut, MiniPatch, MiniRegistered
 
 router = APIRouter()
 
@@ -16,6 +19,43 @@ router = APIRouter()
 def list_minis(svc: Svc):
     """The inventory's Minis with their claws and last job."""
     return [svc.mini_out(n, info) for n, info in sorted(svc.inventory.minis().items())]
+
+@router.post("/v1/minis", status_code=201, response_model=MiniRegistered, dependencies=auth, tags=["minis"],
+             responses={200: {"model": MiniRegistered, "description": "Already registered with these values"}})
+def register_mini(svc: Svc, body: MiniCreate, request: Request, idempotency_key: IdemKey = None):
+    """Register a Mini (stored in the service's database; the ``mirascope.clawfarm.farm`` inventory plugin and every
+    playbook the service runs see it), then queue ``playbooks/bootstrap.yml`` limited to it. 201 with the Mini and
+    the job; the same record again is 200 with the newest bootstrap job (nothing queued); a name of the inventory
+    file or registered with other values is 409."""
+    key = idem(request, idempotency_key, body)
+    url = svc.callback(body.callback_url)
+    try:
+        svc.engine.replay(key)  # a key used for another request is the caller's error, before anything is stored
+    except IdempotencyConflict:
+        raise svc.idempotency_conflict()
+    record, created = svc.register_mini(body.record())
+    job = None
+    if created and body.bootstrap:
+        try:
+            job = svc.engine.submit("bootstrap", None, record["name"], {}, callback_url=url, idempotency=key)[0]
+        except IdempotencyConflict:
+            raise svc.idempotency_conflict()
+    elif not created:
+        with svc.Session() as s:
+            job = s.scalars(select(Job).where(Job.kind == "bootstrap", Job.mini == record["name"]).order_by(Job.created_at.desc()).limit(1)).first()
+    info = svc.inventory.minis()[record["name"]]
+    return JSONResponse({"mini": MiniOut(**svc.mini_out(record["name"], info)).model_dump(mode="json"),
+                         "job": svc.job_out(job) if job else None}, status_code=201 if created else 200)
+
+
+@router.delete("/v1/minis/{name}", status_code=204, dependencies=auth, tags=["minis"],
+               responses={409: {"description": "Not empty, busy, or a Mini of the inventory file"}})
+def delete_mini(svc: Svc, name: MiniName):
+    """Forget a registered Mini: only when no claw is on it (the service's records and the claims of its newest
+    health sample) and no job for it is queued or running. Nothing runs on the Mini."""
+    svc.delete_mini(name)
+    return Response(status_code=204)
+
 
 @router.get("/v1/minis/{name}", response_model=MiniDetail, dependencies=auth, tags=["minis"])
 def get_mini(svc: Svc, name: MiniName):
