@@ -46,10 +46,6 @@ MANIFEST_SUFFIX = ".manifest.json"
 MANIFEST_FORMAT = "clawfarm-archive/1"
 KEY_TIME = re.compile(r"(\d{8}T\d{6}Z)\.tar\.zst$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-DEFAULT_EXCLUDES = (
-    ".cache", "node_modules", "Cache", "Code Cache", "GPUCache", "ShaderCache", "GrShaderCache",
-    "component_crx_cache", "Service Worker/CacheStorage", "*.sock",
-)
 
 
 def connection_argument_spec() -> dict:
@@ -826,7 +822,7 @@ class _Producer(threading.Thread):
             self.error = exc
 
 
-def upload_directory(client, bucket: str, key: str, src: str, excludes=DEFAULT_EXCLUDES, part_size: int = 64 * MIB,
+def upload_directory(client, bucket: str, key: str, src: str, excludes=(), part_size: int = 64 * MIB,
                      level: int = 3, metadata: dict | None = None, progress=None, encryption=None) -> dict:
     """Stream ``src`` as tar+zstd straight into ``s3://bucket/key``: no temporary file, memory bounded by one part.
 
@@ -994,7 +990,7 @@ def object_metadata(result: dict, claw_id: str | None, kind: str) -> dict:
     return meta
 
 
-def archive_and_verify(client, bucket: str, key: str, src: str, claw_id: str | None, kind: str, excludes=DEFAULT_EXCLUDES,
+def archive_and_verify(client, bucket: str, key: str, src: str, claw_id: str | None, kind: str, excludes=(),
                        part_size: int = 64 * MIB, level: int = 3, progress=None, encryption=None) -> dict:
     """Upload, record metadata, write the manifest, then verify object and manifest against what was streamed.
 

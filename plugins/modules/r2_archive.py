@@ -102,11 +102,12 @@ options:
   excludes:
     description:
       - Paths left out of the archive. A pattern without C(/) matches any path component, one with C(/) the end of
-        a path; shell wildcards work. Defaults leave out Chromium caches, C(.cache), C(node_modules) and sockets.
+        a path; shell wildcards work.
+      - By default nothing is left out. The claw role passes the farm's list, its C(claw_backup_excludes) (Chromium
+        caches, C(.cache), C(node_modules), sockets), the one place that list is written.
     type: list
     elements: str
-    default: [".cache", "node_modules", "Cache", "Code Cache", "GPUCache", "ShaderCache", "GrShaderCache", "component_crx_cache",
-              "Service Worker/CacheStorage", "*.sock"]
+    default: []
   part_size:
     description: Multipart part size in MiB (5-5000). Archives can reach 10,000 parts, so 64 MiB allows about 625 GiB.
     type: int
@@ -359,7 +360,7 @@ def main():
             owner=dict(type="str"),
             group=dict(type="str"),
             keep_previous=dict(type="bool", default=False),
-            excludes=dict(type="list", elements="str", default=list(r2.DEFAULT_EXCLUDES)),
+            excludes=dict(type="list", elements="str", default=[]),
             part_size=dict(type="int", default=64),
             compression_level=dict(type="int", default=3),
             kind=dict(type="str", default="backup"),

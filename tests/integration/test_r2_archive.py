@@ -58,7 +58,8 @@ def test_round_trip_is_byte_identical_with_modes(s3_server, run_module, tmp_path
     home = tmp_path / "claw-home"
     make_home(home)
     name = bucket()
-    archived = run_module("r2_archive", {"bucket": name, "src": str(home), "claw_id": "c", "part_size": 5, **s3_server.module_args()})
+    archived = run_module("r2_archive", {"bucket": name, "src": str(home), "claw_id": "c", "part_size": 5,
+                                         "excludes": [".cache", "node_modules"], **s3_server.module_args()})
     assert archived["changed"] and archived["verified"] and archived["bucket_created"], archived
     assert archived["parts"] == 3 and archived["files"] == 5
     assert not any(archived["skipped"].values()) and archived["skipped_paths"] == [], archived

@@ -9,6 +9,7 @@ import os
 import random
 import tarfile
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from ansible_collections.mirascope.clawfarm.plugins.module_utils import _r2 as r2
@@ -151,7 +152,15 @@ def test_multipart_etag():
     ("Service Worker/Database", False),
 ])
 def test_excludes(path, expected):
-    assert r2.excluded(path, r2.DEFAULT_EXCLUDES) is expected
+    """The farm's list (the claw role's claw_backup_excludes, its one copy) leaves out what it should."""
+    import yaml
+
+    defaults = Path(__file__).resolve().parents[2] / "roles/claw/defaults/main.yml"
+    assert r2.excluded(path, yaml.safe_load(defaults.read_text())["claw_backup_excludes"]) is expected
+
+
+def test_nothing_is_excluded_by_default():
+    assert not r2.excluded("node_modules", ())
 
 
 # ---- member checks on restore ---------------------------------------------------------------------------------------
