@@ -156,3 +156,53 @@ def test_placement_counts_the_claws_a_minis_claims_show(api):
     assert again.status_code == 202 and again.json()["mini"] == "mini-02"
     with app.state.Session() as s:
         assert [j.mini for j in s.scalars(select(Job).order_by(Job.created_at))] == ["mini-02", "mini-01", "mini-02", "mini-02"]
+
+
+def test_the_inventory_plugin_sees_what_the_api_sees(api, tmp_path):
+    """``mirascope.clawfarm.farm`` over the running API: the registered Mini with its host vars, the file's Minis
+    with the API's status and capacity; a bad token is an error that does not show the token."""
+    import os
+    import threading
+
+    import uvicorn
+    from clawfarm_testlib import free_port, wait_http
+
+    app, client = api
+    assert client.post("/v1/minis", json={"name": "mini-20", "address": "10.9.8.7", "tunnel_id": TUNNEL, "max_claws": 4,
+                                          "status": "maintenance", "bootstrap": False}).status_code == 201
+    client.patch("/v1/minis/mini-02", json={"status": "draining", "max_claws": 5})
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        config = tmp_path / "farm.yml"
+        config.write_text(f"plugin: mirascope.clawfarm.farm\napi_url: http://127.0.0.1:{port}\n")
+        file_inventory = app.state.settings.inventory
+
+        def listed(token, *sources):
+            env = {**os.environ, "CLAWFARM_API_TOKEN": token, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
+            return subprocess.run([str(REPO / ".venv/bin/ansible-inventory"), *[a for s in sources for a in ("-i", str(s))], "--list"],
+                                  capture_output=True, text=True, cwd=REPO, env=env)
+
+        done = listed(TOKEN, file_inventory, config)
+        assert done.returncode == 0, done.stderr
+        data = json.loads(done.stdout)
+        # Strings from an inventory plugin are data Ansible never renders (shown as {"__ansible_unsafe": ...}).
+        hv = {name: {k: v["__ansible_unsafe"] if isinstance(v, dict) and "__ansible_unsafe" in v else v for k, v in hvs.items()}
+              for name, hvs in data["_meta"]["hostvars"].items()}
+        assert sorted(data["minis"]["hosts"]) == ["mini-01", "mini-02", "mini-20"]
+        assert {k: hv["mini-20"][k] for k in ("ansible_host", "cf_tunnel_id", "claw_max_per_mini", "claw_base_port", "mini_status")} == {
+            "ansible_host": "10.9.8.7", "cf_tunnel_id": TUNNEL, "claw_max_per_mini": 4, "claw_base_port": 8100, "mini_status": "maintenance"}
+        assert hv["mini-02"]["mini_status"] == "draining" and hv["mini-02"]["claw_max_per_mini"] == 5
+        assert "ansible_host" not in hv["mini-02"]
+        # The same fleet and statuses as the playbooks the service runs.
+        service = hostvars(app, tmp_path)
+        for name in ("mini-02", "mini-20"):
+            assert service[name].get("mini_status") == hv[name]["mini_status"], name
+        bad = listed("wrong-token-0123456789abcdef0123456", config)
+        assert "401" in bad.stderr + bad.stdout and "wrong-token" not in bad.stderr + bad.stdout
+    finally:
+        server.should_exit = True
+        thread.join(10)
