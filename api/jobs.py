@@ -629,6 +629,9 @@ class JobEngine:
         claw = s.get(Claw, job.claw_id) or Claw(claw_id=job.claw_id, record={})
         record = dict(claw.record or {})
         record.update((job.result or {}).get("claw") or {})
+        if job.kind == "provision" and (not record.get("provisioned_at") or claw.present == 0):
+            # A claw never backed up raises backup_failed 24 h after this (api/monitor.py _backup_age).
+            record["provisioned_at"] = utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
         if job.kind == "deprovision":
             claw.present = 0
         elif job.kind in ("provision", "restore", "start", "restart", "status", "backup", "migrate"):

@@ -204,11 +204,14 @@ class Monitor:
 
     @staticmethod
     def _backup_age(s, claw_id: str, now: float) -> float | None:
+        """Seconds since the claw's last backup, or since its provision when that is newer (a claw never backed up,
+        or re-subscribed after older backups, raises backup_failed 24 h after its provision); None when neither is known."""
         claw = s.get(Claw, claw_id)
-        stamp = ((claw.record or {}).get("last_backup") or {}).get("finished_at") if claw else None
-        if not stamp:
+        record = (claw.record or {}) if claw else {}
+        stamps = [t for t in (((record.get("last_backup") or {}).get("finished_at")), record.get("provisioned_at")) if t]
+        if not stamps:
             return None
-        return now - datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=ZoneInfo("UTC")).timestamp()
+        return now - max(datetime.strptime(t, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=ZoneInfo("UTC")).timestamp() for t in stamps)
 
     # ---- views -------------------------------------------------------------------------------------------------
 
