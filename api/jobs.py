@@ -51,7 +51,7 @@ PLAYBOOKS = {
     "provision": "provision.yml", "deprovision": "deprovision.yml", "start": "start.yml", "stop": "stop.yml",
     "restart": "restart.yml", "status": "status.yml", "backup": "backup.yml", "restore": "restore.yml",
     "migrate": "migrate.yml", "drain": "drain.yml", "health": "health.yml", "configure": "configure.yml",
-    "bootstrap": "bootstrap.yml",
+    "bootstrap": "bootstrap.yml", "prune": "prune.yml",
 }
 LIMITED = ("bootstrap",)  # kinds whose playbook acts on every host of group minis: limited to the job's Mini
 JOB_DURATION = Histogram("clawfarm_job_duration_seconds", "Duration of finished jobs, from start to end", ["kind"],

@@ -8,6 +8,8 @@
 - Backups: ``backup_schedule`` is ``HH:MM`` (daily, in each Mini's ``mini_timezone`` host var, default UTC) or
   ``every:<seconds>``; one Mini's ``backup.yml`` at a time. Each claw's last successful backup (time, key, size,
   sha256) is recorded from the job result and raises ``backup_failed`` after 24 h without one.
+- Retention: with a daily (``HH:MM``) backup schedule, ``prune.yml`` once a day (tombstones, deprovision archives).
+  A claw never backed up counts from its provision (``provisioned_at``), so it too raises ``backup_failed``.
 - Info events come from job results: claw provisioned, backup success, migration complete.
 """
 from __future__ import annotations
@@ -26,6 +28,7 @@ from .db import Base, Claw, Job
 
 log = logging.getLogger("clawfarm.api.monitor")
 HEARTBEAT_SECONDS = 180
+PRUNE_INTERVAL = 24 * 3600  # prune.yml once a day (with a daily backup schedule)
 
 
 class Sample(Base):
@@ -95,6 +98,7 @@ class Monitor:
             self._queue_once("health", None)
             self._check_heartbeats()
         self._schedule_backups()
+        self._schedule_prune()
 
     def _queue_once(self, kind: str, mini: str | None) -> None:
         with self.Session() as s:
@@ -115,6 +119,17 @@ class Monitor:
                 self.last_backup_run[name] = now
                 self.engine.submit("backup", None, name, {"scheduled": True})
                 return
+
+    def _schedule_prune(self) -> None:
+        """Retention of what the farm leaves behind (playbooks/prune.yml: tombstones, deprovision archives) once a
+        day with the nightly backups: only with a daily ``HH:MM`` backup schedule (``off`` turns it off too), never
+        while a backup or a prune is queued or running."""
+        if self.backup_schedule in ("", "off") or self.backup_schedule.startswith("every:"):
+            return
+        with self.Session() as s:
+            busy = s.scalars(select(Job).where(Job.kind.in_(("backup", "prune")), Job.state.in_(("queued", "running")))).first()
+        if busy is None and self.engine.schedule_due("prune", PRUNE_INTERVAL):
+            self.engine.submit("prune", None, None, {"scheduled": True})
 
     def _last_backup_run(self, mini: str) -> float:
         """When the Mini's last scheduled backup started (from the job store, so restarts do not repeat it); a Mini

@@ -42,3 +42,53 @@ def test_the_backup_alert_fires_for_a_claw_never_backed_up_after_24_hours():
                        "last_backup_age_s": age({"provisioned_at": "2026-12-05T11:00:00Z"})}]}
     eng.evaluate("mini-01", view, now=NOW)
     assert "backup_failed" in str(sent)
+
+
+class FakeEngine:
+    def __init__(self, due=True):
+        self.due, self.submitted = due, []
+
+    def schedule_due(self, name, interval):
+        assert name == "prune" and interval == 24 * 3600
+        return self.due
+
+    def submit(self, kind, claw_id, mini, params):
+        self.submitted.append((kind, claw_id, mini, params))
+
+
+class JobSession:
+    def __init__(self, busy=None):
+        self.busy = busy
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def scalars(self, query):
+        return self
+
+    def first(self):
+        return self.busy
+
+
+def monitor(schedule, engine, busy=None):
+    mon = Monitor.__new__(Monitor)
+    mon.backup_schedule, mon.engine, mon.Session = schedule, engine, lambda: JobSession(busy)
+    return mon
+
+
+def test_prune_runs_once_a_day_with_a_daily_backup_schedule_only():
+    engine = FakeEngine()
+    monitor("02:00", engine)._schedule_prune()
+    assert engine.submitted == [("prune", None, None, {"scheduled": True})]
+    for schedule in ("off", "", "every:15"):
+        other = FakeEngine()
+        monitor(schedule, other)._schedule_prune()
+        assert other.submitted == []
+    busy = FakeEngine()
+    monitor("02:00", busy, busy=object())._schedule_prune()  # a backup (or prune) still queued or running
+    not_due = FakeEngine(due=False)
+    monitor("02:00", not_due)._schedule_prune()
+    assert busy.submitted == [] and not_due.submitted == []
