@@ -209,6 +209,8 @@ class MiniOut(BaseModel):
     tunnel_id: str | None = None
     claws: int
     last_job: JobOut | None = None
+    tombstones: dict | None = Field(None, description="Tombstones left on the Mini after the last prune (playbooks/prune.yml): "
+                                    "count, bytes, checked_at; null before the first")
     health: dict | None = None
 
 

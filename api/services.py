@@ -98,7 +98,11 @@ class Service:
         with self.Session() as s:
             claws = s.scalar(select(func.count()).select_from(Claw).where(Claw.mini == name, Claw.present == 1))
             last = s.scalars(select(Job).where(Job.mini == name).order_by(Job.created_at.desc()).limit(1)).first()
-        return {**info, "claws": claws or 0, "last_job": self.job_out(last) if last else None, "health": self.monitor.mini_health(name)}
+            pruned = s.scalars(select(Job).where(Job.kind == "prune", Job.state == "succeeded")
+                               .order_by(Job.created_at.desc()).limit(1)).first()
+        tombstones = ((pruned.result or {}).get("tombstones") or {}).get(name) if pruned else None
+        return {**info, "claws": claws or 0, "last_job": self.job_out(last) if last else None, "health": self.monitor.mini_health(name),
+                "tombstones": tombstones}
 
     def provision_target(self, claw_id: str, named: str | None) -> str:
         """The Mini a provision goes to: an existing claw's own Mini (naming another is a 409: migrate it), else the

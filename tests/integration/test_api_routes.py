@@ -155,3 +155,20 @@ def test_job_events_as_json_and_as_a_stream(api):
     names = [line[7:] for line in streamed.text.splitlines() if line.startswith("event: ")]
     assert names == ["playbook_on_start", "playbook_on_task_start", "playbook_on_stats", "end"]
     assert client.get("/v1/jobs/00000000-0000-4000-8000-000000000000/events").status_code == 404
+
+
+def test_a_mini_shows_its_tombstones_after_the_last_prune(api):
+    """Issue 17: GET /v1/minis/{name} reports the tombstone count and bytes the last successful prune job left."""
+    import uuid
+
+    app, client = api
+    assert client.get("/v1/minis/mini-01").json()["tombstones"] is None
+    with app.state.Session() as s:
+        s.add(Job(id=str(uuid.uuid4()), kind="prune", state="failed", params={}, result={}))
+        s.add(Job(id=str(uuid.uuid4()), kind="prune", state="succeeded", params={},
+                  result={"tombstones": {"mini-01": {"count": 2, "bytes": 8192, "checked_at": "2026-12-06T02:30:00Z"}}}))
+        s.commit()
+    assert client.get("/v1/minis/mini-01").json()["tombstones"] == {"count": 2, "bytes": 8192, "checked_at": "2026-12-06T02:30:00Z"}
+    assert client.get("/v1/minis/mini-02").json()["tombstones"] is None
+    listed = {m["name"]: m["tombstones"] for m in client.get("/v1/minis").json()}
+    assert listed["mini-01"]["count"] == 2
