@@ -21,7 +21,8 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 # postgresql (Debian's package): the API's replica tests start a throwaway cluster with its initdb/pg_ctl.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 # lsof and ps: the health probe checks who holds a claw's port (macOS ships /usr/sbin/lsof and /bin/ps).
-for cmd in sshd:openssh-server ssh:openssh-client ip:iproute2 sudo:sudo unshare:util-linux nsenter:util-linux ssh-keygen:openssh-client rsync:rsync lsof:lsof ps:procps; do
+# nft (nftables): the sandbox Minis' pfctl stand-in enforces the farm's pf anchor with nftables rules (tests/sandbox/README.md).
+for cmd in sshd:openssh-server ssh:openssh-client ip:iproute2 sudo:sudo unshare:util-linux nsenter:util-linux ssh-keygen:openssh-client rsync:rsync lsof:lsof ps:procps nft:nftables; do
   command -v "${cmd%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${cmd%%:*}" ] || need+=("${cmd#*:}")
 done
 if [ "${#need[@]}" -gt 0 ]; then
