@@ -75,7 +75,8 @@ def anchor_rules(claws: list, uid_range, gateway_clients=(0,), tailnet=TAILNET) 
              "# reports a stale anchor. A claw's ports: only its own uid; its gateway port also "
              + ", ".join(f"uid {uid}" for uid in clients) + ".",
              f"# claws: {len(claws)}"]
-    for claw in sorted(claws, key=lambda c: int(c["port"])):
+    ordered = sorted(claws, key=lambda c: int(c["port"]))
+    for claw in ordered:
         low, high = family_of_port(claw["port"])
         uid = claw.get("uid")
         lines.append(f"# {claw['claw_id']} {claw['user']} uid {uid if uid is not None else 'none yet'}: gateway {low}, "
@@ -85,6 +86,12 @@ def anchor_rules(claws: list, uid_range, gateway_clients=(0,), tailnet=TAILNET) 
         for client in clients:
             if client != uid:
                 lines.append(f"pass out quick on lo0 proto tcp from any to any port {low} user {client}")
+    # Every pass rule comes before the blocks: families of claws still on the old consecutive layout overlap, and a
+    # neighbour's block must not shut a claw out of its own gateway (those claws are isolated once re-provisioned).
+    if ordered:
+        lines.append("# nobody else reaches a claw's ports")
+    for claw in ordered:
+        low, high = family_of_port(claw["port"])
         lines.append(f"block return out quick on lo0 proto tcp from any to any port {low}:{high}")
     lines.append(f"# claw uids {first}-{last} never reach the tailnet")
     for network in tailnet:

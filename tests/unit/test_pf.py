@@ -19,13 +19,14 @@ EXPECTED = f"""# mirascope.clawfarm tenant network isolation (docs/tenant-networ
 # {A} claw-1a2b3c4d uid 600: gateway 8100, browser control 8102, CDP 8111-8210
 pass out quick on lo0 proto tcp from any to any port 8100:8210 user 600
 pass out quick on lo0 proto tcp from any to any port 8100 user 0
-block return out quick on lo0 proto tcp from any to any port 8100:8210
 # {B} claw-5e6f7a8b uid 601: gateway 8228, browser control 8230, CDP 8239-8338
 pass out quick on lo0 proto tcp from any to any port 8228:8338 user 601
 pass out quick on lo0 proto tcp from any to any port 8228 user 0
-block return out quick on lo0 proto tcp from any to any port 8228:8338
 # {C} claw-9c0d1e2f uid none yet: gateway 8356, browser control 8358, CDP 8367-8466
 pass out quick on lo0 proto tcp from any to any port 8356 user 0
+# nobody else reaches a claw's ports
+block return out quick on lo0 proto tcp from any to any port 8100:8210
+block return out quick on lo0 proto tcp from any to any port 8228:8338
 block return out quick on lo0 proto tcp from any to any port 8356:8466
 # claw uids 600-29999 never reach the tailnet
 block return out quick proto tcp from any to 100.64.0.0/10 user 600:29999
@@ -43,6 +44,18 @@ def test_anchor_rules_pin_the_text():
     assert claws[2] == {"claw_id": C, "user": "claw-9c0d1e2f", "uid": None, "port": 8356}
     assert _pf.anchor_rules(claws, [600, 29999]) == EXPECTED
     assert _pf.rule_count(EXPECTED) == 12
+
+
+def test_claws_on_the_old_layout_keep_their_own_gateway():
+    """Overlapping families (8100, 8101): every pass comes before any block, so B still reaches its 8101 and root both."""
+    text = _pf.anchor_rules(_pf.claws_from_claims({8100: A, 8101: B}, USERS), [600, 29999])
+    rules = [line for line in text.splitlines() if not line.startswith("#")]
+    assert rules[:4] == ["pass out quick on lo0 proto tcp from any to any port 8100:8210 user 600",
+                         "pass out quick on lo0 proto tcp from any to any port 8100 user 0",
+                         "pass out quick on lo0 proto tcp from any to any port 8101:8211 user 601",
+                         "pass out quick on lo0 proto tcp from any to any port 8101 user 0"]
+    assert rules[4:6] == ["block return out quick on lo0 proto tcp from any to any port 8100:8210",
+                          "block return out quick on lo0 proto tcp from any to any port 8101:8211"]
 
 
 def test_an_empty_mini_still_keeps_claw_uids_off_the_tailnet():
