@@ -17,7 +17,7 @@ description:
     Cloudflare documents), checks that the pair reaches the bucket, and keeps it in C(<store>/<claw_id>.r2.json)
     (0600, directory 0700). The token value itself is never stored.
   - When the farm's API token may not create tokens (HTTP 401/403), nothing is created, RV(scope) is V(farm) and the
-    run shows a warning: the caller keeps using the farm-wide key (the behaviour before per-claw credentials).
+    run shows a warning; the caller keeps using the farm-wide key (the behaviour before per-claw credentials).
   - O(state=query) only reads the store. O(state=absent) revokes the claw's token and removes its file (run it
     after the claw's deprovision archive is verified).
   - Returns the pair for the claw's R2 tasks that follow; run it with C(no_log=true).
