@@ -19,16 +19,16 @@ description:
     state dir disagrees with its claw id, two claws on one port, a shared state dir or token, claims without jobs,
     and claims that break the port plan (docs/port-plan.md) - overlapping port families, a port that is no slot's.
   - Read only; runs C(dscl) once and C(launchctl print) once per claw.
+  - Sets the host facts C(clawfarm_claws), C(clawfarm_capacity) and C(clawfarm_anomalies) (the same as RV(claws),
+    RV(capacity) and RV(anomalies)).
 author:
   - Mirascope platform team (@mirascope)
 extends_documentation_fragment:
   - mirascope.clawfarm._attributes
+  - mirascope.clawfarm._info_module
+  - ansible.builtin.action_common_attributes.facts
 attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-  idempotent:
+  facts:
     support: full
 options:
   label_prefix:
@@ -74,6 +74,10 @@ EXAMPLES = r"""
     max_claws: "{{ claw_max_per_mini }}"
   register: facts
   become: true
+
+- name: Or use the host facts it sets
+  ansible.builtin.debug:
+    msg: "{{ clawfarm_claws | length }} claws, {{ clawfarm_capacity.free_slots }} free slots, {{ clawfarm_anomalies | length }} anomalies"
 """
 
 RETURN = r"""
@@ -93,6 +97,22 @@ anomalies:
   returned: always
   type: list
   elements: dict
+ansible_facts:
+  description: The same as host facts.
+  returned: always
+  type: dict
+  contains:
+    clawfarm_claws:
+      description: RV(claws).
+      type: list
+      elements: dict
+    clawfarm_capacity:
+      description: RV(capacity).
+      type: dict
+    clawfarm_anomalies:
+      description: RV(anomalies).
+      type: list
+      elements: dict
 """
 
 import json
@@ -102,12 +122,11 @@ import socket
 import stat
 
 from ansible.module_utils.basic import AnsibleModule
-
-from ..module_utils import _claw
-from ..module_utils import _facts as facts
-from ..module_utils import _launchd as ld
-from ..module_utils import _macos_user as mu
-from ..module_utils._command import CommandRunner
+from ansible_collections.mirascope.clawfarm.plugins.module_utils import _claw
+from ansible_collections.mirascope.clawfarm.plugins.module_utils import _facts as facts
+from ansible_collections.mirascope.clawfarm.plugins.module_utils import _launchd as ld
+from ansible_collections.mirascope.clawfarm.plugins.module_utils import _macos_user as mu
+from ansible_collections.mirascope.clawfarm.plugins.module_utils._command import CommandRunner
 
 
 def read_plists(directory: str, prefix: str) -> list:
@@ -216,7 +235,9 @@ def main():
             expected[claw["claw_id"]] = {"user": ident["user"], "state_dir": ident["state_dir"]}
     anomalies = facts.find_anomalies(claws, users, claims, p["managed_pattern"], expected)
     anomalies += facts.port_plan_anomalies(claims, p["base_port"], p["max_claws"])
-    module.exit_json(changed=False, claws=claws, capacity=facts.capacity(claims, p["base_port"], p["max_claws"]), anomalies=anomalies)
+    capacity = facts.capacity(claims, p["base_port"], p["max_claws"])
+    module.exit_json(changed=False, claws=claws, capacity=capacity, anomalies=anomalies,
+                     ansible_facts={"clawfarm_claws": claws, "clawfarm_capacity": capacity, "clawfarm_anomalies": anomalies})
 
 
 if __name__ == "__main__":

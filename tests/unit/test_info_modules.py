@@ -104,3 +104,37 @@ def test_cf_tunnel_ingress_info_api_mode_checks_its_input_before_any_call(tmp_pa
     result = run(tmp_path, "cf_tunnel_ingress_info", mode="api", account_id="a" * 32, tunnel_id="6ff42ae2-765d-4adf-8112-31c55c1551ef",
                  api_base_url="http://127.0.0.1:9")
     assert result["failed"] and "api_token is required" in result["msg"]
+
+
+
+def test_claw_facts_sets_host_facts_and_needs_the_range(tmp_path, monkeypatch, capsys):
+    """claw_facts is read-only and returns what it reads as host facts too (clawfarm_claws, _capacity, _anomalies)."""
+    import pytest
+    from ansible.module_utils.testing import patch_module_args
+    from ansible_collections.mirascope.clawfarm.plugins.modules import claw_facts
+
+    class NoCommands:  # no dscl or launchctl here: no users, no jobs
+        def __init__(self, module):
+            pass
+
+        def run(self, argv):
+            return type("Result", (), {"rc": 1, "stdout": "", "stderr": ""})()
+
+    monkeypatch.setattr(claw_facts, "CommandRunner", NoCommands)
+    claims = tmp_path / "ports"
+    claims.mkdir(mode=0o700)
+    (claims / "8100").write_text(CLAW + "\n")
+    before = snapshot(claims)
+    args = dict(base_port=8100, max_claws=4, claim_dir=str(claims), launch_daemons_dir=str(tmp_path / "LaunchDaemons"),
+                users_dir=str(tmp_path / "Users"))
+    with patch_module_args(args), pytest.raises(SystemExit):
+        claw_facts.main()
+    result = json.loads(capsys.readouterr().out)
+    assert result["changed"] is False, result
+    assert result["ansible_facts"] == {"clawfarm_claws": result["claws"], "clawfarm_capacity": result["capacity"],
+                                       "clawfarm_anomalies": result["anomalies"]}
+    assert result["capacity"]["used"] == 1 and result["anomalies"] and snapshot(claims) == before  # a claim without a job
+    with patch_module_args({"claim_dir": str(claims)}), pytest.raises(SystemExit):
+        claw_facts.main()
+    missing = json.loads(capsys.readouterr().out)
+    assert missing["failed"] and "base_port" in missing["msg"] and "max_claws" in missing["msg"]
