@@ -14,6 +14,7 @@ and a ``callback_url`` must name an allowed host with public addresses only (:mo
 """
 
 import asyncio
+import logging
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request
@@ -29,8 +30,10 @@ from .jobs import JobEngine, playbook_available  # noqa: F401 - re-exported
 from .metrics import make_registry
 from .middleware import BodyLimit
 from .monitor import Monitor
-from .routes import claws, jobs, minis, service
+from .routes import claws, jobs, minis, service, webhooks
 from .services import Service
+
+log = logging.getLogger("clawfarm.api.monitor")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -42,7 +45,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     engine = JobEngine(settings, Session)
     inventory = Inventory(settings.inventory, Session=Session)
     engine.inventory = inventory
-    notifier = DiscordNotifier(settings.discord_webhook_url) if settings.discord_webhook_url else None
+    discord = DiscordNotifier(settings.discord_webhook_url) if settings.discord_webhook_url else None
+
+    def notifier(message: dict) -> None:
+        """Alerts and notices to Discord (or the log), firing and resolved alerts to the webhook subscriptions."""
+        if discord is not None:
+            discord(message)
+        else:
+            log.warning("alert (no Discord webhook configured): %s", message)
+        engine.webhooks.alert(message)
+
     monitor = Monitor(engine, Session, inventory, notifier, settings.health_interval, settings.backup_schedule,
                       default_rules(**settings.alert_thresholds))
 
@@ -73,6 +85,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             """The OpenAPI document, behind the bearer token (``CLAWFARM_API_OPENAPI=token``)."""
             return JSONResponse(app.openapi())
 
-    for module in (service, claws, minis, jobs):
+    for module in (service, claws, minis, jobs, webhooks):
         app.include_router(module.router)
     return app

@@ -34,13 +34,11 @@ from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
-import httpx
 import yaml
 from prometheus_client import Histogram
 from sqlalchemy import delete, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from .callbacks import CallbackRefused, post_checked
 from .config import REPO, Settings
 from .db import Claw, IdempotencyKey, Job, JobEvent, JobLock, Lease, Replica, ScheduleRun, utcnow
 
@@ -190,6 +188,9 @@ class JobEngine:
         self.inventory = None  # api.inventory.Inventory: playbooks get its override_sources() (set by create_app)
         # Called with each finished job (outside the engine's lock), e.g. by the monitor.
         self.finished_hooks: list = []
+        from .webhooks import Webhooks
+
+        self.webhooks = Webhooks(self)  # durable deliveries (job.finished and the subscriptions' events)
 
     @property
     def dialect(self) -> str:
@@ -221,12 +222,14 @@ class JobEngine:
         self.dispatcher.start()
         self.keeper = threading.Thread(target=self._keep_loop, name="job-leases", daemon=True)
         self.keeper.start()
+        self.webhooks.start()
 
     def shutdown(self, timeout: float = 30) -> None:
         """Stop dispatching, kill running playbooks (their jobs end ``interrupted``) and wait for their threads;
         then leave the replicas table (queued jobs whose secrets only this replica held end ``interrupted``)."""
         self.stopping.set()
         self.wakeup.set()
+        self.webhooks.shutdown()
         deadline = time.monotonic() + timeout
         for thread in list(self.threads):
             thread.join(max(0.1, deadline - time.monotonic()))
@@ -644,36 +647,8 @@ class JobEngine:
     # ---- webhooks ----------------------------------------------------------------------------------------------
 
     def _finish_side_effects(self, job: Job) -> None:
-        url = job.callback_url or self.settings.webhook_url
-        if url and self.settings.webhook_secret:
-            checked = bool(job.callback_url)
-            threading.Thread(target=self._deliver, args=(job.id, url, checked), name=f"webhook-{job.id[:8]}", daemon=True).start()
-
-    def _deliver(self, job_id: str, url: str, checked: bool = True) -> None:
-        """POST the final job to the webhook, signed, retried with back-off; never blocks a job. A request's
-        ``callback_url`` (``checked``) goes only to a global address checked at each attempt
-        (:func:`api.callbacks.post_checked`); the operator's webhook URL is used as configured."""
-        with self.Session() as s:
-            job = s.get(Job, job_id)
-            body = json.dumps({"type": "job.finished", "job": job.to_dict()}, sort_keys=True).encode()
-        headers = {"Content-Type": "application/json", "X-Clawfarm-Signature": sign(body, self.settings.webhook_secret),
-                   "X-Clawfarm-Job": job_id}
-        outcome = "failed"
-        delays = [0, *self.settings.webhook_delays]
-        for attempt, delay in enumerate(delays, start=1):
-            time.sleep(delay)
-            try:
-                response = post_checked(url, body, headers) if checked else httpx.post(url, content=body, headers=headers, timeout=10)
-                if response.status_code < 300:
-                    outcome = f"delivered (attempt {attempt})"
-                    break
-            except CallbackRefused:
-                outcome = "refused: host not public at send time"
-                break
-            except httpx.HTTPError:
-                pass
-            outcome = f"failed after {attempt} attempts"
-        with self.Session() as s:
-            job = s.get(Job, job_id)
-            job.webhook_status = outcome
-            s.commit()
+        """Queue the final job for its webhooks (durable, :mod:`api.webhooks`); never blocks or breaks a job."""
+        try:
+            self.webhooks.job_finished(job)
+        except Exception:  # noqa: BLE001 - bookkeeping of the job stands
+            log.exception("could not queue the webhooks of job %s", job.id)

@@ -186,9 +186,17 @@ class Monitor:
                 sampled_at = float(sample.get("sampled_at") or now)
                 s.merge(Sample(mini=mini, claw_id="", sampled_at=sampled_at,
                                data={"mini": sample.get("mini") or {}, "connector": sample.get("connector")}))
+                changed = []
                 for claw in sample.get("claws") or []:
+                    before = s.get(Sample, (mini, claw["claw_id"]))
+                    if before is not None and before.sampled_at < sampled_at and (before.data or {}).get("health") != claw.get("health"):
+                        changed.append({"mini": mini, "claw_id": claw["claw_id"], "health": claw.get("health"),
+                                        "previous": (before.data or {}).get("health"), "sampled_at": sampled_at})
                     s.merge(Sample(mini=mini, claw_id=claw["claw_id"], sampled_at=sampled_at, data=claw))
                 s.commit()
+                webhooks = getattr(self.engine, "webhooks", None)
+                for event in changed if webhooks else ():
+                    webhooks.publish("claw.health_changed", event)
                 row = s.get(Sample, (mini, ""))
                 # Claws on a Mini where a job (backup, restore, deploy...) was running when the sample was taken may be
                 # stopped on purpose: their alerts wait for the next sample, so a nightly backup never pages anyone.

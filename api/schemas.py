@@ -225,3 +225,35 @@ class MiniDetail(MiniOut):
 
 
 # ---- the application ---------------------------------------------------------------------------------------------
+
+
+class WebhookCreate(BaseModel):
+    """Subscribe a receiver to event kinds. Its host must be allowed (``CLAWFARM_API_CALLBACK_HOSTS`` or the host of
+    ``CLAWFARM_API_WEBHOOK_URL``) and resolve to public addresses only (checked now and at every delivery)."""
+    model_config = ConfigDict(extra="forbid")
+    url: HttpUrl = Field(description="Receives each event as a signed POST (X-Clawfarm-Signature: sha256=<HMAC-SHA256 of the body>)")
+    events: list[Literal["job.finished", "claw.health_changed", "alert.fired", "alert.resolved"]] = Field(
+        min_length=1, max_length=4, description="Event kinds to receive")
+    description: str | None = Field(None, max_length=200)
+
+
+class WebhookOut(BaseModel):
+    id: str
+    url: str
+    events: list[str]
+    description: str | None = None
+    created_at: str | None = None
+
+
+class DeliveryOut(BaseModel):
+    """One event for one receiver: ``pending`` (retried at ``next_attempt_at``), ``delivered`` or ``dead``."""
+    id: str
+    subscription_id: str | None = Field(None, description="null: a job's callback_url or the operator's webhook_url")
+    job_id: str | None = None
+    event: str
+    state: str
+    attempts: int
+    next_attempt_at: str | None = None
+    last_error: str | None = None
+    created_at: str | None = None
+    delivered_at: str | None = None

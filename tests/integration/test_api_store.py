@@ -7,9 +7,9 @@ The engines here claim jobs but run no playbook (``_run`` is replaced): the test
 """
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from pgcluster import cluster
@@ -224,18 +224,25 @@ def test_a_cancel_asked_of_another_replica_reaches_the_running_one(url, tmp_path
     assert states(one)[(B, "m2")][0] == "canceled"
 
 
-def test_a_job_ended_by_the_reaper_goes_to_the_webhook(url, tmp_path):
+def test_a_job_ended_by_the_reaper_goes_to_the_webhook(url, tmp_path, monkeypatch):
+    from api import webhooks
+    from api.db import WebhookDelivery
+
     one = replica(url, tmp_path)
     two = JobEngine(settings(url, tmp_path, webhook_url="https://hooks.example.com/x", webhook_secret="s" * 32), one.Session)
     sent = []
-    two._deliver = lambda job_id, url, checked=True: sent.append((job_id, url))
+    monkeypatch.setattr(webhooks.httpx, "post", lambda url, content, headers, timeout: sent.append((headers["X-Clawfarm-Job"], url))
+                        or httpx.Response(204))
     job, _ = one.submit("start", A, "m1", {})
     one._dispatch_once()
     with one.Session() as s:
         s.get(Job, job.id).lease_until = utcnow() - timedelta(seconds=1)
         s.commit()
     assert two.reap() == [job.id]
-    deadline = time.monotonic() + 30
-    while not sent and time.monotonic() < deadline:  # delivered from a thread
-        time.sleep(0.05)
+    with two.Session() as s:  # queued in the store before anything is sent
+        queued = s.scalars(select(WebhookDelivery)).all()
+        assert [(d.job_id, d.url, d.state, d.event) for d in queued] == [(job.id, "https://hooks.example.com/x", "pending", "job.finished")]
+    assert two.webhooks.run_once() == 1
     assert sent == [(job.id, "https://hooks.example.com/x")]
+    with two.Session() as s:
+        assert s.get(Job, job.id).webhook_status == "delivered (attempt 1)"
