@@ -13,6 +13,8 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from ._claw import ClawInputError, port_family
+
 STATUSES = ("active", "draining", "offline", "maintenance")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
@@ -92,8 +94,8 @@ def _integer(name: str, value, low: int, high: int) -> int:
 
 def validate_mini(record: dict, partial: bool = False) -> dict:
     """A Mini record checked field by field, defaults filled in (unless ``partial``: only the fields given, as for
-    a change). Fields: name, address, tunnel_id, max_claws (0-1000), base_port (1024-65535, the range
-    ``base_port .. base_port + max_claws - 1`` must fit below 65536), timezone, status.
+    a change). Fields: name, address, tunnel_id, max_claws (0-1000), base_port (1024-65535; the port family of the
+    last slot, ``_claw.port_family(base_port, max_claws - 1)``, must end below 65536), timezone, status.
 
     Raises:
         MiniInputError: an unknown field or the first bad value.
@@ -112,8 +114,11 @@ def validate_mini(record: dict, partial: bool = False) -> dict:
         if value is None and key in ("address", "tunnel_id"):
             continue
         clean[key] = checks[key](value)
-    if "base_port" in clean and "max_claws" in clean and clean["base_port"] + clean["max_claws"] > 65536:
-        raise MiniInputError("base_port + max_claws must not pass 65536")
+    if "base_port" in clean and clean.get("max_claws"):
+        try:
+            port_family(clean["base_port"], clean["max_claws"] - 1)  # the port plan (docs/port-plan.md)
+        except ClawInputError as exc:
+            raise MiniInputError(str(exc)) from None
     return clean
 
 

@@ -116,3 +116,12 @@ def test_a_slot_whose_family_meets_an_old_claim_is_refused(tmp_path):
     with pytest.raises(_claw.ClawInputError, match="family meets another claw's ports"):
         _claw.claim_port(str(ports), B, 8100, 4, wanted=8228)
     assert _claw.claim_port(str(ports), B, 8100, 4)["port"] == 8100  # 8100-8210 is clear of 8300
+
+
+def test_a_mini_record_must_fit_its_last_port_family():
+    from ansible_collections.mirascope.clawfarm.plugins.module_utils import _mini
+
+    assert _mini.validate_mini({"name": "m", "base_port": 9000, "max_claws": 8})["base_port"] == 9000
+    with pytest.raises(_mini.MiniInputError, match="slot 49 from claw_base_port 60000 gives ports 66272-66382"):
+        _mini.validate_mini({"name": "m", "base_port": 60000, "max_claws": 50})
+    assert _mini.validate_mini({"name": "m", "base_port": 65000, "max_claws": 0})["max_claws"] == 0
