@@ -63,6 +63,23 @@ class ArchiveError(RuntimeError):
     """An archive could not be made, verified or restored; the message says which step and why."""
 
 
+class BucketMissing(ArchiveError):
+    """The bucket does not exist (and was not to be created)."""
+
+
+# S3 error codes (botocore ``ClientError.response["Error"]["Code"]``) that say "no such thing". A HEAD request has no
+# error body: botocore then gives the HTTP status as the code ("404").
+NOT_FOUND_CODES = frozenset({"404", "NotFound", "NoSuchKey", "NoSuchBucket"})
+BUCKET_MISSING_CODES = frozenset({"404", "NotFound", "NoSuchBucket"})
+
+
+def error_code(exc) -> str | None:
+    """The S3 error code of a botocore ClientError (``response["Error"]["Code"]``); None for any other exception."""
+    response = getattr(exc, "response", None)
+    code = (response.get("Error") or {}).get("Code") if isinstance(response, dict) else None
+    return None if code is None else str(code)
+
+
 # ---- names and time ---------------------------------------------------------------------------------------------
 
 def bucket_name(prefix: str, claw_id: str) -> str:
@@ -1068,7 +1085,7 @@ def list_archives(client, bucket: str, prefixes=("backups/", "archives/")) -> li
         for prefix in prefixes:
             keys.extend(list_keys(client, bucket, prefix))
     except Exception as exc:
-        if _status(exc) == 404:
+        if error_code(exc) in BUCKET_MISSING_CODES:
             return []
         raise ArchiveError(f"listing s3://{bucket} failed: {describe_s3_error(exc)}")
     present = set(keys)
@@ -1091,20 +1108,13 @@ def list_archives(client, bucket: str, prefixes=("backups/", "archives/")) -> li
     return archives
 
 
-def _status(exc) -> int | None:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return None
-
-
 def delete_archive(client, bucket: str, key: str) -> bool:
     """Delete one archive and its manifest with per-key DeleteObject (never DeleteObjects). True if it existed."""
     try:
         client.head_object(Bucket=bucket, Key=key)
         existed = True
     except Exception as exc:
-        if _status(exc) != 404:
+        if error_code(exc) not in NOT_FOUND_CODES:
             raise ArchiveError(f"HEAD s3://{bucket}/{key} failed: {describe_s3_error(exc)}")
         existed = False
     try:
@@ -1120,16 +1130,18 @@ def ensure_bucket(client, bucket: str, region: str, create: bool = True) -> bool
     """Make sure the bucket exists; returns True when it was created.
 
     Raises:
-        ArchiveError: it is missing and ``create`` is false, or HEAD/CreateBucket failed.
+        BucketMissing: it is missing and ``create`` is false.
+        ArchiveError: HEAD or CreateBucket failed.
     """
     try:
         client.head_bucket(Bucket=bucket)
         return False
     except Exception as exc:
-        if _status(exc) not in (404, 400) or not create:
-            if _status(exc) in (404, 400):
-                raise ArchiveError(f"bucket {bucket} does not exist")
+        # "400" (HEAD of a name S3 rejects) counts as missing: creating it then names the problem (InvalidBucketName).
+        if error_code(exc) not in BUCKET_MISSING_CODES | {"400"}:
             raise ArchiveError(f"HEAD bucket {bucket} failed: {describe_s3_error(exc)}")
+        if not create:
+            raise BucketMissing(f"bucket {bucket} does not exist")
     try:
         kwargs = {} if region in ("us-east-1", "") else {"CreateBucketConfiguration": {"LocationConstraint": region}}
         client.create_bucket(Bucket=bucket, **kwargs)

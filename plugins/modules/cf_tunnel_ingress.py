@@ -302,6 +302,9 @@ def main():
             dns=dict(type="bool", default=False),
             zone_id=dict(type="str"),
         ),
+        # validate_params also refuses empty values (these constraints see only missing ones)
+        required_if=[("state", "present", ("service",)), ("mode", "api", ("account_id", "tunnel_id")),
+                     ("dns", True, ("zone_id", "tunnel_id"))],
         supports_check_mode=True,
     )
     p = module.params

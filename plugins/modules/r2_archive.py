@@ -301,12 +301,18 @@ from ..module_utils import _r2 as r2
 
 
 def resolve_ids(owner, group):
-    """Names or numbers to (uid, gid); None when not given."""
+    """Names or numbers to (uid, gid); None when not given. Raises ArchiveError for an unknown name."""
     uid = gid = None
-    if owner not in (None, ""):
-        uid = int(owner) if str(owner).isdigit() else pwd.getpwnam(owner).pw_uid
-    if group not in (None, ""):
-        gid = int(group) if str(group).isdigit() else grp.getgrnam(group).gr_gid
+    try:
+        if owner not in (None, ""):
+            uid = int(owner) if str(owner).isdigit() else pwd.getpwnam(owner).pw_uid
+    except KeyError:
+        raise r2.ArchiveError(f"unknown owner {owner!r} (no such user)") from None
+    try:
+        if group not in (None, ""):
+            gid = int(group) if str(group).isdigit() else grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise r2.ArchiveError(f"unknown group {group!r} (no such group)") from None
     return uid, gid
 
 
@@ -325,13 +331,9 @@ def validate(p: dict) -> None:
             raise r2.ArchiveError(f"{name} must not be negative")
     if p.get("max_age_days") is not None and p["max_age_days"] < 1:
         raise r2.ArchiveError(f"max_age_days must be at least 1, got {p['max_age_days']}")
-    if p["state"] == "present" and not p["src"]:
-        raise r2.ArchiveError("src is required with state=present")
     if p["state"] == "restored":
         if not p["dest"] or p["dest"].rstrip("/") in ("", "/", "/Users", "/var", "/private", "/opt"):
             raise r2.ArchiveError(f"dest {p['dest']!r} must be the directory to replace, such as a claw's home")
-    if p["state"] == "absent" and not p["key"]:
-        raise r2.ArchiveError("key is required with state=absent")
     if p.get("encryption_keys") is not None:
         if p["state"] == "present" and p["encryption_key_id"] not in p["encryption_keys"]:
             raise r2.ArchiveError(f"encryption_key_id {p['encryption_key_id']!r} must name one of encryption_keys "
@@ -374,6 +376,8 @@ def main():
             encryption_keys=dict(type="dict", no_log=True),
             encryption_key_id=dict(type="str", no_log=False),
         ),
+        required_if=[("state", "present", ("src",)), ("state", "restored", ("dest",)), ("state", "absent", ("key",))],
+        required_by={"encryption_key_id": ("encryption_keys",)},
         supports_check_mode=True,
     )
     p = module.params
@@ -383,8 +387,6 @@ def main():
         result = run(module, p, client)
     except r2.ArchiveError as exc:
         module.fail_json(msg=f"r2_archive ({p['state']}, s3://{p['bucket']}/{p['key'] or p['prefix'] or ''}): {exc}")
-    except (KeyError, ValueError) as exc:  # unknown owner/group
-        module.fail_json(msg=f"r2_archive: {exc}")
     module.exit_json(**result)
 
 
@@ -449,10 +451,8 @@ def _bucket_exists(client, bucket) -> bool:
     try:
         r2.ensure_bucket(client, bucket, "", create=False)
         return True
-    except r2.ArchiveError as exc:
-        if "does not exist" in str(exc):
-            return False
-        raise
+    except r2.BucketMissing:
+        return False
 
 
 if __name__ == "__main__":

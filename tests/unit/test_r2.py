@@ -277,9 +277,9 @@ def test_module_validation():
     module.validate(base)
     for overrides, reason in [(dict(prefix="/abs"), "relative key prefix"), (dict(prefix="a/../b"), "relative"),
                               (dict(key="backups/x.tar"), "not an archive key"), (dict(part_size=4), "part_size"),
-                              (dict(compression_level=30), "compression_level"), (dict(src=None), "src is required"),
+                              (dict(compression_level=30), "compression_level"),
                               (dict(state="restored", dest="/"), "dest"), (dict(state="restored", dest="/Users"), "dest"),
-                              (dict(state="absent"), "key is required"), (dict(keep_daily=-1), "negative"),
+                              (dict(keep_daily=-1), "negative"),
                               (dict(encryption_keys={"k1": "x"}, encryption_key_id="k2"), "must name one of"),
                               (dict(encryption_keys={"../k": "x"}, encryption_key_id="../k"), "key id")]:
         with pytest.raises(r2.ArchiveError, match=reason):
