@@ -1444,8 +1444,37 @@ def chown_tree(path: str, uid: int, gid: int, root_mode: int | None = None) -> N
 
 
 def _chown_children(top_fd: int, uid: int, gid: int) -> None:
-    """Chown everything under ``top_fd`` (each directory as soon as it is opened), iteratively with a bounded number
-    of fds (:class:`_DirChain`), never following a link."""
+    """Chown everything under ``top_fd`` (each directory as soon as it is opened), never following a link."""
+    def changed(name):
+        raise ArchiveError(f"{name} changed while its ownership was being set")
+
+    for event, fd, name, _ in walk_tree(top_fd, changed):
+        if event == "dir":
+            os.fchown(fd, uid, gid)
+        elif event == "entry":
+            os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
+
+
+def _listdir(dir_fd: int) -> list:
+    with os.scandir(dir_fd) as listing:
+        return [entry.name for entry in listing]
+
+
+def walk_tree(top_fd: int, changed):
+    """Every entry under the directory ``top_fd``, depth first, never following a link: the one walker of the trees a
+    tenant made (ownership, removal, size).  Iterative, with a bounded number of fds at any depth (:class:`_DirChain`).
+
+    Yields ``(event, fd, name, st)``:
+      ``"dir"``   a subdirectory, opened ``O_NOFOLLOW|O_DIRECTORY`` from its parent and checked to be the one ``st``
+                  describes; ``fd`` is its own descriptor (the walk's), its entries follow;
+      ``"leave"`` after a subdirectory's entries; ``fd`` is its parent's descriptor (``st`` None);
+      ``"entry"`` anything else (``fd`` is its directory's descriptor).
+    ``changed(name)`` is called when a subdirectory was swapped between its ``stat`` and its ``open``: it raises, or
+    returns to leave that directory out.  ``top_fd`` stays the caller's.
+
+    Raises:
+        _Moved: a directory on the current path was swapped (:meth:`_DirChain.current`).
+    """
     chain = _DirChain(top_fd)
     pending = [collections.deque(_listdir(top_fd))]
     try:
@@ -1453,28 +1482,26 @@ def _chown_children(top_fd: int, uid: int, gid: int) -> None:
             if not pending[-1]:
                 pending.pop()
                 if pending:
+                    name = chain.names[-1]
                     chain.pop()
+                    yield "leave", chain.current(), name, None
                 continue
             name = pending[-1].popleft()
             dir_fd = chain.current()
             st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode):
-                fd = os.open(name, _OPEN_DIR, dir_fd=dir_fd)
-                if not _same(os.fstat(fd), st):
-                    os.close(fd)
-                    raise ArchiveError(f"{name} changed while its ownership was being set")
-                chain.push(name, st, fd)
-                os.fchown(fd, uid, gid)
-                pending.append(collections.deque(_listdir(fd)))
-            else:
-                os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode):
+                yield "entry", dir_fd, name, st
+                continue
+            fd = os.open(name, _OPEN_DIR, dir_fd=dir_fd)
+            if not _same(os.fstat(fd), st):
+                os.close(fd)
+                changed(name)
+                continue
+            chain.push(name, st, fd)
+            yield "dir", fd, name, st
+            pending.append(collections.deque(_listdir(fd)))
     finally:
         chain.close()
-
-
-def _listdir(dir_fd: int) -> list:
-    with os.scandir(dir_fd) as listing:
-        return [entry.name for entry in listing]
 
 
 def remove_tree(path: str) -> None:
@@ -1488,8 +1515,12 @@ def remove_tree(path: str) -> None:
         OSError: an entry could not be removed (an immutable flag...); what could be removed is gone.
     """
     parent, base = os.path.split(os.path.normpath(path))
+
+    def changed(name):
+        raise OSError(errno.ESTALE, f"{name} changed while being removed")
+
     top = os.open(parent or ".", _OPEN_DIR)
-    chain = _DirChain(top)
+    fd = None
     try:
         st = os.stat(base, dir_fd=top, follow_symlinks=False)
         if not stat.S_ISDIR(st.st_mode):
@@ -1497,33 +1528,18 @@ def remove_tree(path: str) -> None:
             return
         fd = os.open(base, _OPEN_DIR, dir_fd=top)
         if not _same(os.fstat(fd), st):
-            os.close(fd)
-            raise OSError(errno.ESTALE, f"{path} changed while being removed")
-        chain.push(base, st, fd)
-        pending = [None, collections.deque(_listdir(fd))]  # pending[i] belongs to chain level i - 1
-        while len(pending) > 1:
-            if not pending[-1]:
-                pending.pop()
-                name = chain.names[-1]
-                chain.pop()
-                os.rmdir(name, dir_fd=chain.current())
-                continue
-            name = pending[-1].popleft()
-            dir_fd = chain.current()
-            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode):
-                fd = os.open(name, _OPEN_DIR, dir_fd=dir_fd)
-                if not _same(os.fstat(fd), st):
-                    os.close(fd)
-                    raise OSError(errno.ESTALE, f"{name} changed while being removed")
-                chain.push(name, st, fd)
-                pending.append(collections.deque(_listdir(fd)))
-            else:
+            changed(path)
+        for event, dir_fd, name, _ in walk_tree(fd, changed):
+            if event == "leave":
+                os.rmdir(name, dir_fd=dir_fd)
+            elif event == "entry":
                 os.unlink(name, dir_fd=dir_fd)
+        os.rmdir(base, dir_fd=top)
     except _Moved as exc:
         raise OSError(errno.ESTALE, f"{exc} changed while being removed")
     finally:
-        chain.close()
+        if fd is not None:
+            os.close(fd)
         os.close(top)
 
 

@@ -10,13 +10,12 @@ depth (:func:`._r2.remove_tree`), since the tree is a former tenant's.
 
 from __future__ import annotations
 
-import collections
 import os
 import re
 import stat
 from datetime import datetime, timedelta, timezone
 
-from ._r2 import _OPEN_DIR, _DirChain, _listdir, _same, remove_tree
+from ._r2 import _OPEN_DIR, _listdir, _same, remove_tree, walk_tree
 
 NAME = re.compile(r"^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})-(\d{8}T\d{6}Z)$")
 
@@ -39,32 +38,11 @@ def tree_bytes(dir_fd: int, name: str) -> int:
     if not _same(os.fstat(fd), st):
         os.close(fd)
         return 0
-    chain = _DirChain(fd)
-    total = 0
-    pending = [collections.deque(_listdir(fd))]
     try:
-        while pending:
-            if not pending[-1]:
-                pending.pop()
-                if pending:
-                    chain.pop()
-                continue
-            entry = pending[-1].popleft()
-            parent = chain.current()
-            est = os.stat(entry, dir_fd=parent, follow_symlinks=False)
-            if stat.S_ISREG(est.st_mode):
-                total += est.st_size
-            elif stat.S_ISDIR(est.st_mode):
-                sub = os.open(entry, _OPEN_DIR, dir_fd=parent)
-                if not _same(os.fstat(sub), est):
-                    os.close(sub)
-                    continue
-                chain.push(entry, est, sub)
-                pending.append(collections.deque(_listdir(sub)))
+        return sum(est.st_size for event, _, _, est in walk_tree(fd, lambda name: None)
+                   if event == "entry" and stat.S_ISREG(est.st_mode))
     finally:
-        chain.close()
         os.close(fd)
-    return total
 
 
 def survey(path: str, retention_days: int, existing=(), now: datetime | None = None) -> list:
