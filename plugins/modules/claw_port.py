@@ -9,13 +9,15 @@ module: claw_port
 short_description: Claim (or release) a claw's gateway port on a Mini, atomically
 version_added: 0.1.0
 description:
-  - A claw's port is the gateway port of one slot of the Mini's port plan (docs/port-plan.md): slot N has
+  - >-
+    A claw's port is the gateway port of one slot of the Mini's port plan (docs/port-plan.md). Slot N has
     O(base_port) + N x 128, with OpenClaw's browser control port (+2) and CDP range (+11 .. +110) in its family, so no
     claw's ports meet a neighbour's. Each claimed port has a claim file C(<claim_dir>/<port>) holding the claw id,
     made with an exclusive create (C(open(O_CREAT|O_EXCL))), so two runs started at the same moment can never get the
     same port.
-  - Re-provisioning a claw finds its existing claim. A claim off the plan (the old consecutive layout, 8100, 8101, ...)
-    is moved to a free slot (RV(moved_from)): the new claim is made before the old one is removed. O(state=absent)
+  - >-
+    Re-provisioning a claw finds its existing claim. A claim off the plan (the old consecutive layout, 8100, 8101, ...)
+    is moved to a free slot (RV(moved_from)); the new claim is made before the old one is removed. O(state=absent)
     releases it.
   - Runs no commands; reads and writes files under O(claim_dir) only (root-owned, 0700).
 author:
