@@ -1504,6 +1504,22 @@ def walk_tree(top_fd: int, changed):
         chain.close()
 
 
+SYSTEM_DIRS = ("/", "/Users", "/var", "/private", "/opt")
+
+
+def check_removable(path: str) -> None:
+    """Refuse to delete a system directory (a claw's home is below one of them).
+
+    Raises:
+        ValueError: ``path`` is empty, relative, or (as it is, or resolved) one of :data:`SYSTEM_DIRS`.
+    """
+    if not path or not os.path.isabs(path):
+        raise ValueError(f"refusing to remove {path!r}: not an absolute path")
+    for candidate in (os.path.normpath(path), os.path.realpath(path)):
+        if candidate in SYSTEM_DIRS:
+            raise ValueError(f"refusing to remove {path!r} ({candidate} is a system directory)")
+
+
 def remove_tree(path: str) -> None:
     """``rm -rf path`` without following any link, iteratively with a bounded number of fds, at any depth.
 

@@ -210,11 +210,11 @@ import contextlib
 import os
 import re
 import secrets
-import shutil
 import stat
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.mirascope.clawfarm.plugins.module_utils import _macos_user as mu
+from ansible_collections.mirascope.clawfarm.plugins.module_utils import _r2 as r2
 from ansible_collections.mirascope.clawfarm.plugins.module_utils._command import CommandError, CommandRunner, exclusive_lock
 
 
@@ -417,9 +417,11 @@ class MacosUser:
             self.runner.run(mu.cmd_flush_cache())
             moved_from = self.put_home_back(home, home_identity)
             if self.p["remove_home"] and home and os.path.isdir(home) and not os.path.islink(home):
-                if os.path.realpath(home) in ("/", "/Users", "/var", "/private"):
-                    raise mu.UserSafetyError(f"refusing to remove home {home!r}")
-                shutil.rmtree(home)
+                try:
+                    r2.check_removable(home)
+                except ValueError as exc:
+                    raise mu.UserSafetyError(str(exc)) from None
+                r2.remove_tree(home)  # directory fds, never following the tenant's links, at any depth
         return {"changed": True, "uid": before["uid"], "gid": before["gid"], "home": home,
                 "home_moved_from": moved_from, "changed_attributes": [], "processes_killed": killed,
                 "diff": {"before": before, "after": {}}}
