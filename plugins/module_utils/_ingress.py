@@ -320,3 +320,13 @@ def dump_config_text(doc: dict, yaml_module=None) -> str:
     if yaml_module is not None:
         return yaml_module.safe_dump(doc, sort_keys=False, default_flow_style=False, allow_unicode=True)
     return json.dumps(doc, indent=2) + "\n"
+
+
+def tunnel_argument_spec() -> dict:
+    """AnsibleModule argument spec of which tunnel (documented in doc fragment ``cf_tunnel``)."""
+    return dict(
+        mode=dict(type="str", choices=["local", "api"], default="local"),
+        config_path=dict(type="path", default="/etc/cloudflared/config.yml"),
+        account_id=dict(type="str"),
+        tunnel_id=dict(type="str"),
+    )

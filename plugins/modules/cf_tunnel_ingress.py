@@ -339,3 +339,13 @@ def main():
 
 if __name__ == "__main__":
     main()
+
+
+def tunnel_argument_spec() -> dict:
+    """AnsibleModule argument spec of which tunnel (documented in doc fragment ``cf_tunnel``)."""
+    return dict(
+        mode=dict(type="str", choices=["local", "api"], default="local"),
+        config_path=dict(type="path", default="/etc/cloudflared/config.yml"),
+        account_id=dict(type="str"),
+        tunnel_id=dict(type="str"),
+    )

@@ -22,27 +22,13 @@ extends_documentation_fragment:
   - mirascope.clawfarm._attributes
   - mirascope.clawfarm._info_module
   - mirascope.clawfarm.cloudflare_api
+  - mirascope.clawfarm.cf_tunnel
 options:
   hostname:
     description: A public hostname to look up (lowercased); RV(routed) and RV(rule) answer for it.
     type: str
   path:
     description: The path filter of the rule to look up (rules without one when omitted).
-    type: str
-  mode:
-    description: V(local) reads O(config_path) on the host; V(api) reads the remotely managed tunnel O(tunnel_id).
-    type: str
-    choices: [local, api]
-    default: local
-  config_path:
-    description: The locally managed tunnel's configuration file (O(mode=local)). It must exist.
-    type: path
-    default: /etc/cloudflared/config.yml
-  account_id:
-    description: Cloudflare account id (O(mode=api)).
-    type: str
-  tunnel_id:
-    description: The tunnel's UUID (O(mode=api)).
     type: str
 seealso:
   - module: mirascope.clawfarm.cf_tunnel_ingress
@@ -128,10 +114,7 @@ def main():
         argument_spec=dict(
             hostname=dict(type="str"),
             path=dict(type="str"),
-            mode=dict(type="str", choices=["local", "api"], default="local"),
-            config_path=dict(type="path", default="/etc/cloudflared/config.yml"),
-            account_id=dict(type="str"),
-            tunnel_id=dict(type="str"),
+            **ingress.tunnel_argument_spec(),
             **cf.api_argument_spec(),
         ),
         required_if=[("mode", "api", ("account_id", "tunnel_id"))],
