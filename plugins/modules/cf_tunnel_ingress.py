@@ -43,6 +43,7 @@ requirements:
 extends_documentation_fragment:
   - mirascope.clawfarm._attributes
   - mirascope.clawfarm.cloudflare_api
+  - mirascope.clawfarm.cf_tunnel
 attributes:
   check_mode:
     support: full
@@ -82,18 +83,6 @@ options:
     type: str
     choices: [present, absent]
     default: present
-  mode:
-    description: V(local) edits O(config_path) on the host; V(api) edits the remotely managed tunnel O(tunnel_id).
-    type: str
-    choices: [local, api]
-    default: local
-  config_path:
-    description: The locally managed tunnel's configuration file (O(mode=local)). It must exist.
-    type: path
-    default: /etc/cloudflared/config.yml
-  account_id:
-    description: Cloudflare account id (O(mode=api)).
-    type: str
   tunnel_id:
     description: The tunnel's UUID. Required with O(mode=api) and with O(dns=true).
     type: str
@@ -293,10 +282,7 @@ def main():
             origin_request=dict(type="dict"),
             allow_wildcard=dict(type="bool", default=False),
             state=dict(type="str", choices=["present", "absent"], default="present"),
-            mode=dict(type="str", choices=["local", "api"], default="local"),
-            config_path=dict(type="path", default="/etc/cloudflared/config.yml"),
-            account_id=dict(type="str"),
-            tunnel_id=dict(type="str"),
+            **ingress.tunnel_argument_spec(),
             **cf.api_argument_spec(),
             lock_dir=dict(type="path", default="/tmp/clawfarm-locks"),
             dns=dict(type="bool", default=False),
@@ -339,13 +325,3 @@ def main():
 
 if __name__ == "__main__":
     main()
-
-
-def tunnel_argument_spec() -> dict:
-    """AnsibleModule argument spec of which tunnel (documented in doc fragment ``cf_tunnel``)."""
-    return dict(
-        mode=dict(type="str", choices=["local", "api"], default="local"),
-        config_path=dict(type="path", default="/etc/cloudflared/config.yml"),
-        account_id=dict(type="str"),
-        tunnel_id=dict(type="str"),
-    )
