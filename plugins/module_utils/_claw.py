@@ -439,6 +439,8 @@ def read_dotenv_text(env_file: str, uid, dir_fd=None):
     import os
     import stat
 
+    from ._claw_paths import read_at_most
+
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) \
         | getattr(os, "O_NOCTTY", 0)
     name = os.path.basename(env_file) if dir_fd is not None else env_file
@@ -470,14 +472,7 @@ def read_dotenv_text(env_file: str, uid, dir_fd=None):
         if problem:
             raise DotenvRefused(f"{env_file} {problem}; its token and settings are not trusted: remove it, or pass "
                                 "gateway_token and claw_env to write a new one")
-        chunks, total = [], 0
-        while total <= MAX_DOTENV_BYTES:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-        return b"".join(chunks)[:MAX_DOTENV_BYTES].decode("utf-8", errors="replace")
+        return read_at_most(fd, MAX_DOTENV_BYTES)[:MAX_DOTENV_BYTES].decode("utf-8", errors="replace")
     finally:
         os.close(fd)
 

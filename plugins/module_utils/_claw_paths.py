@@ -217,6 +217,19 @@ def _walk(home: str, uid: int, gid: int, directories, mode: int, apply: bool, ac
     return fds
 
 
+def read_at_most(fd: int, limit: int) -> bytes:
+    """What ``fd`` holds, read in chunks until its end or until more than ``limit`` bytes were read (a file that grows
+    while it is read never floods root); the caller compares ``len()`` with ``limit``."""
+    chunks, size = [], 0
+    while size <= limit:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 def _read_own_file(name: str, dfd: int, uid: int):
     """``(lstat, bytes or None)`` of a file root may replace: bytes only for a regular file of ``uid`` with one link."""
     st = _lstat(name, dfd)
@@ -230,14 +243,7 @@ def _read_own_file(name: str, dfd: int, uid: int):
         fst = os.fstat(fd)
         if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(fst.st_mode) or fst.st_nlink != 1:
             return st, None
-        chunks, size = [], 0
-        while size <= MAX_FILE_BYTES:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        return fst, b"".join(chunks)
+        return fst, read_at_most(fd, MAX_FILE_BYTES)
     finally:
         os.close(fd)
 

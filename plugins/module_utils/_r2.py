@@ -461,25 +461,19 @@ def _names():
     import grp
     import pwd
 
-    users, groups = {}, {}
+    def cached(lookup):
+        names = {}
 
-    def uname(uid):
-        if uid not in users:
-            try:
-                users[uid] = pwd.getpwuid(uid).pw_name
-            except KeyError:
-                users[uid] = ""
-        return users[uid]
+        def name(number):
+            if number not in names:
+                try:
+                    names[number] = lookup(number)[0]  # pw_name / gr_name
+                except KeyError:
+                    names[number] = ""
+            return names[number]
+        return name
 
-    def gname(gid):
-        if gid not in groups:
-            try:
-                groups[gid] = grp.getgrgid(gid).gr_name
-            except KeyError:
-                groups[gid] = ""
-        return groups[gid]
-
-    return uname, gname
+    return cached(pwd.getpwuid), cached(grp.getgrgid)
 
 
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
