@@ -39,8 +39,8 @@ def tree_bytes(dir_fd: int, name: str) -> int:
         os.close(fd)
         return 0
     try:
-        return sum(est.st_size for event, _, _, est in walk_tree(fd, lambda name: None)
-                   if event == "entry" and stat.S_ISREG(est.st_mode))
+        return sum(walked[3].st_size for walked in walk_tree(fd, lambda name: None)
+                   if walked[0] == "entry" and stat.S_ISREG(walked[3].st_mode))
     finally:
         os.close(fd)
 
