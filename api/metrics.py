@@ -57,6 +57,9 @@ def fleet_gauges(svc):
     runs = GaugeMetricFamily("clawfarm_claw_launchd_runs", "How often launchd started the gateway (restarts + 1)", labels=["mini", "claw_id"])
     backup = GaugeMetricFamily("clawfarm_claw_last_backup_timestamp_seconds", "UNIX time of the last successful backup",
                                labels=["mini", "claw_id"])
+    provisioned = GaugeMetricFamily("clawfarm_claw_provisioned_timestamp_seconds",
+                                    "UNIX time of the claw's (last) provision; a claw never backed up alerts 24 h after it",
+                                    labels=["mini", "claw_id"])
     with svc.Session() as s:
         records = {c.claw_id: c for c in s.scalars(select(Claw).where(Claw.present == 1))}
     for row in svc.monitor.samples():
@@ -81,5 +84,8 @@ def fleet_gauges(svc):
             stamp = ((records[row.claw_id].record or {}).get("last_backup") or {}).get("finished_at")
             if stamp:
                 backup.add_metric(labels, datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp())
-    return (cpu, mem_used, mem_total, disk_used, disk_total, sample_ts, up, rss, runs, backup)
+            made = (records[row.claw_id].record or {}).get("provisioned_at")
+            if made:
+                provisioned.add_metric(labels, datetime.strptime(made, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp())
+    return (cpu, mem_used, mem_total, disk_used, disk_total, sample_ts, up, rss, runs, backup, provisioned)
 
