@@ -262,6 +262,13 @@ def decode_key(value, what: str = "archive key") -> bytes:
     return raw
 
 
+def decode_keys(keys: dict | None) -> dict | None:
+    """``{key_id: 32-byte key}`` from a module's ``encryption_keys`` (``{key_id: base64}``), or None."""
+    if keys is None:
+        return None
+    return {str(k): decode_key(v, f"archive key {k}") for k, v in keys.items()}
+
+
 def key_check(key: bytes) -> str:
     """A public fingerprint of an archive key (HMAC-SHA256 of a constant, 16 hex digits), recorded in manifests so a
     restore refuses a wrong key before it downloads anything; it reveals nothing about the key."""

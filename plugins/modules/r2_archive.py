@@ -332,8 +332,10 @@ def validate(p: dict) -> None:
     if p.get("max_age_days") is not None and p["max_age_days"] < 1:
         raise r2.ArchiveError(f"max_age_days must be at least 1, got {p['max_age_days']}")
     if p["state"] == "restored":
-        if not p["dest"] or p["dest"].rstrip("/") in ("", "/", "/Users", "/var", "/private", "/opt"):
-            raise r2.ArchiveError(f"dest {p['dest']!r} must be the directory to replace, such as a claw's home")
+        try:
+            r2.check_removable(p["dest"])
+        except ValueError:
+            raise r2.ArchiveError(f"dest {p['dest']!r} must be the directory to replace, such as a claw's home") from None
     if p.get("encryption_keys") is not None:
         if p["state"] == "present" and p["encryption_key_id"] not in p["encryption_keys"]:
             raise r2.ArchiveError(f"encryption_key_id {p['encryption_key_id']!r} must name one of encryption_keys "
@@ -345,9 +347,7 @@ def validate(p: dict) -> None:
 
 def keys_of(p: dict) -> dict | None:
     """``{key_id: 32-byte key}`` from O(encryption_keys), or None."""
-    if p["encryption_keys"] is None:
-        return None
-    return {str(k): r2.decode_key(v, f"archive key {k}") for k, v in p["encryption_keys"].items()}
+    return r2.decode_keys(p["encryption_keys"])
 
 
 def main():

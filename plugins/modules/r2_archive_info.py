@@ -13,6 +13,10 @@ description:
     archive's manifest for its size, sha256 and file count. An archive without a manifest (an upload that died) is
     listed with C(complete=false) and is never restored.
   - A missing bucket gives an empty list. Read only; runs no commands.
+  - With O(key) and O(dest), instead checks what a restore of that archive into O(dest) would check before it
+    changes anything (RV(restore_check)) - the manifest is readable and valid, an encrypted archive's key is among
+    O(encryption_keys) and is the right one, the directory holding O(dest) exists and has room - and fails saying
+    which check failed.
   - Uses the same client settings as M(mirascope.clawfarm.r2_archive) (path-style, C(when_required) checksums).
 author:
   - Mirascope platform team (@mirascope)
@@ -42,6 +46,15 @@ options:
     type: list
     elements: str
     default: [backups/, archives/]
+  key:
+    description: The archive to check a restore of (with O(dest)).
+    type: str
+  dest:
+    description: The directory a restore of O(key) would replace, such as a claw's home.
+    type: path
+  encryption_keys:
+    description: The claw's archive keys (key id to base64 key, as M(mirascope.clawfarm.r2_archive) takes them), for an encrypted O(key).
+    type: dict
 seealso:
   - module: mirascope.clawfarm.r2_archive
 """
@@ -59,7 +72,7 @@ EXAMPLES = r"""
 RETURN = r"""
 archives:
   description: Archives, newest first.
-  returned: when O(bucket) is given
+  returned: when O(bucket) is given without O(key)
   type: list
   elements: dict
   contains:
@@ -96,8 +109,13 @@ archives:
       type: bool
 latest:
   description: The newest complete archive (null when there is none).
-  returned: when O(bucket) is given
+  returned: when O(bucket) is given without O(key)
   type: dict
+restore_check:
+  description: The archive O(key) can be restored into O(dest) - its key, size, file count and encryption key id.
+  returned: when O(key) is given
+  type: dict
+  sample: {key: backups/20261122T020000Z.tar.zst, size: 73400320, files: 1204, key_id: null}
 buckets:
   description: Bucket names starting with O(bucket_prefix), sorted.
   returned: when O(bucket_prefix) is given
@@ -110,23 +128,43 @@ from ansible.module_utils.basic import AnsibleModule
 from ..module_utils import _r2 as r2
 
 
+def restore_check(client, p: dict) -> dict:
+    """What a restore of O(key) into O(dest) checks before it changes anything (_r2.check_restore); raises ArchiveError."""
+    if r2.key_time(p["key"]) is None:
+        raise r2.ArchiveError(f"key {p['key']!r} is not an archive key (<prefix>YYYYmmddTHHMMSSZ.tar.zst)")
+    try:
+        r2.check_removable(p["dest"])
+    except ValueError:
+        raise r2.ArchiveError(f"dest {p['dest']!r} must be the directory a restore replaces, such as a claw's home") from None
+    manifest, _limits = r2.check_restore(client, p["bucket"], p["key"], p["dest"], r2.decode_keys(p["encryption_keys"]))
+    return {"key": p["key"], "size": manifest.get("size"), "files": manifest.get("files"),
+            "key_id": (manifest.get("encryption") or {}).get("key_id")}
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             bucket=dict(type="str"),
             bucket_prefix=dict(type="str"),
             prefixes=dict(type="list", elements="str", default=["backups/", "archives/"]),
+            key=dict(type="str", no_log=False),
+            dest=dict(type="path"),
+            encryption_keys=dict(type="dict", no_log=True),
             **r2.connection_argument_spec(),
         ),
         supports_check_mode=True,
         required_one_of=[("bucket", "bucket_prefix")],
-        mutually_exclusive=[("bucket", "bucket_prefix")],
+        mutually_exclusive=[("bucket", "bucket_prefix"), ("bucket_prefix", "key")],
+        required_together=[("key", "dest")],
+        required_by={"encryption_keys": ("key",)},
     )
     p = module.params
     try:
         client = r2.make_s3_client(p["endpoint_url"], p["access_key_id"], p["secret_access_key"], p["region"], p["ca_bundle"])
         if p["bucket_prefix"] is not None:
             module.exit_json(changed=False, buckets=r2.list_buckets(client, p["bucket_prefix"]))
+        if p["key"] is not None:
+            module.exit_json(changed=False, restore_check=restore_check(client, p))
         archives = r2.list_archives(client, p["bucket"], tuple(p["prefixes"]))
     except r2.ArchiveError as exc:
         module.fail_json(msg=f"r2_archive_info (s3://{p['bucket'] or p['bucket_prefix'] + '*'}): {exc}")
