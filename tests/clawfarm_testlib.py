@@ -7,10 +7,8 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import re
 import socket
 import ssl
 import subprocess
@@ -30,23 +28,12 @@ CF_TOKEN = "cf-standin-token-0f4c2e9b7a1d"
 def xdist_scope(nodeid: str) -> str:
     """The pytest-xdist work unit of a test (scripts/test.sh runs two workers; tests/conftest.py's scheduler).
 
-    An e2e module runs whole on one worker: its module-scoped fixtures boot Minis with fixed names. Every e2e module
-    that uses the ``fleet`` (fl1..fl3, one per run) is one unit, so the fleet lives on one worker; any other test
-    is a unit of its own. Told apart by the word ``fleet`` in the module's source (the scheduler runs in pytest's
-    controller process, which imports no test module).
+    An e2e module runs whole on one worker: its module-scoped fixtures boot Minis and provision claws the module's
+    tests share. Every other test is a unit of its own (they fill the gaps). Modules that use the ``fleet`` may run
+    on either worker: each worker boots its own fleet (tests/e2e/conftest.py's ``sandbox_name``).
     """
     path = nodeid.split("::", 1)[0]
-    if not path.startswith("tests/e2e/"):
-        return nodeid
-    return "tests/e2e/(fleet)" if _uses_fleet(path) else path
-
-
-@functools.cache
-def _uses_fleet(path: str) -> bool:
-    try:
-        return re.search(r"\bfleet\b", (REPO / path).read_text()) is not None
-    except OSError:
-        return False
+    return path if path.startswith("tests/e2e/") else nodeid
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -36,16 +36,46 @@ BIN = Path(sys.executable).parent
 CLAWS_DOMAIN = "claws.example.com"
 # Playbook output of the last run of each playbook, for reading after a failure (one file per worker).
 LOGS = worker_name("/tmp/clawfarm-e2e")
+# audit.yml's JSON reports of this worker (audit_report_dir): a test reads the newest of its own worker's audits,
+# never one another worker wrote meanwhile about its own Minis of the same names.
+AUDIT_REPORTS = REPO / "reports" / "e2e" / (WORKER or "main")
+
+
+def latest_audit_report() -> dict:
+    """The newest audit.yml JSON report this worker's playbooks wrote: ``{"generated_at": ..., "minis": {...}}``."""
+    reports = sorted(AUDIT_REPORTS.glob("audit-*.json"))
+    assert reports, f"no audit report in {AUDIT_REPORTS}"
+    return json.loads(reports[-1].read_text())
+
+
+# Minutes each e2e module took in a full `.ci/run` (two lanes, so under load), for handing the longest out first.
+# Only the order matters: a module missing here counts as E2E_MINUTES_DEFAULT. Refresh from the durations the run
+# prints when a module grows or shrinks a lot.
+E2E_MINUTES = {
+    "test_full_mini.py": 24,
+    "test_claw_lifecycle.py": 12,
+    "test_migrate.py": 9,
+    "test_placement.py": 8,
+    "test_drain.py": 8,
+    "test_bootstrap.py": 8,
+    "test_claw_backup.py": 7,
+    "test_api_replicas_fleet.py": 7,
+    "test_hostile_tenant_migration.py": 6,
+    "test_hostile_tenant_paths.py": 6,
+    "test_api.py": 6,
+    "test_monitoring.py": 5,
+}
+E2E_MINUTES_DEFAULT = 4
 
 
 def pytest_collection_modifyitems(items):
-    """Mark e2e tests; under pytest-xdist, hand out the fleet's modules first, then the other e2e modules.
+    """Mark e2e tests; under pytest-xdist, hand out the e2e modules longest first, then unit and integration tests.
 
-    tests/conftest.py's scheduler keeps each e2e module whole on one worker and every module that uses the
-    ``fleet`` (fl1..fl3, one per run) on the same one; every worker that runs a module using ``mini`` boots its
-    own. scripts/test.sh passes ``--no-loadscope-reorder``, so the order here is the order work is handed out:
-    the fleet's modules (the longest unit), the other e2e modules, then unit and integration tests, which fill
-    the gaps. A plain run keeps pytest's order.
+    tests/conftest.py's scheduler keeps each e2e module whole on one worker (clawfarm_testlib.xdist_scope); every
+    worker that runs a module using ``mini`` or ``fleet`` boots its own. scripts/test.sh passes
+    ``--no-loadscope-reorder``, so the order here is the order work is handed out: e2e modules by their expected
+    duration (E2E_MINUTES), longest first, so that no long module starts last, then unit and integration tests,
+    which fill the gaps. A plain run keeps pytest's order.
     """
     for item in items:
         if "tests/e2e" in str(item.fspath):
@@ -53,7 +83,9 @@ def pytest_collection_modifyitems(items):
     if WORKER:
         def rank(item):
             scope = xdist_scope(item.nodeid)
-            return 0 if scope == "tests/e2e/(fleet)" else 1 if scope.startswith("tests/e2e/") else 2
+            if not scope.startswith("tests/e2e/"):
+                return (1, 0)
+            return (0, -E2E_MINUTES.get(scope.rsplit("/", 1)[-1], E2E_MINUTES_DEFAULT))
         items[:] = sorted(items, key=rank)  # stable: the order inside each rank is kept
 
 
@@ -132,6 +164,7 @@ class Mini:
         env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
                    ANSIBLE_NOCOLOR="1", PATH=f"{BIN}:{os.environ['PATH']}")
         extra = ["-e", f"@{self.farm_vars}"] if self.farm_vars else []
+        extra += ["-e", f"audit_report_dir={AUDIT_REPORTS}"] if name == "audit" else []
         result = run_playbook(name, [str(BIN / "ansible-playbook"), "-i", str(self.inventory), f"playbooks/{name}.yml",
                                      *extra, *args], env)
         # The last run of each playbook, for reading after a failure.
@@ -227,11 +260,21 @@ def mini(tmp_path_factory, farm):
 FLEET = ("fl1", "fl2", "fl3")
 
 
+def sandbox_name(name: str) -> str:
+    """The sandbox Mini behind fleet inventory host ``name``: ``fl1`` is ``fl1-gw0`` on xdist worker gw0.
+
+    Every worker that runs a module using the ``fleet`` boots its own three Minis; the inventory keeps the plain
+    names (fl1..fl3), so playbooks' output and the tests read the same on any worker.
+    """
+    return worker_name(name)
+
+
 class Fleet:
     """Three sandbox Minis booted at once, each with its own tunnel, sharing one R2 (moto) and one Cloudflare account.
 
     Farm settings are group vars of the inventory (not extra vars), so per-Mini ones (tunnel id, mini_status) win.
     Each test writes its own inventory file in its own directory, so host_vars that drain.yml writes stay there.
+    ``names`` are the inventory names (fl1..fl3); ``sh`` runs inside the sandbox Mini behind one (sandbox_name).
     """
 
     def __init__(self, names, hosts: dict, group_vars: dict, workdir: Path, s3):
@@ -249,7 +292,8 @@ class Fleet:
         return path
 
     def command(self, inventory: Path, name: str, *args: str) -> list:
-        return [str(BIN / "ansible-playbook"), "-i", str(inventory), f"playbooks/{name}.yml", *args]
+        extra = ["-e", f"audit_report_dir={AUDIT_REPORTS}"] if name == "audit" else []
+        return [str(BIN / "ansible-playbook"), "-i", str(inventory), f"playbooks/{name}.yml", *extra, *args]
 
     def playbook(self, inventory: Path, name: str, *args: str, check: bool = False) -> subprocess.CompletedProcess:
         result = run_playbook(name, self.command(inventory, name, *args), self.env)
@@ -259,9 +303,9 @@ class Fleet:
         return result
 
     def sh(self, name: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
-        """Run a shell command inside Mini ``name`` as root."""
-        return subprocess.run([sys.executable, str(REPO / "tests/sandbox/mini.py"), "exec", name, "--", "sh", "-c", command],
-                              text=True, capture_output=True, check=check)
+        """Run a shell command inside Mini ``name`` (an inventory name, fl1..fl3) as root."""
+        return subprocess.run([sys.executable, str(REPO / "tests/sandbox/mini.py"), "exec", sandbox_name(name), "--",
+                               "sh", "-c", command], text=True, capture_output=True, check=check)
 
 
 @pytest.fixture(scope="session")
@@ -271,10 +315,12 @@ def fleet(tmp_path_factory, farm):
         pytest.skip("sandbox Minis need root")
     work = tmp_path_factory.mktemp("fleet")
     mini_py = [sys.executable, str(REPO / "tests/sandbox/mini.py")]
-    subprocess.run([*mini_py, "down", *FLEET, "--purge"], check=True)
-    out = subprocess.run([*mini_py, "up", *FLEET], check=True, capture_output=True, text=True).stdout
+    sandboxes = [sandbox_name(name) for name in FLEET]
+    subprocess.run([*mini_py, "down", *sandboxes, "--purge"], check=True)
+    out = subprocess.run([*mini_py, "up", *sandboxes], check=True, capture_output=True, text=True).stdout
     import yaml
-    hosts = yaml.safe_load(out)["minis"]["hosts"]
+    booted = yaml.safe_load(out)["minis"]["hosts"]
+    hosts = {name: booted[sandbox_name(name)] for name in FLEET}
     # moto on fl1's host side; the other Minis reach it through the host like they reach each other.
     s3 = S3StandIn(hosts[FLEET[0]]["ansible_host"].rsplit(".", 1)[0] + ".1", work)
     s3.start()
@@ -288,4 +334,4 @@ def fleet(tmp_path_factory, farm):
     fleet.playbook(fleet.inventory("bootstrap"), "bootstrap", check=True)
     yield fleet
     s3.stop()
-    subprocess.run([*mini_py, "down", *FLEET, "--purge"], check=False)
+    subprocess.run([*mini_py, "down", *sandboxes, "--purge"], check=False)

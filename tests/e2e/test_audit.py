@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import REPO
+from conftest import latest_audit_report
 
 CLAW_ID = "e5f6a7b8-c9d0-4e1f-8a2b-3c4d5e6f7a8b"
 STRAY = "f0e1d2c3-b4a5-4968-8776-655443322110"
@@ -15,8 +15,7 @@ def test_clean_fleet_then_planted_anomalies(mini):
     assert clean.returncode == 0, clean.stdout[-3000:]
     out = " ".join(clean.stdout.split())
     assert f"{mini.name}: 1 claws" in out and "0 anomalies" in out
-    reports = sorted((REPO / "reports").glob("audit-*.json"))
-    report = json.loads(reports[-1].read_text())["minis"][mini.name]
+    report = latest_audit_report()["minis"][mini.name]
     [claw] = report["claws"]
     assert claw["claw_id"] == CLAW_ID and claw["listening"] and claw["route_present"] is True and claw["port"] == claw["claim_port"]
     assert "token" not in json.dumps(report).replace("token_fingerprint", "")

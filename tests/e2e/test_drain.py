@@ -1,12 +1,11 @@
 """Drain end to end on the sandbox fleet: a Mini with 3 claws ends with 0, all 3 healthy elsewhere, marked draining."""
 from __future__ import annotations
 
-import json
 import subprocess
 
 import yaml
 from claw_invariants import Claw, ClawInvariants, FleetMini, claw_settings, seed
-from conftest import REPO
+from conftest import REPO, latest_audit_report
 
 CLAWS = ["d0000001-aaaa-4bbb-8ccc-000000000001", "d0000002-aaaa-4bbb-8ccc-000000000002", "d0000003-aaaa-4bbb-8ccc-000000000003"]
 
@@ -34,7 +33,7 @@ def test_drain_moves_every_claw_off_the_mini(fleet, farm, tmp_path):
 
     audit = fleet.playbook(inventory, "audit")
     assert audit.returncode == 0, audit.stdout[-3000:]
-    report = json.loads(sorted((REPO / "reports").glob("audit-*.json"))[-1].read_text())["minis"]
+    report = latest_audit_report()["minis"]
     assert report["fl3"]["claws"] == []
     moved = {c["claw_id"]: (name, c) for name in ("fl1", "fl2") for c in report[name]["claws"]}
     assert sorted(moved) == sorted(CLAWS)

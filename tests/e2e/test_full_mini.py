@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 from clawfarm_testlib import S3StandIn
-from conftest import BIN, REPO, Mini, farm_vars, inventory_address, recap
+from conftest import BIN, REPO, Mini, farm_vars, inventory_address, latest_audit_report, recap
 
 pytest_plugins = ["full_mini_report"]
 
@@ -124,7 +124,7 @@ def test_audit_is_clean_and_health_lists_twelve_healthy(full):
     audit = full.playbook("audit")
     out = " ".join(audit.stdout.split())
     assert audit.returncode == 0 and f"{FULL}: {CLAWS} claws, 0 free; {CLAWS} listening; 0 anomalies" in out, audit.stdout[-4000:]
-    report = json.loads(sorted((REPO / "reports").glob("audit-*.json"))[-1].read_text())["minis"][FULL]
+    report = latest_audit_report()["minis"][FULL]
     assert sorted(c["claw_id"] for c in report["claws"]) == sorted(CLAW_IDS)
     assert len({c["port"] for c in report["claws"]}) == CLAWS and all(c["route_present"] for c in report["claws"])
     rows = health_table(full)

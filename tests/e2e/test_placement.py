@@ -5,13 +5,12 @@ Full size: 2 Minis x 4 slots, 8 runs started at once, then a 9th.
 """
 from __future__ import annotations
 
-import json
 import subprocess
 import uuid
 
 import pytest
 from claw_invariants import Claw, ClawInvariants, FleetMini, claw_settings, seed
-from conftest import REPO, recap
+from conftest import REPO, latest_audit_report, recap
 
 MINIS = ("fl1", "fl2")
 SLOTS = 4
@@ -56,7 +55,7 @@ def test_concurrent_provisions_fill_both_minis_exactly(placement, farm, tmp_path
     assert not failed, "\n\n".join(o[-2000:] + gateway_logs(fleet, c) for c, o in failed)
     audit = playbook("audit")
     assert audit.returncode == 0, audit.stdout[-3000:]
-    report = json.loads(sorted((REPO / "reports").glob("audit-*.json"))[-1].read_text())["minis"]
+    report = latest_audit_report()["minis"]
     placed = {}
     for name in MINIS:
         entry = report[name]
