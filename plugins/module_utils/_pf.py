@@ -15,6 +15,7 @@ rules take effect without editing /etc/pf.conf (which macOS updates rewrite).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 
@@ -196,6 +197,19 @@ def read_state(runner, params: dict) -> dict:
     info = runner.run(cmd_info())
     return {"claws": claws, "expected": expected, "file": read_file(params["path"]),
             "loaded": shown.stdout if shown.rc == 0 else None, "enabled": info.rc == 0 and parse_enabled(info.text)}
+
+
+def serialised(path: str, check_mode: bool):
+    """A context that serialises read_state + apply between runs on one Mini (concurrent provisions: without it, a run
+    that read the claims first could write its older rules last). The lock file sits beside the anchor file
+    (``.<name>.lock``); check mode takes none (it writes nothing)."""
+    from ._command import exclusive_lock
+
+    if check_mode:
+        return contextlib.nullcontext()
+    directory, name = os.path.split(path)
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    return exclusive_lock(os.path.join(directory, f".{name}.lock"), what="writing the pf anchor")
 
 
 def apply(runner, params: dict, state: dict, check_mode: bool) -> dict:

@@ -15,6 +15,7 @@ description:
     C(pfctl -a ANCHOR -f FILE). pf is enabled with C(pfctl -E) when it is off.
   - Runs on every provision and deprovision and in C(bootstrap.yml); the LaunchDaemon C(com.mirascope.pf) loads the
     same file at boot. M(mirascope.clawfarm.pf_anchor_info) reports a missing or stale anchor (C(audit.yml)).
+  - Concurrent runs on one Mini (parallel provisions) are serialised by a lock file beside O(path) (C(.<name>.lock)).
 author:
   - Mirascope platform team (@mirascope)
 extends_documentation_fragment:
@@ -67,16 +68,17 @@ enabled:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.mirascope.clawfarm.plugins.module_utils import _pf
 from ansible_collections.mirascope.clawfarm.plugins.module_utils._claw import ClawInputError
-from ansible_collections.mirascope.clawfarm.plugins.module_utils._command import CommandRunner
+from ansible_collections.mirascope.clawfarm.plugins.module_utils._command import CommandError, CommandRunner
 
 
 def main():
     module = AnsibleModule(argument_spec=_pf.ARGUMENT_SPEC, supports_check_mode=True)
     runner = CommandRunner(module)
     try:
-        state = _pf.read_state(runner, module.params)
-        done = _pf.apply(runner, module.params, state, module.check_mode)
-    except (_pf.PfError, ClawInputError, OSError) as exc:
+        with _pf.serialised(module.params["path"], module.check_mode):  # concurrent provisions on one Mini
+            state = _pf.read_state(runner, module.params)
+            done = _pf.apply(runner, module.params, state, module.check_mode)
+    except (_pf.PfError, ClawInputError, CommandError, OSError) as exc:
         module.fail_json(msg=str(exc), commands=runner.history)
     result = dict(changed=any(done.values()), rules=state["expected"], claws=state["claws"], **done)
     if module._diff and done["written"]:

@@ -168,3 +168,19 @@ def test_a_flushed_anchor_is_loaded_again_and_a_refused_file_fails(tmp_path):
     (tmp_path / "ports" / "8484").write_text(B + "\n")
     with pytest.raises(_pf.PfError, match="pf rules not loaded"):
         _pf.apply(runner, p, _pf.read_state(runner, p), check_mode=False)
+
+
+def test_runs_are_serialised_by_a_lock_beside_the_anchor(tmp_path):
+    import fcntl
+
+    path = str(tmp_path / "pf.anchors" / "com.mirascope.clawfarm")
+    with _pf.serialised(path, check_mode=True):
+        assert not (tmp_path / "pf.anchors").exists()  # check mode writes nothing, not even the lock
+    with _pf.serialised(path, check_mode=False):
+        lock = tmp_path / "pf.anchors" / ".com.mirascope.clawfarm.lock"
+        fd = os.open(lock, os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
