@@ -107,9 +107,25 @@ def hook():
     receiver.server.shutdown()
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def store(request):
+    """The job store the suite runs on: SQLite (the default, no URL) and a throwaway PostgreSQL cluster
+    (tests/integration/pgcluster.py): the same API e2e suite passes on both."""
+    if request.param == "sqlite":
+        yield None
+        return
+    sys.path.insert(0, str(REPO / "tests" / "integration"))
+    from pgcluster import cluster
+
+    with cluster() as url:
+        yield url
+
+
 @pytest.fixture(scope="module")
-def service(mini, hook, tmp_path_factory):
+def service(mini, hook, store, tmp_path_factory):
     svc = Service(tmp_path_factory.mktemp("api"), mini.inventory, mini.farm_vars, hook.url)
+    if store:
+        svc.env["CLAWFARM_API_DATABASE_URL"] = store
     svc.start()
     yield svc
     svc.stop()
