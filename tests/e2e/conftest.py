@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import inspect
 import json
 import os
 import re
@@ -236,15 +238,69 @@ def farm(cf_api_server):
     return {"cf": cf_api_server, "zone_id": zone_id, "tunnel_id": str(uuid.uuid4())}
 
 
+# What a bootstrapped Mini's disk is made of: an image saved from one bootstrap is reused only while none of these
+# changed (its key is their digest).
+IMAGE_SOURCES = ("roles", "playbooks", "plugins", "meta", "galaxy.yml", "ansible.cfg", "tests/sandbox/macos",
+                 "tests/sandbox/boot.sh", "tests/sandbox/mini.py", "tests/sandbox/cloudflared-standin.py")
+IMAGE_BUILDER = "cfimage"
+
+
+def image_key() -> str:
+    """``bootstrapped-<digest>``: the digest of IMAGE_SOURCES and of the farm settings the image is bootstrapped with."""
+    digest = hashlib.sha256(inspect.getsource(farm_vars).encode())
+    for top in IMAGE_SOURCES:
+        root = REPO / top
+        files = [root] if root.is_file() else sorted(f for f in root.rglob("*") if f.is_file() and "__pycache__" not in f.parts)
+        for path in files:
+            digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return f"bootstrapped-{digest.hexdigest()[:16]}"
+
+
 @pytest.fixture(scope="session")
-def mini(tmp_path_factory, farm):
+def bootstrapped_image(tmp_path_factory, farm) -> str:
+    """The disk of a freshly bootstrapped sandbox Mini, saved once per checkout state (tests/sandbox/mini.py image).
+
+    The ``mini``, ``fleet`` and full-Mini fixtures boot their Minis from it (``mini.py up --image``) and then run
+    bootstrap.yml again, which only applies what differs per Mini (names, tunnel, connector): booting and
+    bootstrapping a fresh Mac from nothing is test_bootstrap.py's job, done there on a Mini of its own. Workers take
+    turns under a lock: the first builds the image, the others reuse it.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("sandbox Minis need root")
+    mini_py = [sys.executable, str(REPO / "tests/sandbox/mini.py")]
+    key = image_key()
+    store = Path(os.environ.get("CLAWFARM_SANDBOX_IMAGES", "/run/clawfarm-sandbox-images"))
+    (REPO / ".cache").mkdir(exist_ok=True)
+    with open(REPO / ".cache" / "sandbox-image.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (store / key).is_dir():  # saved whole or not at all (mini.py renames it into place)
+            return str(store / key)
+        inventory = tmp_path_factory.mktemp("image") / "hosts.yml"
+        subprocess.run([*mini_py, "down", IMAGE_BUILDER, "--purge"], check=True)
+        subprocess.run([*mini_py, "up", IMAGE_BUILDER, "--inventory", str(inventory)], check=True, capture_output=True)
+        s3 = S3StandIn(inventory_address(inventory).rsplit(".", 1)[0] + ".1", inventory.parent)
+        s3.start()
+        try:
+            vars_file = inventory.parent / "farm.yml"
+            vars_file.write_text(json.dumps(farm_vars(farm["cf"], str(uuid.uuid4()), farm["zone_id"], s3)))
+            Mini(IMAGE_BUILDER, inventory, vars_file).playbook("bootstrap", check=True)
+        finally:
+            s3.stop()
+        subprocess.run([*mini_py, "down", IMAGE_BUILDER], check=True)
+        path = subprocess.run([*mini_py, "image", IMAGE_BUILDER, key], check=True, capture_output=True, text=True).stdout.strip()
+        subprocess.run([*mini_py, "down", IMAGE_BUILDER, "--purge"], check=True)
+        return path
+
+
+@pytest.fixture(scope="session")
+def mini(tmp_path_factory, farm, bootstrapped_image):
     if os.geteuid() != 0:
         pytest.skip("sandbox Minis need root")
     inventory = tmp_path_factory.mktemp("inventory") / "hosts.yml"
     vars_file = inventory.parent / "farm.yml"
     subprocess.run([sys.executable, str(REPO / "tests/sandbox/mini.py"), "down", MINI, "--purge"], check=True)
-    subprocess.run([sys.executable, str(REPO / "tests/sandbox/mini.py"), "up", MINI, "--inventory", str(inventory)],
-                   check=True, capture_output=True)
+    subprocess.run([sys.executable, str(REPO / "tests/sandbox/mini.py"), "up", MINI, "--inventory", str(inventory),
+                    "--image", bootstrapped_image], check=True, capture_output=True)
     # The host side of the Mini's veth (10.77.N.1) is the one address outside the Mini that it can reach.
     s3 = S3StandIn(inventory_address(inventory).rsplit(".", 1)[0] + ".1", inventory.parent)
     s3.start()
@@ -309,15 +365,16 @@ class Fleet:
 
 
 @pytest.fixture(scope="session")
-def fleet(tmp_path_factory, farm):
-    """The sandbox fleet (tests/sandbox/mini.py up fl1 fl2 fl3), bootstrapped once for the session."""
+def fleet(tmp_path_factory, farm, bootstrapped_image):
+    """The sandbox fleet (tests/sandbox/mini.py up fl1 fl2 fl3 from the bootstrapped image), bootstrapped for the session."""
     if os.geteuid() != 0:
         pytest.skip("sandbox Minis need root")
     work = tmp_path_factory.mktemp("fleet")
     mini_py = [sys.executable, str(REPO / "tests/sandbox/mini.py")]
     sandboxes = [sandbox_name(name) for name in FLEET]
     subprocess.run([*mini_py, "down", *sandboxes, "--purge"], check=True)
-    out = subprocess.run([*mini_py, "up", *sandboxes], check=True, capture_output=True, text=True).stdout
+    out = subprocess.run([*mini_py, "up", *sandboxes, "--image", bootstrapped_image], check=True, capture_output=True,
+                         text=True).stdout
     import yaml
     booted = yaml.safe_load(out)["minis"]["hosts"]
     hosts = {name: booted[sandbox_name(name)] for name in FLEET}

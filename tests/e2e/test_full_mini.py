@@ -32,15 +32,17 @@ CLAW_IDS = [str(uuid.uuid4()) for _ in range(CLAWS)]
 
 
 @pytest.fixture(scope="module")
-def full(tmp_path_factory, farm):
-    """Sandbox Mini `full1`, bootstrapped like the `mini` fixture's, with its own tunnel id."""
+def full(tmp_path_factory, farm, bootstrapped_image):
+    """Sandbox Mini `full1`, made from the bootstrapped image and bootstrapped like the `mini` fixture's, with its own
+    tunnel id."""
     if os.geteuid() != 0:
         pytest.skip("sandbox Minis need root")
     mini_py = [sys.executable, str(REPO / "tests/sandbox/mini.py")]
     inventory = tmp_path_factory.mktemp("full-mini") / "hosts.yml"
     vars_file = inventory.parent / "farm.yml"
     subprocess.run([*mini_py, "down", FULL, "--purge"], check=True)
-    subprocess.run([*mini_py, "up", FULL, "--inventory", str(inventory)], check=True, capture_output=True)
+    subprocess.run([*mini_py, "up", FULL, "--inventory", str(inventory), "--image", bootstrapped_image], check=True,
+                   capture_output=True)
     s3 = S3StandIn(inventory_address(inventory).rsplit(".", 1)[0] + ".1", inventory.parent)
     s3.start()
     settings = farm_vars(farm["cf"], str(uuid.uuid4()), farm["zone_id"], s3)
@@ -52,7 +54,7 @@ def full(tmp_path_factory, farm):
     FIGURES.write_text("")
     started = time.monotonic()
     node.playbook("bootstrap", check=True)
-    node.figures = {"bootstrap of a fresh Mini": f"{time.monotonic() - started:.0f} s"}
+    node.figures = {"bootstrap of a Mini made from the bootstrapped image": f"{time.monotonic() - started:.0f} s"}
     yield node
     s3.stop()
     subprocess.run([*mini_py, "down", FULL, "--purge"], check=False)

@@ -9,7 +9,10 @@ R="$RUN/root"
 # Mini's, so the Mini's /usr/bin/python3 is only what Ansible modules and the farm venv use.
 HOST_PYTHON="$(readlink -f /usr/bin/python3)"
 mount --make-rprivate /
-mount -t overlay overlay -o "lowerdir=/,upperdir=$RUN/upper,workdir=$RUN/work" "$R"
+# A Mini made from an image (mini.py up --image) has that image as a read-only layer over the host's /.
+LOWER=/
+if [ -f "$RUN/image" ]; then LOWER="$(cat "$RUN/image"):/"; fi
+mount -t overlay overlay -o "lowerdir=$LOWER,upperdir=$RUN/upper,workdir=$RUN/work" "$R"
 mount -t proc proc "$R/proc"
 mount --rbind /dev "$R/dev"
 mount -t sysfs sysfs "$R/sys"

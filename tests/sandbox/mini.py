@@ -7,6 +7,15 @@
     python3 tests/sandbox/mini.py inventory NAME               # print its inventory entry
     python3 tests/sandbox/mini.py exec NAME -- CMD...          # run a command inside, as root
     python3 tests/sandbox/mini.py python                       # the CPython 3.9 Minis run (exit 1 if none)
+    python3 tests/sandbox/mini.py image NAME KEY               # save a Mini's disk (it must be down) as image KEY
+    python3 tests/sandbox/mini.py up NAME... --image DIR       # a new Mini's disk starts as that image
+
+An image is the disk (overlay upper directory) of a Mini that was set up once (the tests bootstrap one), minus
+what makes a Mini itself (SSH host key, admin key), kept in memory: a tmpfs at ``/run/clawfarm-sandbox-images``
+(``CLAWFARM_SANDBOX_IMAGES``; overlayfs refuses a lower layer inside another one, the host's ``/``). A Mini created
+with ``--image`` mounts it as a read-only layer between its own disk and the host's ``/``, as a copy of a disk
+image would start: booting one costs nothing, and every Mini made from it shares it (an image never changes; a
+new one is saved under a new key). ``umount /run/clawfarm-sandbox-images`` frees the memory once no Mini uses one.
 
 A Mini is a network namespace ``cf-NAME`` (veth ``cfh-NAME`` on the host side, host
 10.77.N.1, Mini 10.77.N.2) plus mount, PID and UTS namespaces whose root is an overlayfs
@@ -39,6 +48,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 RUN = os.environ.get("CLAWFARM_SANDBOX_RUN", os.path.join(HERE, "run"))
 SUBNET = "10.77"
 MINI_PYTHON = "3.9"  # the Command Line Tools' CPython on every macOS the farm supports
+IMAGES = os.environ.get("CLAWFARM_SANDBOX_IMAGES", "/run/clawfarm-sandbox-images")
 INDEX_LOCK = "/run/lock/clawfarm-mini-index.lock" if os.path.isdir("/run/lock") else "/tmp/clawfarm-mini-index.lock"
 
 
@@ -50,7 +60,7 @@ def paths(name: str) -> dict:
     base = os.path.join(RUN, name)
     return {k: os.path.join(base, v) for k, v in {
         "base": "", "upper": "upper", "work": "work", "root": "root", "pid": "pid", "index": "index",
-        "key": "admin_ed25519", "known_hosts": "known_hosts", "console": "console.log"}.items()}
+        "key": "admin_ed25519", "known_hosts": "known_hosts", "console": "console.log", "image": "image"}.items()}
 
 
 def index_of(name: str) -> int:
@@ -182,10 +192,51 @@ def network_up(name: str) -> None:
                 out.write("1\n")
 
 
-def up(name: str) -> None:
+# What makes a Mini itself, left out of an image (firstboot.py makes new ones at the first boot of each Mini).
+IMAGE_EXCLUDES = ("etc/ssh/ssh_host_ed25519_key", "etc/ssh/ssh_host_ed25519_key.pub", "etc/sandbox/host-key-generated",
+                  "etc/sandbox/admin_ed25519.pub", "Users/admin/.ssh/known_hosts")
+
+
+def save_image(name: str, key: str) -> str:
+    """Copy Mini ``name``'s disk (it must be down, and not itself made from an image) to the image store as image
+    ``key`` (letters, digits, ``.-_``); returns the image's directory. Images of other keys are deleted."""
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", key):
+        sys.exit("image key: 1-64 characters of [A-Za-z0-9._-]")
+    os.makedirs(IMAGES, mode=0o700, exist_ok=True)
+    if not os.path.ismount(IMAGES):
+        sh("mount", "-t", "tmpfs", "-o", "mode=0700,size=8g", "tmpfs", IMAGES)
+    for other in os.listdir(IMAGES):
+        if other != key:
+            shutil.rmtree(os.path.join(IMAGES, other), ignore_errors=True)
+    dest = os.path.join(IMAGES, key)
+    p = paths(name)
+    if is_up(name):
+        sys.exit(f"{name} is up: shut it down before saving its disk as an image")
+    if os.path.exists(p["image"]):
+        sys.exit(f"{name} was made from an image: its disk alone is not a whole Mini")
+    tmp = dest.rstrip("/") + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    sh("cp", "-a", p["upper"], tmp)  # -a keeps owners, modes, xattrs and the overlay's whiteouts
+    for relative in IMAGE_EXCLUDES:
+        try:
+            os.unlink(os.path.join(tmp, relative))
+        except FileNotFoundError:
+            pass
+    shutil.rmtree(dest, ignore_errors=True)
+    os.rename(tmp, dest)
+    return dest
+
+
+def up(name: str, image: str | None = None) -> None:
     if not re.fullmatch(r"[a-z][a-z0-9-]{0,10}", name):
         sys.exit("mini name: 1-11 characters of [a-z0-9-], starting with a letter")
     p = paths(name)
+    if image and not os.path.exists(p["upper"]):  # only a new Mini starts from an image; later boots keep theirs
+        if not os.path.isdir(image):
+            sys.exit(f"image {image} does not exist (mini.py image NAME DIR saves one)")
+        os.makedirs(p["base"], exist_ok=True)
+        with open(p["image"], "w") as handle:
+            handle.write(os.path.abspath(image))
     for d in ("upper", "work", "root"):
         os.makedirs(p[d], exist_ok=True)
     if is_up(name):
@@ -259,14 +310,14 @@ def down(name: str, purge: bool = False, timeout: float = 60) -> None:
         sh("rm", "-rf", p["base"])
 
 
-def up_many(names: list) -> None:
+def up_many(names: list, image: str | None = None) -> None:
     """Boot several Minis at once (each boot waits for its sshd); raises if any failed."""
     import threading
     errors = {}
 
     def boot(name):
         try:
-            up(name)
+            up(name, image)
         except BaseException as exc:  # sys.exit in a thread must not vanish silently
             errors[name] = exc
     for name in names:  # addresses first, one at a time: two boots must not pick the same free index
@@ -302,11 +353,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("python")
+    image = sub.add_parser("image")
+    image.add_argument("name")
+    image.add_argument("key")
     for cmd in ("up", "down", "reboot", "inventory", "exec"):
         s = sub.add_parser(cmd)
         s.add_argument("name", nargs="+" if cmd in ("up", "down", "inventory") else None)
         if cmd == "up":
             s.add_argument("--inventory", help="write the inventory entry to this file")
+            s.add_argument("--image", help="a new Mini's disk starts as this image (mini.py image)")
         if cmd == "down":
             s.add_argument("--purge", action="store_true")
         if cmd == "exec":
@@ -318,8 +373,10 @@ def main() -> None:
     if os.geteuid() != 0:
         sys.exit("sandbox Minis need root (network and mount namespaces)")
     os.makedirs(RUN, exist_ok=True)
-    if args.command == "up":
-        up_many(args.name)
+    if args.command == "image":
+        print(save_image(args.name, args.key))
+    elif args.command == "up":
+        up_many(args.name, args.image)
         if args.inventory:
             with open(args.inventory, "w") as handle:
                 handle.write(inventory(*args.name))
