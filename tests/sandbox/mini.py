@@ -49,6 +49,7 @@ RUN = os.environ.get("CLAWFARM_SANDBOX_RUN", os.path.join(HERE, "run"))
 SUBNET = "10.77"
 MINI_PYTHON = "3.9"  # the Command Line Tools' CPython on every macOS the farm supports
 IMAGES = os.environ.get("CLAWFARM_SANDBOX_IMAGES", "/run/clawfarm-sandbox-images")
+IMAGE_KEEP_HOURS = 6
 INDEX_LOCK = "/run/lock/clawfarm-mini-index.lock" if os.path.isdir("/run/lock") else "/tmp/clawfarm-mini-index.lock"
 
 
@@ -199,15 +200,24 @@ IMAGE_EXCLUDES = ("etc/ssh/ssh_host_ed25519_key", "etc/ssh/ssh_host_ed25519_key.
 
 def save_image(name: str, key: str) -> str:
     """Copy Mini ``name``'s disk (it must be down, and not itself made from an image) to the image store as image
-    ``key`` (letters, digits, ``.-_``); returns the image's directory. Images of other keys are deleted."""
+    ``key`` (letters, digits, ``.-_``); returns the image's directory. Images of other keys saved more than
+    IMAGE_KEEP_HOURS ago that no Mini of this checkout uses are deleted (Minis of another checkout may use newer ones)."""
     if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", key):
         sys.exit("image key: 1-64 characters of [A-Za-z0-9._-]")
     os.makedirs(IMAGES, mode=0o700, exist_ok=True)
     if not os.path.ismount(IMAGES):
         sh("mount", "-t", "tmpfs", "-o", "mode=0700,size=8g", "tmpfs", IMAGES)
+    in_use = set()
+    for other in os.listdir(RUN):
+        try:
+            with open(os.path.join(RUN, other, "image")) as handle:
+                in_use.add(handle.read().strip())
+        except OSError:
+            pass
     for other in os.listdir(IMAGES):
-        if other != key:
-            shutil.rmtree(os.path.join(IMAGES, other), ignore_errors=True)
+        path = os.path.join(IMAGES, other)
+        if other != key and path not in in_use and time.time() - os.stat(path).st_mtime > IMAGE_KEEP_HOURS * 3600:
+            shutil.rmtree(path, ignore_errors=True)
     dest = os.path.join(IMAGES, key)
     p = paths(name)
     if is_up(name):
