@@ -11,6 +11,8 @@ BUCKET = f"claw-backup-{CLAW_ID}"
 CLAW = Claw(CLAW_ID)
 # Invariant snapshots of the realistic claw (issue 14): "backup" as backed up, "archived" as archived by deprovision.
 SNAPSHOTS: dict = {}
+# Issue 17: the per-claw R2 credential store of the test that makes it ({"file", "store"}); deprovision uses it.
+CREDENTIALS: dict = {}
 
 
 def same(mini, farm, key: str, operation: str, allowed=()) -> dict:
@@ -101,6 +103,58 @@ def test_encrypted_backup_and_restore_with_the_claws_own_key(mini, farm, tmp_pat
     same(mini, farm, "backup", "an encrypted backup and restore")
 
 
+def credential_of(request: dict) -> str:
+    """The access key id that signed a recorded S3 request (SigV4 ``Credential=<id>/...``)."""
+    auth = request["headers"].get("Authorization") or request["headers"].get("authorization") or ""
+    return auth.partition("Credential=")[2].partition("/")[0]
+
+
+def test_backup_with_the_claws_own_r2_credentials(mini, farm, tmp_path_factory):
+    """Issue 17: with a credential store, the control node makes a Cloudflare API token scoped to the claw's bucket
+    and the Mini's backup is signed only with that token's pair (moto records which key signed each request); the farm
+    key signs nothing but the control node's HEAD of the bucket."""
+    import json
+    import stat
+
+    cf = farm["cf"]
+    workdir = tmp_path_factory.mktemp("r2-credentials")
+    store = workdir / "store"
+    creds = workdir / "r2-credentials.json"
+    creds.write_text(json.dumps({"r2_credential_store": str(store)}))
+    tokens_before = set(cf.state()["tokens"])
+    mini.s3.recording("reset")
+    mini.s3.recording("start")
+    try:
+        result = mini.playbook("backup", "-e", f"claw_id={CLAW_ID}", "-e", f"@{creds}", check=True)
+    finally:
+        mini.s3.recording("stop")
+    requests = mini.s3.recording("download")
+    mini.s3.recording("reset")
+    (token_id,) = set(cf.state()["tokens"]) - tokens_before
+    token = cf.state()["tokens"][token_id]
+    assert [list(p["resources"]) for p in token["policies"]] == [[f"com.cloudflare.edge.r2.bucket.{cf.account_id}_default_{BUCKET}"]]
+    pair_file = store / f"{CLAW_ID}.r2.json"
+    assert stat.S_IMODE(pair_file.stat().st_mode) == 0o600
+    pair = json.loads(pair_file.read_text())
+    assert pair["access_key_id"] == token_id
+    assert pair["secret_access_key"] not in result.stdout + result.stderr
+    signed_by = {}
+    for request in requests:
+        signed_by.setdefault(credential_of(request), []).append((request["method"], request["url"].split("?")[0]))
+    assert set(signed_by) <= {token_id, mini.s3.access_key_id}, signed_by.keys()
+    # The upload (multipart parts, manifest) and the retention came from the Mini, with the claw's pair only.
+    assert any(method == "PUT" for method, _ in signed_by[token_id]), signed_by
+    assert all(method == "HEAD" and url.rstrip("/").endswith(BUCKET) for method, url in signed_by.get(mini.s3.access_key_id, [])), \
+        signed_by.get(mini.s3.access_key_id)
+    # A second run reuses the pair (no new token).
+    mini.playbook("backup", "-e", f"claw_id={CLAW_ID}", "-e", f"@{creds}", check=True)
+    assert set(cf.state()["tokens"]) - tokens_before == {token_id}
+    assert healthy(mini)
+    same(mini, farm, "backup", "a backup with the claw's own R2 credentials")
+    # Only now does the deprovision test use the store (and check the revocation): a failure here changes nothing there.
+    CREDENTIALS.update(file=creds, store=store, token_id=token_id)
+
+
 def test_backup_of_every_claw_on_the_mini(mini, farm):
     before = keys(mini, "backups/")
     result = mini.playbook("backup", "-e", f"mini={mini.name}", check=True)
@@ -130,8 +184,13 @@ def test_deprovision_without_r2_fails_and_keeps_the_claw(mini, farm):
 def test_deprovision_archives_then_removes(mini, farm):
     mini.sh(f"echo customer-data > {HOME}/.openclaw/workspace/resubscribe.txt && chown {USER}:$(stat -c %g {HOME}) {HOME}/.openclaw/workspace/resubscribe.txt")
     SNAPSHOTS["archived"] = ClawInvariants.capture(mini, CLAW, cf=farm["cf"])
-    mini.playbook("deprovision", "-e", f"claw_id={CLAW_ID}", check=True)
+    creds = ["-e", f"@{CREDENTIALS['file']}"] if CREDENTIALS else []
+    mini.playbook("deprovision", "-e", f"claw_id={CLAW_ID}", *creds, check=True)
     assert len(keys(mini, "archives/")) == 1
+    if CREDENTIALS:
+        # Issue 17: after the verified archive the claw's token is revoked and its pair leaves the control node.
+        assert CREDENTIALS["token_id"] not in farm["cf"].state()["tokens"]
+        assert not (CREDENTIALS["store"] / f"{CLAW_ID}.r2.json").exists()
     assert mini.sh(f"dscl . -read /Users/{USER}", check=False).returncode == 56
     assert mini.sh(f"test -e {HOME}", check=False).returncode != 0
     assert CLAW_ID not in mini.sh("ls /var/db/mirascope/tombstones 2>/dev/null; true").stdout
