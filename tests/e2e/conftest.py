@@ -56,6 +56,8 @@ def latest_audit_report() -> dict:
 E2E_MINUTES = {
     "test_full_mini.py": 24,
     "test_claw_lifecycle.py": 12,
+    "test_tenant_network.py": 10,
+    "test_api.py": 10,
     "test_migrate.py": 9,
     "test_placement.py": 8,
     "test_drain.py": 8,
@@ -64,8 +66,8 @@ E2E_MINUTES = {
     "test_api_replicas_fleet.py": 7,
     "test_hostile_tenant_migration.py": 6,
     "test_hostile_tenant_paths.py": 6,
-    "test_api.py": 6,
     "test_monitoring.py": 5,
+    "test_prune.py": 5,
 }
 E2E_MINUTES_DEFAULT = 4
 
