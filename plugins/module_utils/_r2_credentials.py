@@ -16,12 +16,11 @@ The token's value itself is never stored: only its id and the derived secret.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import tempfile
 import time
 
 from . import _claw
+from ._private_json import read_private_json, write_private_json
 
 STORE_FORMAT = "clawfarm-r2-credentials/1"
 PERMISSION_GROUP = "Workers R2 Storage Bucket Item Write"
@@ -67,20 +66,9 @@ def load(path: str, claw_id: str) -> dict | None:
     Raises:
         CredentialError: unreadable, a link, readable by others, or not this claw's credential file.
     """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except FileNotFoundError:
+    doc = read_private_json(path, "credential file", CredentialError)
+    if doc is None:
         return None
-    except OSError as exc:
-        raise CredentialError(f"cannot read the credential file {path}: {exc.strerror}")
-    with os.fdopen(fd, "rb") as handle:
-        st = os.fstat(handle.fileno())
-        if st.st_mode & 0o077:
-            raise CredentialError(f"credential file {path} is readable by others (mode {oct(st.st_mode & 0o777)}); chmod 600 it")
-        try:
-            doc = json.loads(handle.read())
-        except ValueError as exc:
-            raise CredentialError(f"credential file {path} is not JSON: {exc}")
     if not isinstance(doc, dict) or doc.get("format") != STORE_FORMAT or doc.get("claw_id") != claw_id \
             or not doc.get("access_key_id") or not doc.get("secret_access_key"):
         raise CredentialError(f"credential file {path} is not a {STORE_FORMAT} file of claw {claw_id}")
@@ -89,21 +77,7 @@ def load(path: str, claw_id: str) -> dict | None:
 
 def save(path: str, doc: dict) -> None:
     """Write a credential file atomically, 0600 (its directory made 0700 when missing)."""
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            os.fchmod(handle.fileno(), 0o600)
-            json.dump(doc, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_private_json(path, doc)
 
 
 def _sdk_call(call: str, fn, *args, **kwargs):

@@ -17,12 +17,11 @@ them (archives sealed with a removed key can no longer be restored).  Control-no
 from __future__ import annotations
 
 import base64
-import json
 import os
-import tempfile
 from datetime import datetime, timezone
 
 from . import _claw
+from ._private_json import read_private_json, write_private_json
 from ._r2 import KEY_ID, ArchiveError, decode_key
 
 STORE_FORMAT = "clawfarm-archive-keys/1"
@@ -79,20 +78,9 @@ def load(path: str, claw_id: str) -> dict | None:
     Raises:
         ArchiveError: unreadable, a link, not private, or not a key file of this claw.
     """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except FileNotFoundError:
+    doc = read_private_json(path, "key file", ArchiveError)
+    if doc is None:
         return None
-    except OSError as exc:
-        raise ArchiveError(f"cannot read the key file {path}: {exc.strerror}")
-    with os.fdopen(fd, "rb") as handle:
-        st = os.fstat(handle.fileno())
-        if st.st_mode & 0o077:
-            raise ArchiveError(f"key file {path} is readable by others (mode {oct(st.st_mode & 0o777)}); chmod 600 it")
-        try:
-            doc = json.loads(handle.read())
-        except ValueError as exc:
-            raise ArchiveError(f"key file {path} is not JSON: {exc}")
     if not isinstance(doc, dict) or doc.get("format") != STORE_FORMAT or doc.get("claw_id") != claw_id \
             or not isinstance(doc.get("keys"), dict) or doc.get("current") not in doc["keys"]:
         raise ArchiveError(f"key file {path} is not a {STORE_FORMAT} file of claw {claw_id}")
@@ -101,21 +89,7 @@ def load(path: str, claw_id: str) -> dict | None:
 
 def save(path: str, doc: dict) -> None:
     """Write a key file atomically, 0600 (its directory made 0700 when missing)."""
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            os.fchmod(handle.fileno(), 0o600)
-            json.dump(doc, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_private_json(path, doc)
 
 
 def new_key_id(now: datetime, taken) -> str:
