@@ -64,3 +64,25 @@ def postgres_url():
     """SQLAlchemy URL of a fresh PostgreSQL database on a private Unix socket (one cluster per test module)."""
     with cluster() as url:
         yield url
+
+
+def store_url(request, tmp_path: Path, sqlite_file: str = "state/db.sqlite", prefix: str = "t") -> str:
+    """The API store one test runs on, by ``request.param``: ``"sqlite"`` gives a SQLite file ``tmp_path/sqlite_file``
+    (its directory made), ``"postgresql"`` a fresh database in the module's cluster (the ``postgres_url`` fixture),
+    named ``<prefix><digits of the test's name>``. Use it from a fixture parametrized over both stores:
+
+        @pytest.fixture(params=["sqlite", "postgresql"])
+        def store(request, tmp_path):
+            return store_url(request, tmp_path)
+    """
+    if request.param == "sqlite":
+        (tmp_path / sqlite_file).parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{tmp_path / sqlite_file}"
+    from sqlalchemy import create_engine, text
+
+    base = request.getfixturevalue("postgres_url")
+    name = f"{prefix}{abs(hash(request.node.name)) % 10**9}"
+    with create_engine(base, isolation_level="AUTOCOMMIT").connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    return base.replace("/clawfarm?", f"/{name}?")

@@ -14,8 +14,8 @@ import time
 import pytest
 from clawfarm_testlib import REPO
 from fastapi.testclient import TestClient
-from pgcluster import cluster
-from sqlalchemy import create_engine, select, text
+from pgcluster import postgres_url, store_url  # noqa: F401 (postgres_url: a fixture store_url uses)
+from sqlalchemy import select
 
 from api.config import Settings
 from api.db import Claw, Job
@@ -24,22 +24,9 @@ TOKEN = "minis-token-0123456789abcdef01234"
 TUNNEL = "0f0e0d0c-0000-4000-8000-00000000abcd"
 
 
-@pytest.fixture(scope="module")
-def pg():
-    with cluster() as url:
-        yield url
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/state/db.sqlite"
-    base = request.getfixturevalue("pg")
-    name = f"m{abs(hash(request.node.name)) % 10**9}"
-    with create_engine(base, isolation_level="AUTOCOMMIT").connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    return base.replace("/clawfarm?", f"/{name}?")
+    return store_url(request, tmp_path, prefix="m")
 
 
 @pytest.fixture

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-from pgcluster import cluster
-from sqlalchemy import create_engine, text
+from pgcluster import postgres_url, store_url  # noqa: F401 (postgres_url: a fixture store_url uses)
 
 from api.config import Settings
 from api.db import Claw, Job
@@ -18,22 +17,9 @@ TOKEN = "routes-token-0123456789abcdef0123"
 CLAWS = [f"1a2b3c4d-0000-4000-8000-0000000000{i:02d}" for i in range(1, 8)]
 
 
-@pytest.fixture(scope="module")
-def pg():
-    with cluster() as url:
-        yield url
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/state/db.sqlite"
-    base = request.getfixturevalue("pg")
-    name = f"r{abs(hash(request.node.name)) % 10**9}"
-    with create_engine(base, isolation_level="AUTOCOMMIT").connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    return base.replace("/clawfarm?", f"/{name}?")
+    return store_url(request, tmp_path, prefix="r")
 
 
 @pytest.fixture

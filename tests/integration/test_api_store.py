@@ -12,7 +12,7 @@ from datetime import timedelta
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from pgcluster import cluster
+from pgcluster import postgres_url, store_url  # noqa: F401 (postgres_url: a fixture store_url uses)
 from sqlalchemy import create_engine, inspect, select, text
 
 from api.config import Settings
@@ -23,22 +23,9 @@ A, B, C = ("1a2b3c4d-0000-4000-8000-00000000000%d" % i for i in (1, 2, 3))
 TOKEN = "store-test-token-0123456789abcdef"
 
 
-@pytest.fixture(scope="module")
-def pg():
-    with cluster() as url:
-        yield url
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/store.sqlite"
-    base = request.getfixturevalue("pg")
-    name = f"t{abs(hash(request.node.name)) % 10**9}"
-    with create_engine(base, isolation_level="AUTOCOMMIT").connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    return base.replace("/clawfarm?", f"/{name}?")
+    return store_url(request, tmp_path, "store.sqlite", "t")
 
 
 def settings(url, tmp_path, **overrides) -> Settings:

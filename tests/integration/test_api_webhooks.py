@@ -15,8 +15,7 @@ import json
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from pgcluster import cluster
-from sqlalchemy import create_engine, text
+from pgcluster import postgres_url, store_url  # noqa: F401 (postgres_url: a fixture store_url uses)
 
 from api.config import Settings
 
@@ -25,22 +24,9 @@ SECRET = "webhook-secret-0123456789abcdef0123"
 CLAW = "1a2b3c4d-0000-4000-8000-0000000000aa"
 
 
-@pytest.fixture(scope="module")
-def pg():
-    with cluster() as url:
-        yield url
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/db.sqlite"
-    base = request.getfixturevalue("pg")
-    name = f"w{abs(hash(request.node.name)) % 10**9}"
-    with create_engine(base, isolation_level="AUTOCOMMIT").connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    return base.replace("/clawfarm?", f"/{name}?")
+    return store_url(request, tmp_path, "db.sqlite", "w")
 
 
 class Receiver:
