@@ -125,7 +125,7 @@ def test_twelve_claws_provisioned_at_once(full, record_property):
 def test_audit_is_clean_and_health_lists_twelve_healthy(full):
     audit = full.playbook("audit")
     out = " ".join(audit.stdout.split())
-    assert audit.returncode == 0 and f"{FULL}: {CLAWS} claws, 0 free; {CLAWS} listening; 0 anomalies" in out, audit.stdout[-4000:]
+    assert audit.returncode == 0 and f"{FULL}: {CLAWS} claws, 0 free; {CLAWS} listening; 0 tombstones (0 bytes); 0 anomalies" in out, audit.stdout[-4000:]
     report = latest_audit_report()["minis"][FULL]
     assert sorted(c["claw_id"] for c in report["claws"]) == sorted(CLAW_IDS)
     assert len({c["port"] for c in report["claws"]}) == CLAWS and all(c["route_present"] for c in report["claws"])
