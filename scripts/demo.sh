@@ -26,6 +26,9 @@ tailscale_enabled: false
 EOF2
   chmod 600 "$VARS"
 fi
+# The claws' browser: Debian's chromium (scripts/setup.sh installs it), which the sandbox Mini sees at /usr/bin/chromium;
+# role browser only checks it there (a real Mac downloads the pinned, sha256-verified browser instead, docs/browser.md).
+grep -q '^browser_install:' "$VARS" || printf 'browser_install: preinstalled\nbrowser_executable_path: /usr/bin/chromium\nbrowser_version: ""\n' >> "$VARS"
 echo "==> bootstrapping the Mini (farm Python, OpenClaw runtime, tunnel connector; the first run builds the runtime: about 2 minutes)"
 ansible-playbook playbooks/bootstrap.yml -l "$MINI" -e "@$VARS" | sed -n '/PLAY RECAP/,$p'
 CLAW_ID="$(python -c 'import uuid; print(uuid.uuid4())')"

@@ -20,6 +20,10 @@ command -v patchelf >/dev/null 2>&1 || need+=(patchelf)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 # postgresql (Debian's package): the API's replica tests start a throwaway cluster with its initdb/pg_ctl.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+# chromium + chromium-sandbox (Debian's): the claws' browser in the sandbox Minis (docs/browser.md). A Mini's root is a
+# chroot, where Chromium cannot make the user namespace of its namespace sandbox: it uses the setuid chrome-sandbox.
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -u /usr/lib/chromium/chrome-sandbox ] || need+=(chromium-sandbox)
 # lsof and ps: the health probe checks who holds a claw's port (macOS ships /usr/sbin/lsof and /bin/ps).
 # nft (nftables): the sandbox Minis' pfctl stand-in enforces the farm's pf anchor with nftables rules (tests/sandbox/README.md).
 for cmd in sshd:openssh-server ssh:openssh-client ip:iproute2 sudo:sudo unshare:util-linux nsenter:util-linux ssh-keygen:openssh-client rsync:rsync lsof:lsof ps:procps nft:nftables; do

@@ -319,12 +319,57 @@ def parse_dotenv(text: str) -> dict:
     return env
 
 
-def gateway_config(port: int, state_dir: str, control_ui: bool = False) -> dict:
+BROWSER_PROFILE = "openclaw"
+
+
+def browser_user_data_dir(state_dir: str, profile: str = BROWSER_PROFILE) -> str:
+    """Where OpenClaw keeps a managed browser profile's Chromium user data: ``<state dir>/browser/<profile>/user-data``."""
+    return f"{state_dir}/browser/{profile}/user-data"
+
+
+def browser_config(port: int, executable_path: str = "", headless: bool = True, allowed_hostnames=()) -> dict:
+    """The ``browser`` block of a claw's ``openclaw.json`` (docs/browser.md).
+
+    With an ``executable_path``: OpenClaw's managed ``openclaw`` profile, the default, launched on demand from that
+    browser (never auto-detected), headless unless asked otherwise, Chromium's own sandbox on (``noSandbox: false``,
+    never ``--no-sandbox``), its CDP port the first of the claw's CDP range (port_family: gateway + 11) so the browser
+    stays inside the family the pf anchor gives the claw. ``allowed_hostnames`` are exact hosts the browser may open
+    although they are private (``ssrfPolicy.allowedHostnames``); the private network stays blocked otherwise.
+    Without one: the browser is off (``enabled: false``).
+
+    Raises:
+        ClawInputError: a relative executable path or an allowed hostname that is not a plain host name.
+    """
+    if not executable_path:
+        return {"enabled": False}
+    if not str(executable_path).startswith("/"):
+        raise ClawInputError(f"browser_executable_path must be absolute, got {executable_path!r}")
+    hosts = [str(host) for host in allowed_hostnames or ()]
+    for host in hosts:
+        if not re.fullmatch(r"[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:]+\]", host):
+            raise ClawInputError(f"an allowed browser hostname is a host name or an address, got {host!r}")
+    config = {
+        "enabled": True,
+        "executablePath": str(executable_path),
+        "headless": bool(headless),
+        "noSandbox": False,
+        "attachOnly": False,
+        "defaultProfile": BROWSER_PROFILE,
+        "profiles": {BROWSER_PROFILE: {"cdpPort": int(port) + CDP_FIRST_OFFSET}},
+    }
+    if hosts:
+        config["ssrfPolicy"] = {"allowedHostnames": hosts}
+    return config
+
+
+def gateway_config(port: int, state_dir: str, control_ui: bool = False, browser_executable_path: str = "",
+                   browser_headless: bool = True, browser_allowed_hostnames=()) -> dict:
     """The claw's ``openclaw.json`` (no secrets: the token is a SecretRef to ``CLAW_GATEWAY_TOKEN``).
 
     Follows docs/reference/openclaw-gateway.md 1.2: ``gateway.mode: local`` (required),
     loopback bind, token auth whose missing secret makes the gateway exit instead of running
-    with a random token, logs inside the state dir, no update check, no mDNS, no heartbeat turns.
+    with a random token, logs inside the state dir, no update check, no mDNS, no heartbeat turns;
+    the browser as browser_config says.
     """
     return {
         "gateway": {
@@ -338,6 +383,7 @@ def gateway_config(port: int, state_dir: str, control_ui: bool = False) -> dict:
         "update": {"checkOnStart": False},
         "discovery": {"mdns": {"mode": "off"}},
         "agents": {"defaults": {"workspace": f"{state_dir}/workspace", "heartbeat": {"every": "0m"}}},
+        "browser": browser_config(port, browser_executable_path, browser_headless, browser_allowed_hostnames),
     }
 
 

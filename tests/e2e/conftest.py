@@ -228,6 +228,11 @@ def farm_vars(cf, tunnel_id: str, zone_id: str, s3) -> dict:
         "cloudflared_binary_src": str(REPO / "tests/sandbox/cloudflared-standin.py"),
         # No tailnet in the sandbox (the role is for real Minis).
         "tailscale_enabled": False,
+        # The claws' browser: Debian's chromium of the host (scripts/setup.sh), which the Mini's disk shows at
+        # /usr/bin/chromium; role browser checks it there (root-owned, runs) instead of downloading the Mac build.
+        "browser_install": "preinstalled",
+        "browser_executable_path": "/usr/bin/chromium",
+        "browser_version": "",
         # R2: a moto S3 server on the host side of the Mini's veth (the only address the Mini can reach).
         "r2_endpoint_url": s3.endpoint_url,
         "r2_access_key_id": s3.access_key_id,
