@@ -21,7 +21,7 @@ import stat
 import tarfile
 from datetime import datetime, timezone
 
-from . import _claw, _r2
+from . import _r2
 
 ArchiveError = _r2.ArchiveError
 
@@ -159,8 +159,9 @@ def inspect_stream(stream, limits: dict) -> dict:
     (:func:`_r2.check_member`), the entry and content byte limits hold; ``openclaw.json`` (at most 1 MiB) is kept.
 
     Returns:
-        ``{"entries", "files", "bytes", "root", "config"}``: ``root`` the components stripped (see :func:`state_root`),
-        ``config`` the export's parsed config (None when it has none).
+        ``{"entries", "files", "bytes", "root", "names", "config"}``: ``root`` the components stripped (see
+        :func:`state_root`), ``names`` the state dir's top-level names, ``config`` the export's parsed config (None
+        when it has none).
     Raises:
         ArchiveError: naming the member and the reason.
     """
@@ -190,7 +191,13 @@ def inspect_stream(stream, limits: dict) -> dict:
         raise ArchiveError(f"the export is not a readable tar archive ({exc})")
     root = state_root(names)
     raw = configs.get(root + (CONFIG_NAME,))
-    return {**counts, "root": "/".join(root), "config": parse_config(raw) if raw is not None else None}
+    top = set()
+    for name in names:
+        parts = tuple(p for p in name.split("/") if p not in ("", "."))[len(root):]
+        if parts:
+            top.add(parts[0])
+    return {**counts, "root": "/".join(root), "names": sorted(top),
+            "config": parse_config(raw) if raw is not None else None}
 
 
 def parse_config(raw: bytes) -> dict:
@@ -212,11 +219,19 @@ def parse_config(raw: bytes) -> dict:
 
 # ---- the gateway config --------------------------------------------------------------------------------------------
 
-# What the farm owns in openclaw.json (its value is the farm's gateway_config, the export's is replaced): the whole
-# gateway section (port, bind, auth, control UI, anything else a container set there such as remote or tailscale),
-# logging, update and discovery, and the agents' default workspace and heartbeat. Everything else is the agent's.
-FARM_SECTIONS = (("gateway",), ("logging",), ("update",), ("discovery",), ("agents", "defaults", "workspace"),
-                 ("agents", "defaults", "heartbeat"))
+# What the farm owns in openclaw.json: every top-level section of the farm's own config (the claw role's, through
+# _claw.gateway_config: gateway - port, bind, auth, control UI, and anything else a container set there such as remote
+# or tailscale -, logging, update, discovery, and browser when the farm configures one), except agents, where only the
+# defaults the farm sets (workspace, heartbeat) are its. Everything else is the agent's.
+SHARED_SECTIONS = ("agents",)
+
+
+def farm_sections(farm: dict) -> tuple:
+    """The config paths the farm owns (see above), from its own config ``farm``."""
+    paths = [(key,) for key in sorted(farm) if key not in SHARED_SECTIONS]
+    defaults = (farm.get("agents") or {}).get("defaults") or {}
+    paths += [("agents", "defaults", key) for key in sorted(defaults)]
+    return tuple(paths)
 
 
 def source_state_dir(config: dict, given: str | None = None) -> str | None:
@@ -264,8 +279,8 @@ def _claw_paths_escape(text: str) -> str:
 def rewrite_config(config: dict | None, farm: dict, new_state_dir: str, old_state_dir: str | None = None) -> tuple:
     """The config the imported claw runs with, and what changed.
 
-    ``farm`` is the farm's own config (:func:`_claw.gateway_config`): its sections in :data:`FARM_SECTIONS` replace
-    the export's. Every other string that is the export's state dir or a path under it (``old_state_dir``, or
+    ``farm`` is the farm's own config (the claw role renders it with :func:`_claw.gateway_config`): the sections it
+    owns (:func:`farm_sections`) replace the export's. Every other string that is the export's state dir or a path under it (``old_state_dir``, or
     :func:`source_state_dir`, or one of :data:`CONTAINER_STATE_DIRS`) is moved under ``new_state_dir``; all else is
     kept as exported.
 
@@ -276,7 +291,8 @@ def rewrite_config(config: dict | None, farm: dict, new_state_dir: str, old_stat
     old = copy.deepcopy(config) if isinstance(config, dict) else {}
     new = copy.deepcopy(old)
     rewritten = set()
-    for path in FARM_SECTIONS:
+    sections = farm_sections(farm)
+    for path in sections:
         value = _get(farm, path)
         if value is _MISSING:
             continue
@@ -310,11 +326,11 @@ def rewrite_config(config: dict | None, farm: dict, new_state_dir: str, old_stat
         return value
 
     for key in list(new):
-        if (key,) not in FARM_SECTIONS:  # the farm's sections hold the farm's paths already
-            new[key] = _move_except(new[key], (str(key),), move)
+        if (key,) not in sections:  # the farm's sections hold the farm's paths already
+            new[key] = _move_except(new[key], (str(key),), move, sections)
     kept = set()
     for path, _value in _leaves(old):
-        if not path or any(path[:len(owned)] == owned for owned in FARM_SECTIONS):
+        if not path or any(path[:len(owned)] == owned for owned in sections):
             continue
         if _dotted(path) in rewritten:
             continue
@@ -322,17 +338,26 @@ def rewrite_config(config: dict | None, farm: dict, new_state_dir: str, old_stat
     return new, {"rewritten": sorted(rewritten), "kept": sorted(kept - rewritten), "source_state_dir": source}
 
 
-def _move_except(value, path, move):
+def _move_except(value, path, move, sections):
     """``move`` over ``value`` but for the farm's own sections below it (agents.defaults.workspace...)."""
     if isinstance(value, dict):
-        return {k: (v if path + (str(k),) in FARM_SECTIONS else _move_except(v, path + (str(k),), move))
+        return {k: (v if path + (str(k),) in sections else _move_except(v, path + (str(k),), move, sections))
                 for k, v in value.items()}
     return move(value, path)
 
 
-def farm_config(port: int, state_dir: str, control_ui: bool = False) -> dict:
-    """The farm's gateway config of a claw (:func:`_claw.gateway_config`, the one writer)."""
-    return _claw.gateway_config(port, state_dir, control_ui)
+def check_farm_config(farm, state_dir: str) -> dict:
+    """The farm's config of the claw as the role rendered it: a mapping with a gateway port and the claw's workspace.
+
+    Raises:
+        ArchiveError: anything else (it is the role's output, never the request's).
+    """
+    gateway = farm.get("gateway") if isinstance(farm, dict) else None
+    workspace = ((farm.get("agents") or {}).get("defaults") or {}).get("workspace") if isinstance(farm, dict) else None
+    if not isinstance(gateway, dict) or not isinstance(gateway.get("port"), int) or workspace != f"{state_dir}/workspace":
+        raise ArchiveError("config must be the farm's gateway config of this claw (claw_gateway_config: a gateway port "
+                           "and the workspace in the claw's state dir)")
+    return farm
 
 
 # ---- on the Mini ------------------------------------------------------------------------------------------------
@@ -414,14 +439,14 @@ def _drop(root_fd: int, name: str) -> bool:
     return True
 
 
-def import_export(archive: str, home: str, state_rel: str, uid: int, gid: int, port: int, control_ui: bool = False,
-                  limits: dict | None = None, old_state_dir: str | None = None, now: datetime | None = None) -> dict:
+def import_export(archive: str, home: str, state_rel: str, uid: int, gid: int, farm: dict, limits: dict | None = None,
+                  old_state_dir: str | None = None, now: datetime | None = None) -> dict:
     """Place the export ``archive`` (on this host) as the claw's state dir ``<home>/<state_rel>``.
 
     Extracts with restore's extractor into a new root-private staging directory beside the home (in the users
     directory, which the tenant cannot write), strips a leading ``.openclaw/``, rewrites ``openclaw.json``
-    (:func:`rewrite_config`), drops :data:`DROPPED`, hands the tree to the claw (:func:`_r2.chown_tree`, top directory
-    0700, last), then renames the claw's present state dir aside (``<state_rel>.pre-import-<time>`` in the home) and
+    (:func:`rewrite_config` with ``farm``, the farm's config of the claw), drops :data:`DROPPED`, hands the tree to
+    the claw (:func:`_r2.chown_tree`, top directory 0700, last), then renames the claw's present state dir aside (``<state_rel>.pre-import-<time>`` in the home) and
     the new one into place, both relative to directory fds (no link is followed). Any failure before the swap removes
     the staging directory and leaves the claw as it was.
 
@@ -456,8 +481,7 @@ def import_export(archive: str, home: str, state_rel: str, uid: int, gid: int, p
             root_fd = os.open(".openclaw", _OPEN_DIR, dir_fd=staging_fd) if stripped else os.dup(staging_fd)
             try:
                 state_dir = os.path.join(os.path.normpath(home), state_rel)
-                config, plan = rewrite_config(_read_config(root_fd), farm_config(port, state_dir, control_ui), state_dir,
-                                              old_state_dir)
+                config, plan = rewrite_config(_read_config(root_fd), farm, state_dir, old_state_dir)
                 _write_config(root_fd, config)
                 dropped = [name for name in DROPPED if _drop(root_fd, name)]
             finally:

@@ -186,7 +186,8 @@ def test_import_places_the_export_as_the_claw(tmp_path, prefix):
     os.chown(home, TENANT, 20)
     archive = tmp_path / "export.tar.zst"
     archive.write_bytes(export(SAMPLE, "zstd", prefix))
-    result = imp.import_export(str(archive), str(home), ".openclaw", TENANT, 20, 8120)
+    farm = _claw.gateway_config(8120, str(home / ".openclaw"))
+    result = imp.import_export(str(archive), str(home), ".openclaw", TENANT, 20, farm)
     state = home / ".openclaw"
     assert (state / "workspace/notes.md").read_text() == "hello\n"
     assert (state / "agents/main/sessions/abc.jsonl").read_bytes() == b'{"role":"user"}\n'
@@ -212,7 +213,7 @@ def test_a_bad_export_changes_nothing(tmp_path):
     bad["workspace/evil"] = (tarfile.LNKTYPE, "/etc/shadow")
     archive.write_bytes(export(bad, "tar"))
     with pytest.raises(imp.ArchiveError):
-        imp.import_export(str(archive), str(home), ".openclaw", TENANT, 20, 8120)
+        imp.import_export(str(archive), str(home), ".openclaw", TENANT, 20, _claw.gateway_config(8120, str(home / ".openclaw")))
     assert os.listdir(home) == [".openclaw"] and (home / ".openclaw" / "keep").read_text() == "present"
     assert sorted(os.listdir(users)) == ["claw-1a2b3c4d"]
 
@@ -227,3 +228,18 @@ def test_an_export_that_is_a_link_or_someone_elses_is_refused(tmp_path):
     os.chown(real, TENANT, 20)
     with pytest.raises(imp.ArchiveError, match="not a regular file of this user"):
         imp.inspect_file(str(real), imp.limits_for(100, 10**6))
+
+
+def test_the_farm_owns_every_section_it_writes_but_the_agents():
+    farm = {"gateway": {"port": 1}, "browser": {"enabled": False}, "agents": {"defaults": {"workspace": "/s/workspace"}}}
+    assert imp.farm_sections(farm) == (("browser",), ("gateway",), ("agents", "defaults", "workspace"))
+    new, plan = imp.rewrite_config({"browser": {"enabled": True, "cdpUrl": "x"}, "agents": {"list": []}}, farm, "/s")
+    assert new["browser"] == {"enabled": False} and "browser.cdpUrl" in plan["rewritten"]
+
+
+def test_farm_config_is_checked():
+    state = "/Users/claw-1a2b3c4d/.openclaw"
+    assert imp.check_farm_config(_claw.gateway_config(8120, state), state)
+    for bad in (None, {}, {"gateway": {"port": "8120"}}, _claw.gateway_config(8120, "/elsewhere")):
+        with pytest.raises(imp.ArchiveError):
+            imp.check_farm_config(bad, state)
