@@ -30,7 +30,7 @@ from .jobs import JobEngine, playbook_available  # noqa: F401 - re-exported
 from .metrics import make_registry
 from .middleware import BodyLimit
 from .monitor import Monitor
-from .routes import claws, jobs, minis, service, webhooks
+from .routes import claws, imports, jobs, minis, service, webhooks
 from .services import Service
 
 log = logging.getLogger("clawfarm.api.monitor")
@@ -85,6 +85,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             """The OpenAPI document, behind the bearer token (``CLAWFARM_API_OPENAPI=token``)."""
             return JSONResponse(app.openapi())
 
-    for module in (service, claws, minis, jobs, webhooks):
+    for module in (service, claws, imports, minis, jobs, webhooks):
         app.include_router(module.router)
     return app

@@ -1,6 +1,6 @@
 """Durable jobs: each one runs one playbook through ansible-runner (https://ansible.readthedocs.io/projects/runner/).
 
-Shape of a job: ``kind`` (provision, deprovision, start, stop, restart, status, backup, restore, migrate, drain),
+Shape of a job: ``kind`` (provision, import, deprovision, start, stop, restart, status, backup, restore, migrate, drain),
 ``claw_id``/``mini``, non-secret ``params``, ``state`` in queued → running → succeeded | failed | canceled |
 interrupted, ``result`` (the playbook's ``set_stats`` data, e.g. the claw record) and ``error``.
 
@@ -49,7 +49,7 @@ PLAYBOOKS = {
     "provision": "provision.yml", "deprovision": "deprovision.yml", "start": "start.yml", "stop": "stop.yml",
     "restart": "restart.yml", "status": "status.yml", "backup": "backup.yml", "restore": "restore.yml",
     "migrate": "migrate.yml", "drain": "drain.yml", "health": "health.yml", "configure": "configure.yml",
-    "bootstrap": "bootstrap.yml", "prune": "prune.yml",
+    "bootstrap": "bootstrap.yml", "prune": "prune.yml", "import": "import.yml",
 }
 LIMITED = ("bootstrap",)  # kinds whose playbook acts on every host of group minis: limited to the job's Mini
 JOB_DURATION = Histogram("clawfarm_job_duration_seconds", "Duration of finished jobs, from start to end", ["kind"],
@@ -486,9 +486,11 @@ class JobEngine:
         extra = {"claw_id": job.claw_id} if job.claw_id else {}
         if job.mini:
             extra["mini"] = job.mini
-        for name in ("restore", "archive", "key", "target"):
+        for name in ("restore", "archive", "key", "target", "src"):
             if p.get(name) is not None:
                 extra[name] = p[name]
+        if secrets.get("src"):  # an import's https source with a query (a presigned URL): kept out of params
+            extra["src"] = secrets["src"]
         if job.kind in ("migrate", "drain"):
             # The per-migration SSH key expires when the job would be killed (expiry-time in authorized_keys).
             extra["claw_migrate_key_lifetime"] = int(self.settings.job_timeout)
@@ -511,8 +513,8 @@ class JobEngine:
         with self.Session() as s:
             job = s.get(Job, job_id)
         secrets = self.secrets.get(job_id, {})
-        secret_values = [v for v in [secrets.get("gateway_token"), *(secrets.get("env") or {}).values(), *(secrets.get("env_set") or {}).values()]
-                         if v]
+        secret_values = [v for v in [secrets.get("gateway_token"), secrets.get("src"), *(secrets.get("env") or {}).values(),
+                                     *(secrets.get("env_set") or {}).values()] if v]
         pdd = Path(tempfile.mkdtemp(prefix=f"job-{job_id[:8]}-", dir=self.settings.run_dir))
         outcome = {"artifact": {}, "stats": None, "error": None, "counter": 0}
         started = time.monotonic()
@@ -632,12 +634,12 @@ class JobEngine:
         claw = s.get(Claw, job.claw_id) or Claw(claw_id=job.claw_id, record={})
         record = dict(claw.record or {})
         record.update((job.result or {}).get("claw") or {})
-        if job.kind == "provision" and (not record.get("provisioned_at") or claw.present == 0):
+        if job.kind in ("provision", "import") and (not record.get("provisioned_at") or claw.present == 0):
             # A claw never backed up raises backup_failed 24 h after this (api/monitor.py _backup_age).
             record["provisioned_at"] = utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
         if job.kind == "deprovision":
             claw.present = 0
-        elif job.kind in ("provision", "restore", "start", "restart", "status", "backup", "migrate"):
+        elif job.kind in ("provision", "import", "restore", "start", "restart", "status", "backup", "migrate"):
             claw.present = 1
         claw.mini = record.get("mini") or job.mini or claw.mini
         claw.record = record
