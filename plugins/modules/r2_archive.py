@@ -11,7 +11,8 @@ version_added: 0.2.0
 description:
   - Runs on the Mini, with boto3 and zstandard (the farm venv from the C(mini_python) role).
   - O(state=present) streams O(src) as a PAX tar through zstd straight into a multipart upload to
-    C(s3://<bucket>/<key>) - no temporary archive on the Mini's disk, memory bounded by one part (O(part_size)).
+    C(s3://<bucket>/<key>) - no temporary archive on the Mini's disk, memory bounded by three parts (two going up
+    while the next is compressed: 3 x O(part_size)), whatever the size of O(src).
     Every part except the last has exactly O(part_size) bytes (an R2 rule). After the upload the object gets
     its size, sha256 and file count as user metadata (server-side CopyObject, archives up to 5 GiB) and a JSON
     manifest C(<key>.manifest.json) is written beside it. Then it is verified - a HEAD of the object (size, ETag
@@ -109,9 +110,12 @@ options:
     elements: str
     default: []
   part_size:
-    description: Multipart part size in MiB (5-5000). Archives can reach 10,000 parts, so 64 MiB allows about 625 GiB.
+    description:
+      - Multipart part size in MiB (5-5000). Archives can reach 10,000 parts, so 16 MiB allows about 160 GiB
+        (compressed); raise it for a larger home.
+      - Peak memory is about three parts plus zstd's buffers (about 100 MiB for the module at 16 MiB).
     type: int
-    default: 64
+    default: 16
   compression_level:
     description: zstd level (1-22). 3 is zstd's default, fast with a good ratio.
     type: int
@@ -363,7 +367,7 @@ def main():
             group=dict(type="str"),
             keep_previous=dict(type="bool", default=False),
             excludes=dict(type="list", elements="str", default=[]),
-            part_size=dict(type="int", default=64),
+            part_size=dict(type="int", default=16),
             compression_level=dict(type="int", default=3),
             kind=dict(type="str", default="backup"),
             claw_id=dict(type="str"),
