@@ -25,6 +25,9 @@ description:
     C(config error (exit 78)) when launchd reports that two runs in a row exited 78 (EX_CONFIG), instead
     of waiting for launchd's restart loop to time out. One exit 78 is not enough, because OpenClaw also exits 78
     when a startup step times out on a starved host, and the next run starts normally.
+  - With O(state_dir), the claw's browser too (docs/browser.md) - the Chromium process of OpenClaw's managed profile
+    (C(--user-data-dir=<state_dir>/browser/openclaw/user-data), no C(--type=)) running as the claw's uid, and the RSS
+    of its process tree, read from C(ps). A process of another uid naming that directory is not the claw's browser.
   - Never changes anything.
 author:
   - Mirascope platform team (@mirascope)
@@ -62,6 +65,9 @@ options:
     description: Fail when the gateway is not healthy after O(wait_timeout).
     type: bool
     default: false
+  state_dir:
+    description: The claw's OpenClaw state dir; given, RV(chromium_pid) and RV(browser) report its browser.
+    type: path
 """
 
 EXAMPLES = r"""
@@ -131,6 +137,17 @@ version:
   description: OpenClaw version the gateway reported, when healthy.
   returned: always
   type: str
+chromium_pid:
+  description: PID of the claw's browser (the design's C(chromiumPid)), or null when it does not run or O(state_dir) is not given.
+  returned: always
+  type: int
+browser:
+  description:
+    - The claw's browser - running (bool), chromium_pid, started_at (UNIX seconds, null from C(ps)), rss_bytes and processes
+      (its process tree of the claw's uid), other_browsers (browser processes of the claw's uid on another profile).
+      Null without O(state_dir).
+  returned: always
+  type: dict
 waited:
   description: Seconds spent waiting.
   returned: always
@@ -142,7 +159,7 @@ import socket
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.mirascope.clawfarm.plugins.module_utils import _claw
+from ansible_collections.mirascope.clawfarm.plugins.module_utils import _browser, _claw
 from ansible_collections.mirascope.clawfarm.plugins.module_utils import _gateway_probe as probe
 from ansible_collections.mirascope.clawfarm.plugins.module_utils import _launchd as ld
 from ansible_collections.mirascope.clawfarm.plugins.module_utils._command import CommandRunner
@@ -189,7 +206,17 @@ def snapshot(runner: CommandRunner, p: dict, tools: dict) -> dict:
             status["version"] = outcome["version"]
     if status["health"] != "ok" and status["last_exit_code"] == ld.EXIT_CONFIG and not listening:
         status["health"] = "config error (exit 78)"
+    status["browser"] = browser(runner, tools["ps"], uid, p.get("state_dir"))
+    status["chromium_pid"] = (status["browser"] or {}).get("chromium_pid")
     return status
+
+
+def browser(runner: CommandRunner, ps: str, uid, state_dir):
+    """The claw's browser from ``ps`` (None without a state dir or a user)."""
+    if not state_dir or uid is None:
+        return None
+    result = runner.run([ps, "-axww", "-o", "pid=,ppid=,uid=,rss=,command="])
+    return _browser.browser_status(_browser.ps_processes(result.stdout), uid, _claw.browser_user_data_dir(state_dir.rstrip("/")))
 
 
 def main():
@@ -201,6 +228,7 @@ def main():
             env_file=dict(type="path", required=True),
             wait_timeout=dict(type="int", default=0),
             fail_unhealthy=dict(type="bool", default=False),
+            state_dir=dict(type="path"),
         ),
         supports_check_mode=True,
     )

@@ -89,7 +89,9 @@ claws:
   description:
     - One record per claw - claw_id, label, port, pid, launchd_state, runs, last_exit_code, rss_bytes, cpu_percent,
       uptime_s, listening, health (ok, auth failed, starting, failed, not running, config error (exit 78),
-      foreign listener), health_error (why it is not ok, e.g. which process holds the port), handshake_ms, version.
+      foreign listener), health_error (why it is not ok, e.g. which process holds the port), handshake_ms, version,
+      browser (the claw's browser, docs/browser.md - running, chromium_pid, started_at, rss_bytes and processes of its
+      process tree of the claw's uid, other_browsers; the gateway's rss_bytes includes it, being its parent).
   returned: always
   type: list
   elements: dict
@@ -102,7 +104,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ..module_utils import _claw
+from ..module_utils import _browser, _claw
 from ..module_utils import _gateway_probe as probe
 from ..module_utils import _health as health
 from ..module_utils import _launchd as ld
@@ -112,7 +114,7 @@ HEALTH_WORDS = {probe.HEALTHY: "ok", probe.AUTH_FAILED: "auth failed", probe.STA
                 probe.FOREIGN: "foreign listener"}
 
 
-def claw_record(runner, psutil, port: int, claw_id: str, p: dict, tools: dict) -> dict:
+def claw_record(runner, psutil, port: int, claw_id: str, p: dict, tools: dict, processes=()) -> dict:
     """One claw's health record; the token goes only to the process the claw's launchd job runs."""
     ident = _claw.claw_identity(claw_id, p["label_prefix"], p["users_dir"])
     result = runner.run(ld.cmd_print(ld.service_target("system", ident["label"])))
@@ -150,6 +152,12 @@ def claw_record(runner, psutil, port: int, claw_id: str, p: dict, tools: dict) -
             record["health_error"] = record["health_error"] or f"no {_claw.TOKEN_VAR} in {env_file}"
     elif record["last_exit_code"] == ld.EXIT_CONFIG:
         record["health"] = "config error (exit 78)"
+    try:
+        claw_uid = pwd.getpwnam(ident["user"]).pw_uid
+    except KeyError:
+        claw_uid = None
+    record["browser"] = (None if claw_uid is None else
+                         _browser.browser_status(processes, claw_uid, _claw.browser_user_data_dir(ident["state_dir"])))
     return record
 
 
@@ -175,7 +183,9 @@ def main():
     mini = health.mini_sample(psutil, p["cpu_interval"])
     tools = {"lsof": module.get_bin_path("lsof", required=True, opt_dirs=["/usr/sbin"]),
              "ps": module.get_bin_path("ps", required=True, opt_dirs=["/bin"])}
-    claws = [claw_record(runner, psutil, port, claw_id, p, tools) for port, claw_id in health.claws_from_claims(_claw.read_port_claims(p["claim_dir"]))]
+    processes = _browser.psutil_processes(psutil)  # one look at the Mini's processes for every claw's browser
+    claws = [claw_record(runner, psutil, port, claw_id, p, tools, processes)
+             for port, claw_id in health.claws_from_claims(_claw.read_port_claims(p["claim_dir"]))]
     connector = None
     if p["connector_label"]:
         result = runner.run(ld.cmd_print(ld.service_target("system", p["connector_label"])))
