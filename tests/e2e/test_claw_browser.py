@@ -97,7 +97,7 @@ def test_two_claws_drive_their_browsers_at_once(claws):
         return opened, tabs, shot
 
     with ThreadPoolExecutor(2) as pool:
-        results = dict(zip((A, B), pool.map(drive, (A, B))))
+        results = dict(zip((A, B), pool.map(drive, (A, B)), strict=True))
     for claw, (opened, tabs, shot) in results.items():
         assert opened["url"] == url[claw] and opened["resolvedProfile"] == "openclaw"
         assert [t["title"] for t in tabs if t["url"] == url[claw]] == [TITLE], tabs
