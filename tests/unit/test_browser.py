@@ -85,3 +85,22 @@ def test_ps_output_is_parsed():
 def test_restarts_in_a_window():
     assert _browser.recent_starts({100, 200, 900, 1000}, now=1000, window=300) == [900, 1000]
     assert _browser.recent_starts(set(), now=1000, window=300) == []
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("Default/Cookies", False), ("Default/Login Data", False), ("Default/Local Storage/leveldb/000003.log", False),
+    ("Default/IndexedDB/https_example.com_0.indexeddb.leveldb/CURRENT", False), ("Default/Preferences", False),
+    ("Local State", False), ("Default/Cache/Cache_Data/index", True), ("Default/Code Cache/js/index", True),
+    ("Default/DawnWebGPUCache/data_0", True), ("GPUPersistentCache/index", True), ("Safe Browsing/x", True),
+    ("component_crx_cache/metadata.json", True), ("SingletonLock", True), ("Default/Service Worker/CacheStorage/a", True),
+])
+def test_backups_keep_the_browsers_logins_and_leave_its_caches(path, expected):
+    """The one exclude list (the claw role's claw_backup_excludes) on the managed profile's user data dir."""
+    from pathlib import Path
+
+    import yaml
+    from ansible_collections.mirascope.clawfarm.plugins.module_utils import _r2
+
+    defaults = yaml.safe_load((Path(__file__).resolve().parents[2] / "roles/claw/defaults/main.yml").read_text())
+    full = f".openclaw/browser/openclaw/user-data/{path}"
+    assert _r2.excluded(full, defaults["claw_backup_excludes"]) is expected
