@@ -12,6 +12,7 @@ The design's monitoring table as rules (thresholds configurable):
 | disk_high | mini | a volume > 85 % full | 0 | warning |
 | tunnel_disconnected | mini | the cloudflared job is not running | 0 | critical |
 | backup_failed | claw | no successful backup for > 24 h | 0 | warning |
+| browser_crash_loop | claw | the claw's browser started more than 4 times in 30 min (it keeps crashing) | 0 | warning |
 
 An alert fires once when its condition has held for the rule's duration and resolves once when it stops holding;
 nothing is sent for the samples in between, nor for a condition that clears before its duration (a flap).
@@ -44,6 +45,28 @@ class Rule:
     check: object
 
 
+def browser_crash_loop(max_starts: int = 4, window_seconds: float = 1800, clock=time.time):
+    """A rule check: the claw's browser (mini_health's ``browser``) started more than ``max_starts`` times in the window.
+
+    OpenClaw starts a claw's browser at its first use and again at the next use after it died, so a browser that keeps
+    crashing shows a new ``started_at`` in sample after sample; the distinct start times seen (remembered per claw,
+    counted by the collection's ``_browser.recent_starts``) are its (re)starts. A claw without browser data is skipped.
+    """
+    from .validation import browser as _browser
+
+    seen: dict[str, set] = {}
+
+    def check(c):
+        started = c["browser"]["started_at"] if c.get("browser") else None
+        starts = seen.setdefault(c["claw_id"], set())
+        if started:
+            starts.add(started)
+        recent = _browser.recent_starts(starts, clock(), window_seconds)
+        starts.intersection_update(recent)
+        return len(recent) > max_starts, len(recent)
+    return check
+
+
 def default_rules(cpu_percent: float = 80, memory_percent: float = 90, disk_percent: float = 85, heartbeat_seconds: float = 180,
                   cpu_for_seconds: float = 300, backup_max_age_seconds: float = 24 * 3600) -> list[Rule]:
     """The design's monitoring table (see the module docstring); every threshold is a parameter."""
@@ -65,6 +88,7 @@ def default_rules(cpu_percent: float = 80, memory_percent: float = 90, disk_perc
         Rule("backup_failed", "claw", "warning", "no successful backup for over 24 h", 0,
              lambda c: (c.get("last_backup_age_s") is not None and c["last_backup_age_s"] > backup_max_age_seconds,
                         c.get("last_backup_age_s"))),
+        Rule("browser_crash_loop", "claw", "warning", "browser keeps crashing (more than 4 starts in 30 min)", 0, browser_crash_loop()),
     ]
 
 

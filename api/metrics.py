@@ -55,6 +55,11 @@ def fleet_gauges(svc):
     up = GaugeMetricFamily("clawfarm_claw_up", "1 when the claw's gateway answered its health handshake", labels=["mini", "claw_id"])
     rss = GaugeMetricFamily("clawfarm_claw_resident_memory_bytes", "RSS of the gateway's process tree", labels=["mini", "claw_id"])
     runs = GaugeMetricFamily("clawfarm_claw_launchd_runs", "How often launchd started the gateway (restarts + 1)", labels=["mini", "claw_id"])
+    browser_up = GaugeMetricFamily("clawfarm_claw_browser_running", "1 when the claw's browser (Chromium) runs", labels=["mini", "claw_id"])
+    browser_rss = GaugeMetricFamily("clawfarm_claw_browser_resident_memory_bytes", "RSS of the claw's browser process tree",
+                                    labels=["mini", "claw_id"])
+    browser_start = GaugeMetricFamily("clawfarm_claw_browser_start_timestamp_seconds",
+                                      "UNIX time the claw's browser started (a new value at each start)", labels=["mini", "claw_id"])
     backup = GaugeMetricFamily("clawfarm_claw_last_backup_timestamp_seconds", "UNIX time of the last successful backup",
                                labels=["mini", "claw_id"])
     provisioned = GaugeMetricFamily("clawfarm_claw_provisioned_timestamp_seconds",
@@ -81,11 +86,18 @@ def fleet_gauges(svc):
                 rss.add_metric(labels, row.data["rss_bytes"])
             if row.data.get("runs") is not None:
                 runs.add_metric(labels, row.data["runs"])
+            browser = row.data.get("browser")
+            if browser:
+                browser_up.add_metric(labels, 1.0 if browser.get("running") else 0.0)
+                browser_rss.add_metric(labels, browser.get("rss_bytes") or 0)
+                if browser.get("started_at"):
+                    browser_start.add_metric(labels, browser["started_at"])
             stamp = ((records[row.claw_id].record or {}).get("last_backup") or {}).get("finished_at")
             if stamp:
                 backup.add_metric(labels, datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp())
             made = (records[row.claw_id].record or {}).get("provisioned_at")
             if made:
                 provisioned.add_metric(labels, datetime.strptime(made, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp())
-    return (cpu, mem_used, mem_total, disk_used, disk_total, sample_ts, up, rss, runs, backup, provisioned)
+    return (cpu, mem_used, mem_total, disk_used, disk_total, sample_ts, up, rss, runs, backup, provisioned, browser_up, browser_rss,
+            browser_start)
 

@@ -22,6 +22,7 @@ claw = importlib.import_module("ansible_collections.mirascope.clawfarm.plugins.m
 ClawInputError = claw.ClawInputError
 mini = importlib.import_module("ansible_collections.mirascope.clawfarm.plugins.module_utils._mini")
 MiniInputError = mini.MiniInputError
+browser = importlib.import_module("ansible_collections.mirascope.clawfarm.plugins.module_utils._browser")
 
 
 def check_env(env: dict) -> dict:

@@ -104,3 +104,4 @@ def test_backups_keep_the_browsers_logins_and_leave_its_caches(path, expected):
     defaults = yaml.safe_load((Path(__file__).resolve().parents[2] / "roles/claw/defaults/main.yml").read_text())
     full = f".openclaw/browser/openclaw/user-data/{path}"
     assert _r2.excluded(full, defaults["claw_backup_excludes"]) is expected
+
