@@ -144,3 +144,12 @@ def test_health_counts_each_claws_browser_memory_and_stop_ends_it(claws):
     claws.sh(f"for i in $(seq 50); do ps -u {USER[A]} -o args= ww | grep -qF -- {shlex.quote(profile)} || exit 0; sleep 0.2; done; exit 1")
     assert status(claws, A)["browser"] == "not running"
     assert status(claws, B)["browser"].startswith("running")
+
+
+def test_the_browser_ends_with_its_gateway(claws):
+    profile = f"--user-data-dir={home(B)}/.openclaw/browser/openclaw/user-data"
+    assert profile in claws.sh(f"ps -u {USER[B]} -o args= ww").stdout
+    claws.playbook("stop", "-e", f"claw_id={B}", check=True)
+    assert profile not in claws.sh(f"ps -u {USER[B]} -o args= ww", check=False).stdout
+    claws.playbook("start", "-e", f"claw_id={B}", check=True)
+    assert status(claws, B)["browser"] == "not running"  # lazily started again at the next use
