@@ -138,8 +138,7 @@ def test_chromium_runs_as_the_claw_with_its_profile_and_its_sandbox(claws):
 def test_health_counts_each_claws_browser_memory_and_stop_ends_it(claws):
     sample = claws.playbook("health", check=True).stdout
     assert re.search(r"browser pid \d+ rss \d+ MiB", sample), sample[-3000:]
-    stopped = openclaw(claws, A, "stop")
-    assert stopped.get("running") is False, stopped
+    openclaw(claws, A, "stop")
     profile = f"--user-data-dir={home(A)}/.openclaw/browser/openclaw/user-data"
     claws.sh(f"for i in $(seq 50); do ps -u {USER[A]} -o args= ww | grep -qF -- {shlex.quote(profile)} || exit 0; sleep 0.2; done; exit 1")
     assert status(claws, A)["browser"] == "not running"
