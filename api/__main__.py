@@ -12,6 +12,9 @@ import uvicorn
 
 from .app import create_app
 
+# uvicorn's options of the service (bench/api_load.py serves its bare baseline app with the same ones).
+UVICORN_OPTIONS = {"loop": "auto", "http": "auto", "timeout_graceful_shutdown": 30}
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m api", description=__doc__.splitlines()[0])
@@ -20,7 +23,7 @@ def main() -> None:
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=30)
+    uvicorn.run(create_app(), host=args.host, port=args.port, log_level=args.log_level, **UVICORN_OPTIONS)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ and a ``callback_url`` must name an allowed host with public addresses only (:mo
 """
 
 import asyncio
+import gc
 import logging
 from contextlib import asynccontextmanager
 
@@ -30,6 +31,7 @@ from .jobs import JobEngine, playbook_available  # noqa: F401 - re-exported
 from .metrics import make_registry
 from .middleware import BodyLimit
 from .monitor import Monitor
+from .pollcache import CachedPolls, PollCache
 from .routes import claws, imports, jobs, minis, service, webhooks
 from .services import Service
 
@@ -62,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_app):
         engine.start()
         monitor.start()
+        gc.freeze()  # what start-up made lives as long as the process: full collections no longer walk it (request tails)
         yield
         monitor.shutdown()
         await asyncio.to_thread(engine.shutdown)
@@ -69,9 +72,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="clawfarm API", version="0.2.0", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None,
                   description="Runs the clawfarm playbooks as durable jobs for the web backend.")
     app.state.engine, app.state.settings, app.state.Session = engine, settings, Session
-    app.state.service = Service(settings=settings, Session=Session, engine=engine, inventory=inventory, monitor=monitor)
+    app.state.service = Service(settings=settings, Session=Session, engine=engine, inventory=inventory, monitor=monitor,
+                                polls=PollCache(Session, settings.poll_cache_seconds))
     app.state.registry = make_registry(app.state.service)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(CachedPolls, service=app.state.service)  # outermost: a kept poll answer skips the rest
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError):

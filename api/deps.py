@@ -21,25 +21,33 @@ IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", description="Sam
 bearer = HTTPBearer(auto_error=False)
 
 
-def get_service(request: Request) -> Service:
-    """The app's :class:`~api.services.Service`."""
+async def get_service(request: Request) -> Service:
+    """The app's :class:`~api.services.Service` (``async``: no worker thread per request for it)."""
     return request.app.state.service
 
 
 Svc = Annotated[Service, Depends(get_service)]
 
 
-def authorize(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+async def authorize(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
     """401 unless the bearer token is one of ``settings.tokens`` (constant time per token; every token is
-    compared); the matching token is kept in ``request.state.api_token`` (it scopes Idempotency-Keys)."""
-    supplied = credentials.credentials.encode() if credentials else b""
-    match = None
-    for token in request.app.state.settings.tokens:
-        if hmac.compare_digest(supplied, token.encode()):
-            match = token
+    compared); the matching token is kept in ``request.state.api_token`` (it scopes Idempotency-Keys). ``async``
+    (it never blocks): FastAPI runs a plain ``def`` dependency in a worker thread, a hop per request."""
+    match = token_of(request.app.state.settings.tokens, credentials.credentials if credentials else "")
     if not credentials or match is None:
         raise HTTPException(401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
     request.state.api_token = match
+
+
+def token_of(tokens: list[str], supplied: str) -> str | None:
+    """The configured token equal to ``supplied``, or None: every token is compared, each in constant time (the one
+    token check of the service: :func:`authorize` and :class:`api.pollcache.CachedPolls`)."""
+    supplied_bytes = supplied.encode()
+    match = None
+    for token in tokens:
+        if hmac.compare_digest(supplied_bytes, token.encode()):
+            match = token
+    return match
 
 
 auth = [Depends(authorize)]

@@ -260,7 +260,8 @@ class JobEngine:
         now = utcnow()
         with self.Session() as s:
             s.execute(update(Replica).where(Replica.id == self.replica).values(heartbeat_at=now))
-            s.execute(update(Job).where(Job.owner == self.replica, Job.state == "running").values(lease_until=now + self.lease))
+            s.execute(update(Job).where(Job.owner == self.replica, Job.state == "running").values(lease_until=now + self.lease)
+                      .execution_options(poll_cache="unchanged"))  # no answer shows a lease: kept poll answers stay
             canceled = set(s.scalars(select(Job.id).where(Job.owner == self.replica, Job.state == "running", Job.cancel_requested == 1)))
             if s.get(Replica, self.replica) is None:  # reaped as dead while paused: come back
                 s.add(Replica(id=self.replica, started_at=now, heartbeat_at=now))

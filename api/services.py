@@ -5,8 +5,9 @@ One :class:`Service` per app (``app.state.service``); routes get it through :fun
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse
@@ -17,7 +18,8 @@ from .config import Settings
 from .db import Claw, Job, Mini, MiniSetting, utcnow
 from .inventory import Inventory, place
 from .jobs import IdempotencyConflict, JobEngine, playbook_available  # noqa: F401 - playbook_available: the routes' hook
-from .monitor import Monitor
+from .monitor import Monitor, Sample
+from .pollcache import PollCache
 
 
 @dataclass
@@ -29,9 +31,45 @@ class Service:
     engine: JobEngine
     inventory: Inventory
     monitor: Monitor
+    polls: PollCache | None = None
 
     def job_out(self, job: Job) -> dict:
         return job.to_dict()
+
+    def job_snapshot(self, job_id: str) -> dict | None:
+        """The answer of ``GET /v1/jobs/{id}`` (None: no such job); nothing in it depends on the time of asking."""
+        with self.Session() as s:
+            job = s.get(Job, job_id)
+            return self.job_out(job) if job is not None else None
+
+    def claw_snapshot(self, claw_id: str) -> dict | None:
+        """What ``GET /v1/claws/{id}`` is built from (None: a claw the service does not know): the claw's record, its
+        newest job and newest health sample, as plain data; :meth:`claw_answer` adds the ages."""
+        with self.Session() as s:
+            claw = s.get(Claw, claw_id)
+            last = s.scalars(select(Job).where(Job.claw_id == claw_id).order_by(Job.created_at.desc()).limit(1)).first()
+            if claw is None and last is None:
+                return None
+            updated = claw.updated_at.replace(tzinfo=claw.updated_at.tzinfo or UTC) if claw else None
+            sample = None
+            if claw is not None and claw.present:
+                row = s.scalars(select(Sample).where(Sample.claw_id == claw_id).order_by(Sample.sampled_at.desc()).limit(1)).first()
+                sample = {"sampled_at": row.sampled_at, "mini": row.mini, "data": row.data} if row is not None else None
+            return {"claw_id": claw_id, "present": bool(claw and claw.present), "mini": claw.mini if claw else None,
+                    "record": claw.record if claw else {}, "updated": updated, "last_job": self.job_out(last) if last else None,
+                    "sample": sample}
+
+    @staticmethod
+    def claw_answer(snap: dict, refresh_job: str | None = None) -> dict:
+        """The answer of ``GET /v1/claws/{id}`` from :meth:`claw_snapshot`, ages as of now."""
+        updated, sample = snap["updated"], snap["sample"]
+        health = None
+        if sample is not None:
+            health = {"sampled_at": sample["sampled_at"], "age_s": round(time.time() - sample["sampled_at"], 1), "mini": sample["mini"], **sample["data"]}
+        return {"claw_id": snap["claw_id"], "present": snap["present"], "mini": snap["mini"], "record": snap["record"],
+                "updated_at": updated.isoformat() if updated else None,
+                "age_seconds": round((datetime.now(UTC) - updated).total_seconds(), 1) if updated else None,
+                "last_job": snap["last_job"], "health": health, "refresh_job": refresh_job}
 
     def known_mini(self, name: str, placing: bool = False, field: str = "mini") -> None:
         """422 for a Mini the inventory does not have; with ``placing`` (a new claw or a migration's target goes

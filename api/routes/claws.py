@@ -3,15 +3,15 @@ restore, migrate). Each state change queues a job (``playbooks/<kind>.yml``) thr
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import HttpUrl
 from sqlalchemy import select
 
 from .. import services
-from ..db import TERMINAL, Claw, Job
+from ..db import TERMINAL, Claw
 from ..deps import ClawId, IdemKey, Svc, auth, idem
 from ..jobs import IdempotencyConflict
 from ..schemas import CALLBACK_DOC, MINI_PATTERN, UUID_PATTERN, ActionRequest, ClawOut, ClawPage, ConfigureRequest, JobOut, ProvisionRequest
@@ -89,29 +89,21 @@ def list_claws(svc: Svc, mini: Annotated[str | None, Query(pattern=MINI_PATTERN,
 async def claw_status(svc: Svc, claw_id: ClawId,
                       refresh: Annotated[bool, Query(description="Run the status playbook first (waits up to 20 s; "
                                                                  "then answers with the cached record and refresh_job)")] = False):
-    """What the service knows about a claw, with its age; ``refresh=true`` runs ``playbooks/status.yml`` first."""
+    """What the service knows about a claw, with its age; ``refresh=true`` runs ``playbooks/status.yml`` first.
+    The answer is built from a snapshot every commit of this replica renews (:mod:`api.pollcache`)."""
     refresh_job = None
     if refresh:
-        job, _ = svc.engine.submit("status", claw_id, svc.claw_mini(claw_id, None), {})
+        job, _ = await asyncio.to_thread(svc.engine.submit, "status", claw_id, svc.claw_mini(claw_id, None), {})
         refresh_job = job.id
         for _ in range(40):
-            with svc.Session() as s:
-                if s.get(Job, job.id).state in TERMINAL:
-                    refresh_job = None
-                    break
+            if (await svc.polls.get(("job", job.id), lambda: svc.job_snapshot(job.id)))["state"] in TERMINAL:
+                refresh_job = None
+                break
             await asyncio.sleep(0.5)
-    with svc.Session() as s:
-        claw = s.get(Claw, claw_id)
-        last = s.scalars(select(Job).where(Job.claw_id == claw_id).order_by(Job.created_at.desc()).limit(1)).first()
-        if claw is None and last is None:
-            raise HTTPException(404, f"claw {claw_id} is not known to the service")
-        updated = claw.updated_at.replace(tzinfo=claw.updated_at.tzinfo or UTC) if claw else None
-        return {"claw_id": claw_id, "present": bool(claw and claw.present), "mini": claw.mini if claw else None,
-                "record": claw.record if claw else {}, "updated_at": updated.isoformat() if updated else None,
-                "age_seconds": round((datetime.now(UTC) - updated).total_seconds(), 1) if updated else None,
-                "last_job": svc.job_out(last) if last else None,
-                "health": svc.monitor.claw_health(claw.mini if claw else None, claw_id) if claw and claw.present else None,
-                "refresh_job": refresh_job}
+    snap = await svc.polls.get(("claw", claw_id), lambda: svc.claw_snapshot(claw_id))
+    if snap is None:
+        raise HTTPException(404, f"claw {claw_id} is not known to the service")
+    return JSONResponse(svc.claw_answer(snap, refresh_job))
 
 def action(kind: str):
     def route(svc: Svc, claw_id: ClawId, request: Request, body: ActionRequest | None = None, idempotency_key: IdemKey = None):

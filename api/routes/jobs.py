@@ -17,12 +17,12 @@ router = APIRouter()
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobOut, dependencies=auth, tags=["jobs"])
-def get_job(svc: Svc, job_id: JobId):
-    with svc.Session() as s:
-        job = s.get(Job, job_id)
-        if job is None:
-            raise HTTPException(404, "no such job")
-        return svc.job_out(job)
+async def get_job(svc: Svc, job_id: JobId):
+    """A job (its answer is a snapshot every commit of this replica renews: :mod:`api.pollcache`)."""
+    job = await svc.polls.get(("job", job_id), lambda: svc.job_snapshot(job_id))
+    if job is None:
+        raise HTTPException(404, "no such job")
+    return JSONResponse(job)
 
 @router.get("/v1/jobs/{job_id}/events", dependencies=auth, tags=["jobs"],
          responses={200: {"content": {"application/json": {}, "text/event-stream": {}}}})

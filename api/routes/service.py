@@ -11,8 +11,8 @@ router = APIRouter(tags=["service"])
 
 
 @router.get("/healthz")
-def healthz() -> dict:
-    """Liveness; no auth."""
+async def healthz() -> dict:
+    """Liveness; no auth (``async``: answered on the event loop, no worker thread)."""
     return {"ok": True}
 
 
