@@ -43,8 +43,9 @@ class Settings:
     - ``max_body_bytes``: larger request bodies get 413, counted as the bytes arrive (chunked bodies too)
       (``CLAWFARM_API_MAX_BODY_BYTES``, default 65536).
     - ``poll_cache_seconds``: how long an answer of ``GET /v1/claws/{id}`` or ``GET /v1/jobs/{id}`` may be reused
-      when nothing changed in this replica (:mod:`api.pollcache`; every commit of this replica drops them at once,
-      so the bound matters only for what other replicas write) (``CLAWFARM_API_POLL_CACHE_SECONDS``, default 1; 0 = off).
+      when nothing changed in this replica (:mod:`api.pollcache`; a commit of this replica drops the answers it
+      changes at once, so the bound matters only for what other replicas write) (``CLAWFARM_API_POLL_CACHE_SECONDS``;
+      default 1 on PostgreSQL, 30 on SQLite, whose single replica writes everything itself; 0 = off).
     - ``job_timeout``: seconds before a playbook is killed (``CLAWFARM_API_JOB_TIMEOUT``, default 3600).
     - ``health_interval``: seconds between fleet health samples (``CLAWFARM_API_HEALTH_INTERVAL``, default 60; 0 = off).
     - ``backup_schedule``: ``HH:MM`` Mini-local, ``every:<seconds>`` or ``off`` (``CLAWFARM_API_BACKUP_SCHEDULE``, default 02:00).
@@ -71,7 +72,7 @@ class Settings:
     health_interval: float = 60
     backup_schedule: str = "02:00"
     discord_webhook_url: str | None = None
-    poll_cache_seconds: float = 1.0
+    poll_cache_seconds: float | None = None
     alert_thresholds: dict = field(default_factory=dict)
     webhook_delays: list[float] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
 
@@ -102,7 +103,7 @@ class EnvSettings(BaseSettings):
     openapi: str = "off"
     max_body_bytes: int = Field(65536, ge=1)
     job_timeout: int = Field(3600, ge=1)
-    poll_cache_seconds: float = Field(1.0, ge=0, le=60)
+    poll_cache_seconds: float | None = Field(None, ge=0, le=300)
     health_interval: float = Field(60, ge=0)
     backup_schedule: str = "02:00"
     discord_webhook_url: str | None = None

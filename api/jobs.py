@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import importlib
 import json
 import logging
 import os
@@ -218,6 +219,8 @@ class JobEngine:
         for leftover in self.settings.run_dir.iterdir():  # run dirs of a killed process: may hold secrets
             if not (leftover.name.startswith("job-") and leftover.name[4:12] in live):
                 shutil.rmtree(leftover, ignore_errors=True)
+        # ansible-runner is imported by the first job's thread otherwise: its POST would wait for that too.
+        threading.Thread(target=importlib.import_module, args=("ansible_runner",), name="import-ansible-runner", daemon=True).start()
         self.dispatcher = threading.Thread(target=self._dispatch_loop, name="job-dispatcher", daemon=True)
         self.dispatcher.start()
         self.keeper = threading.Thread(target=self._keep_loop, name="job-leases", daemon=True)

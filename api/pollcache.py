@@ -11,7 +11,8 @@ the store changes:
   (a generation counter), so this replica never answers with data older than its own last write. Commits that
   touch none of them (a job's playbook events, leases, webhook deliveries) keep every snapshot;
 - what *another* replica writes to a shared PostgreSQL store is seen after at most ``ttl`` seconds
-  (``CLAWFARM_API_POLL_CACHE_SECONDS``, default 1; 0 turns the cache off).
+  (``CLAWFARM_API_POLL_CACHE_SECONDS``, default 1 on PostgreSQL; 30 on SQLite, where the one replica makes every
+  write itself; 0 turns the cache off).
 
 Loads run in a worker thread (the event loop never waits on the database) and concurrent misses of one key share
 one load. Time-dependent fields (ages) are computed from the snapshot at every answer, never cached.
@@ -33,6 +34,7 @@ from typing import Any
 
 from sqlalchemy import event
 
+DEFAULT_TTL = {"postgresql": 1.0, "sqlite": 30.0}
 ALL = object()  # "drop every snapshot"
 MISSING = object()
 TABLES = ("jobs", "claws", "samples")  # what the cached answers are built from
@@ -41,7 +43,10 @@ TABLES = ("jobs", "claws", "samples")  # what the cached answers are built from
 class PollCache:
     """Snapshots by key, dropped on every commit of ``sessionmaker`` and after ``ttl`` seconds; see the module docstring."""
 
-    def __init__(self, sessionmaker, ttl: float = 1.0):
+    def __init__(self, sessionmaker, ttl: float | None = None):
+        """``ttl`` None: :data:`DEFAULT_TTL` of the store's dialect."""
+        if ttl is None:
+            ttl = DEFAULT_TTL.get(sessionmaker.kw["bind"].dialect.name, 1.0)
         self.ttl = float(ttl)
         self.entries: dict[Any, tuple[float, Any]] = {}
         self.inflight: dict[Any, asyncio.Future] = {}
@@ -143,7 +148,7 @@ class PollCache:
             self.inflight.pop(key, None)
         with self._lock:
             if generation == self.generation:
-                self.entries[key] = (started + self.ttl, started + self.ttl * random.uniform(0.5, 0.8), value, load)
+                self.entries[key] = (started + self.ttl, started + self.ttl * random.uniform(0.7, 0.9), value, load)
         future.set_result(value)
 
 
