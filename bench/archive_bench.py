@@ -1,15 +1,21 @@
 #!/usr/bin/env python3
-"""Benchmark: the design's backup (tar czf to /tmp, then upload the file) against r2_archive (tar | zstd streamed
-into a multipart upload), and the same for restore, on the same claw home, in one run, against a moto S3 server
-on loopback. Prints wall time, throughput, peak RSS and extra disk for each, and the ratios (design / r2_archive);
-then r2_archive with client-side encryption (issue 17) against r2_archive without, side by side: throughput and peak
-RSS of each, and the throughput cost of encryption (the issue allows at most 15 % at 1 GiB).
+"""Benchmark (issue 19, issue 17): the design's backup (``tar czf`` to /tmp, then upload the file) against r2_archive
+(tar | zstd streamed into a multipart upload), the design's restore (download, then ``tar xzf``) against r2_archive's
+streamed restore, and r2_archive with client-side encryption against r2_archive without, on the same claw homes, in
+one run, against a moto S3 server on loopback.  Every method runs in its own Python process (its peak RSS, children
+such as tar included, is its own); the methods of a size are interleaved round by round (the order alternates), and
+each figure is the median of the rounds.
 
-    .venv/bin/python bench/archive_bench.py [--size-mib 1024] [--workdir /var/tmp/clawfarm-bench]
+    .venv/bin/python bench/archive_bench.py [--quick] [--sizes 32,256,1024,4096] [--rounds 3] [--workdir DIR]
 
-The claw home is built once (cached in the work dir): text and JSON (session logs, memory), SQLite databases,
-already-compressed blobs (media, .gz), and many small files (workspace notes, node caches left out by excludes).
-Each method runs in its own Python process so peak RSS (self + children such as tar) is its own.
+``--quick`` (a few minutes): 32 and 256 MiB homes, 3 rounds.  The full run (the README's numbers): 32, 256 and
+1024 MiB with 3 rounds each, then 4096 MiB with ``--big-rounds`` rounds (default 1: the ratio is what counts, and a
+4 GiB round takes minutes on two shared cores).  Goals (issue 19): backup at least 2x faster than the design at the
+largest size up to 1 GiB, r2_archive's peak RSS at most 150 MiB at every size, restore at least 1.5x faster at every
+size; encryption costs at most 15 % throughput (issue 17).  ``rows(quick)`` returns the figures for bench/run_all.py.
+
+The claw homes are built once (cached in the work dir): text and JSON (session logs, memory), SQLite databases,
+already-compressed blobs (media, .gz), and many small files (workspace notes).
 Not a test: nothing here asserts on time.
 """
 from __future__ import annotations
@@ -22,6 +28,7 @@ import random
 import resource
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import time
@@ -102,53 +109,172 @@ def peak_rss_mib() -> float:
     return round(max(own, children) / 1024, 1)
 
 
+BUCKET = "claw-backup-bench"
+METHODS = ("design-backup", "r2-backup", "r2enc-backup", "design-restore", "r2-restore", "r2enc-restore")
+GOAL_BACKUP, GOAL_RSS, GOAL_RESTORE, GOAL_ENC_COST = 2.0, 150.0, 1.5, 0.15
+
+
 def run_method(args) -> dict:
-    """Child process: one method, one direction. Prints a JSON result line."""
+    """Child process: one method, one direction, timed from its first request to its last byte on disk or in the
+    bucket (the process start and imports are not timed).  Prints a JSON result line."""
     from ansible_collections.mirascope.clawfarm.plugins.module_utils import _r2
 
     client = _r2.make_s3_client(args.endpoint, "bench", "bench-secret", "auto")
-    bucket = "claw-backup-bench"
     home, work = Path(args.home), Path(args.workdir)
-    started = time.monotonic()
+    tmp = work / "tmp" / "claw.tar.gz"
+    tmp.parent.mkdir(exist_ok=True)
+    dest = work / ("restore-design" if args.method == "design-restore" else "restore-r2")
+    shutil.rmtree(dest, ignore_errors=True)
+    if args.method == "design-restore":
+        dest.mkdir()
     extra_disk = 0
+    started = time.monotonic()
     if args.method == "design-backup":
-        tmp = work / "tmp" / "claw.tar.gz"
-        tmp.parent.mkdir(exist_ok=True)
         subprocess.run(["tar", "czf", str(tmp), "-C", str(home), "."], check=True)
         extra_disk = tmp.stat().st_size
-        client.upload_file(str(tmp), bucket, "design/claw.tar.gz")
+        client.upload_file(str(tmp), BUCKET, "design/claw.tar.gz")
         size = extra_disk
         tmp.unlink()
     elif args.method in ("r2-backup", "r2enc-backup"):
         encryption = ("kbench", BENCH_KEY) if args.method == "r2enc-backup" else None
-        result = _r2.archive_and_verify(client, bucket, KEYS[args.method], str(home), "bench", "backup",
-                                        excludes=(), part_size=64 * MIB, encryption=encryption)
+        result = _r2.archive_and_verify(client, BUCKET, KEYS[args.method], str(home), "bench", "backup",
+                                        excludes=(), encryption=encryption)
         size = result["size"]
     elif args.method == "design-restore":
-        tmp = work / "tmp" / "claw.tar.gz"
-        client.download_file(bucket, "design/claw.tar.gz", str(tmp))
+        client.download_file(BUCKET, "design/claw.tar.gz", str(tmp))
         extra_disk = tmp.stat().st_size
-        dest = work / "restore-design"
-        shutil.rmtree(dest, ignore_errors=True)
-        dest.mkdir()
         subprocess.run(["tar", "xzf", str(tmp), "-C", str(dest)], check=True)
         size = extra_disk
-        tmp.unlink()
     else:  # r2-restore, r2enc-restore
-        dest = work / "restore-r2"
-        shutil.rmtree(dest, ignore_errors=True)
-        result = _r2.restore_archive(client, bucket, KEYS[args.method], str(dest), None, None, keys={"kbench": BENCH_KEY})
+        result = _r2.restore_archive(client, BUCKET, KEYS[args.method], str(dest), None, None, keys={"kbench": BENCH_KEY})
         size = result["size"]
     seconds = time.monotonic() - started
-    content = sum(f.stat().st_size for f in home.rglob("*") if f.is_file())
-    return {"method": args.method, "seconds": round(seconds, 2), "object_mib": round(size / MIB, 1),
-            "throughput_mib_s": round(content / MIB / seconds, 1), "peak_rss_mib": peak_rss_mib(),
-            "extra_disk_mib": round(extra_disk / MIB, 1)}
+    rss = peak_rss_mib()
+    tmp.unlink(missing_ok=True)
+    shutil.rmtree(dest, ignore_errors=True)
+    return {"method": args.method, "seconds": round(seconds, 3), "object_mib": round(size / MIB, 1),
+            "peak_rss_mib": rss, "extra_disk_mib": round(extra_disk / MIB, 1)}
+
+
+def content_bytes(home: Path) -> int:
+    return sum(f.stat().st_size for f in home.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def measure_size(server, work: Path, size_mib: int, rounds: int, log=print) -> dict:
+    """Every method on a ``size_mib`` home, ``rounds`` times interleaved; ``{method: median result}`` (throughput in
+    MiB/s of home content, peak RSS the largest of the rounds)."""
+    home = work / f"claw-home-{size_mib}"
+    log(f"building a {size_mib} MiB claw home in {home} (cached) ...")
+    build_home(home, size_mib)
+    content = content_bytes(home)
+    runs = {m: [] for m in METHODS}
+    for n in range(rounds):
+        for method in (METHODS if n % 2 == 0 else METHODS[2::-1] + METHODS[:2:-1]):  # alternate the order
+            out = subprocess.run([sys.executable, __file__, "--method", method, "--endpoint", server.endpoint_url,
+                                  "--home", str(home), "--workdir", str(work)], capture_output=True, text=True)
+            if out.returncode:
+                raise RuntimeError(f"{method} failed: {out.stderr[-2000:]}")
+            runs[method].append(json.loads(out.stdout.strip().splitlines()[-1]))
+        log(f"  {size_mib} MiB round {n + 1}/{rounds}: " + "  ".join(f"{m} {runs[m][-1]['seconds']:.2f}s" for m in METHODS))
+    results = {}
+    for method, rs in runs.items():
+        seconds = statistics.median(r["seconds"] for r in rs)
+        results[method] = {"method": method, "seconds": round(seconds, 3), "rounds": len(rs),
+                           "throughput_mib_s": round(content / MIB / seconds, 1), "object_mib": rs[-1]["object_mib"],
+                           "peak_rss_mib": max(r["peak_rss_mib"] for r in rs), "extra_disk_mib": rs[-1]["extra_disk_mib"]}
+    return results
+
+
+def measure(sizes, rounds: int, big_rounds: int, workdir: str, log=print) -> dict:
+    """``{size_mib: {method: result}}`` for every size (sizes above 1 GiB get ``big_rounds`` rounds)."""
+    from ansible_collections.mirascope.clawfarm.plugins.module_utils import _r2
+    from clawfarm_testlib import S3StandIn
+
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    server = S3StandIn("127.0.0.1", work)
+    server.start()
+    try:
+        _r2.ensure_bucket(server.client(), BUCKET, "auto")
+        return {size: measure_size(server, work, size, big_rounds if size > 1024 else rounds, log) for size in sizes}
+    finally:
+        server.stop()
+        for name in ("restore-design", "restore-r2", "tmp"):
+            shutil.rmtree(work / name, ignore_errors=True)
+
+
+def figure_rows(results: dict) -> list[dict]:
+    """The figures of issues 19 and 17 from :func:`measure`'s results."""
+    rows = []
+    sizes = sorted(results)
+    backup_size = max((s for s in sizes if s <= 1024), default=sizes[0])
+    d, r = results[backup_size]["design-backup"], results[backup_size]["r2-backup"]
+    ratio = d["seconds"] / r["seconds"]
+    rows.append({"figure": f"Backup vs the design's tar czf + upload, {backup_size} MiB home (archive_bench)",
+                 "now": f"{r['seconds']:.2f} s", "baseline": f"{d['seconds']:.2f} s", "ratio": round(ratio, 2),
+                 "goal": f"≥ {GOAL_BACKUP:g}×", "ok": ratio >= GOAL_BACKUP})
+    peak = max(results[s][m]["peak_rss_mib"] for s in sizes for m in ("r2-backup", "r2enc-backup"))
+    design_peak = max(results[s]["design-backup"]["peak_rss_mib"] for s in sizes)
+    rows.append({"figure": f"Backup peak RSS, largest over {', '.join(map(str, sizes))} MiB, encrypted or not",
+                 "now": f"{peak:.0f} MiB", "baseline": f"{design_peak:.0f} MiB", "ratio": round(peak / design_peak, 2),
+                 "goal": f"≤ {GOAL_RSS:.0f} MiB", "ok": peak <= GOAL_RSS})
+    for size in sizes:
+        d, r = results[size]["design-restore"], results[size]["r2-restore"]
+        ratio = d["seconds"] / r["seconds"]
+        rounds = r["rounds"]
+        rows.append({"figure": f"Restore vs the design's download + tar xzf, {size} MiB home"
+                               + (f" ({rounds} round{'s' if rounds > 1 else ''})" if rounds < 3 else ""),
+                     "now": f"{r['seconds']:.2f} s", "baseline": f"{d['seconds']:.2f} s", "ratio": round(ratio, 2),
+                     "goal": f"≥ {GOAL_RESTORE:g}×", "ok": ratio >= GOAL_RESTORE})
+    enc_size = backup_size
+    for kind in ("backup", "restore"):
+        plain, enc = results[enc_size][f"r2-{kind}"], results[enc_size][f"r2enc-{kind}"]
+        ratio = enc["throughput_mib_s"] / plain["throughput_mib_s"]
+        rows.append({"figure": f"Encrypted vs unencrypted {kind} throughput (peak RSS), {enc_size} MiB home",
+                     "now": f"{enc['throughput_mib_s']:.0f} MiB/s ({enc['peak_rss_mib']:.0f} MiB)",
+                     "baseline": f"{plain['throughput_mib_s']:.0f} MiB/s ({plain['peak_rss_mib']:.0f} MiB)",
+                     "ratio": round(ratio, 2), "goal": f"≥ {1 - GOAL_ENC_COST:.2f}× (cost ≤ {GOAL_ENC_COST:.0%})",
+                     "ok": ratio >= 1 - GOAL_ENC_COST})
+    return rows
+
+
+QUICK_SIZES, FULL_SIZES = (32, 256), (32, 256, 1024, 4096)
+
+
+def rows(quick: bool) -> list[dict]:
+    """The figures for bench/run_all.py: ``--quick`` sizes and rounds, or the full run."""
+    results = measure(QUICK_SIZES if quick else FULL_SIZES, 3, 1, "/var/tmp/clawfarm-bench", log=lambda *a: None)
+    return figure_rows(results)
+
+
+def print_results(results: dict) -> None:
+    print(f"\n{'size MiB':>8} {'method':15} {'rounds':>6} {'seconds':>8} {'MiB/s':>7} {'object MiB':>10} {'peak RSS MiB':>12} {'extra disk MiB':>14}")
+    for size, per in results.items():
+        for r in per.values():
+            print(f"{size:>8} {r['method']:15} {r['rounds']:>6} {r['seconds']:>8.2f} {r['throughput_mib_s']:>7} {r['object_mib']:>10} "
+                  f"{r['peak_rss_mib']:>12} {r['extra_disk_mib']:>14}")
+    print("\nencryption (r2_archive encrypted vs unencrypted, same home):")
+    print(f"{'size MiB':>8} {'':8} {'MiB/s plain':>12} {'MiB/s enc':>10} {'cost':>7} {'RSS MiB plain':>14} {'RSS MiB enc':>12}")
+    for size, per in results.items():
+        for kind in ("backup", "restore"):
+            plain, enc = per[f"r2-{kind}"], per[f"r2enc-{kind}"]
+            cost = 1 - enc["throughput_mib_s"] / plain["throughput_mib_s"]
+            print(f"{size:>8} {kind:8} {plain['throughput_mib_s']:>12} {enc['throughput_mib_s']:>10} {cost:>7.1%} "
+                  f"{plain['peak_rss_mib']:>14} {enc['peak_rss_mib']:>12}")
+    print()
+    print(f"{'figure':78} {'now':>22} {'baseline':>22} {'ratio':>6} {'goal':>22}")
+    for row in figure_rows(results):
+        print(f"{row['figure']:78} {row['now']:>22} {row['baseline']:>22} {row['ratio']:>5}× {row['goal']:>22} "
+              f"{'ok' if row['ok'] else 'MISSED'}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--quick", action="store_true", help=f"sizes {QUICK_SIZES} MiB, 3 rounds (a few minutes)")
+    parser.add_argument("--sizes", help=f"comma-separated home sizes in MiB (default {FULL_SIZES})")
+    parser.add_argument("--size-mib", type=int, help="one size (as --sizes N)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--big-rounds", type=int, default=1, help="rounds for sizes above 1 GiB")
     parser.add_argument("--workdir", default="/var/tmp/clawfarm-bench")
     parser.add_argument("--method", help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
@@ -157,46 +283,23 @@ def main() -> None:
     if args.method:
         print(json.dumps(run_method(args)))
         return
-    from clawfarm_testlib import S3StandIn
+    if args.size_mib:
+        sizes = (args.size_mib,)
+    elif args.sizes:
+        sizes = tuple(int(x) for x in args.sizes.split(","))
+    else:
+        sizes = QUICK_SIZES if args.quick else FULL_SIZES
+    started = time.monotonic()
+    results = measure(sizes, args.rounds, args.big_rounds, args.workdir, log=lambda *a: print(*a, flush=True))
+    print_results(results)
+    print(f"\n({time.monotonic() - started:.0f} s; commit {_commit()})")
 
-    work = Path(args.workdir)
-    work.mkdir(parents=True, exist_ok=True)
-    home = work / "claw-home"
-    print(f"building a {args.size_mib} MiB claw home in {home} (cached) ...", flush=True)
-    build_home(home, args.size_mib)
-    server = S3StandIn("127.0.0.1", work)
-    server.start()
+
+def _commit() -> str:
     try:
-        from ansible_collections.mirascope.clawfarm.plugins.module_utils import _r2
-
-        _r2.ensure_bucket(server.client(), "claw-backup-bench", "auto")
-        results = {}
-        for method in ("design-backup", "r2-backup", "r2enc-backup", "design-restore", "r2-restore", "r2enc-restore"):
-            print(f"running {method} ...", flush=True)
-            out = subprocess.run([sys.executable, __file__, "--method", method, "--endpoint", server.endpoint_url, "--home", str(home),
-                                  "--workdir", str(work)], capture_output=True, text=True, check=True).stdout
-            results[method] = json.loads(out.strip().splitlines()[-1])
-    finally:
-        server.stop()
-        shutil.rmtree(work / "restore-design", ignore_errors=True)
-        shutil.rmtree(work / "restore-r2", ignore_errors=True)
-        shutil.rmtree(work / "tmp", ignore_errors=True)
-    print(f"\n{'method':16} {'seconds':>8} {'MiB/s':>8} {'object MiB':>11} {'peak RSS MiB':>13} {'extra disk MiB':>15}")
-    for r in results.values():
-        print(f"{r['method']:16} {r['seconds']:>8} {r['throughput_mib_s']:>8} {r['object_mib']:>11} {r['peak_rss_mib']:>13} {r['extra_disk_mib']:>15}")
-    print("\nratios (design / r2_archive; > 1 means r2_archive is better):")
-    for kind in ("backup", "restore"):
-        d, r = results[f"design-{kind}"], results[f"r2-{kind}"]
-        print(f"  {kind:8} wall time {d['seconds'] / r['seconds']:.2f}x   peak RSS {d['peak_rss_mib'] / r['peak_rss_mib']:.2f}x   "
-              f"extra disk {d['extra_disk_mib']:.0f} MiB vs {r['extra_disk_mib']:.0f} MiB   object size {d['object_mib'] / r['object_mib']:.2f}x")
-
-    print("\nencryption (r2_archive encrypted vs unencrypted, same home):")
-    print(f"  {'':8} {'MiB/s plain':>12} {'MiB/s enc':>10} {'cost':>7} {'RSS MiB plain':>14} {'RSS MiB enc':>12}")
-    for kind in ("backup", "restore"):
-        plain, enc = results[f"r2-{kind}"], results[f"r2enc-{kind}"]
-        cost = 1 - enc["throughput_mib_s"] / plain["throughput_mib_s"]
-        print(f"  {kind:8} {plain['throughput_mib_s']:>12} {enc['throughput_mib_s']:>10} {cost:>7.1%} "
-              f"{plain['peak_rss_mib']:>14} {enc['peak_rss_mib']:>12}")
+        return subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "?"
 
 
 if __name__ == "__main__":
