@@ -7,9 +7,10 @@ the store changes:
 - a commit through the replica's sessionmaker that wrote a job, a claw record or a health sample drops the
   snapshots of that job and that claw (``after_commit``, once the commit is visible; an ``UPDATE``/``DELETE``
   statement on those tables drops every snapshot, unless it is marked ``execution_options(poll_cache="unchanged")``
-  because it changes nothing an answer shows, as the lease renewals), and a snapshot read while such a commit happened is not kept
-  (a generation counter), so this replica never answers with data older than its own last write. Commits that
-  touch none of them (a job's playbook events, leases, webhook deliveries) keep every snapshot;
+  because it changes nothing an answer shows, as the lease renewals), and a snapshot read while such a commit
+  happened is neither kept nor handed to a later caller (a generation counter), so this replica never answers with
+  data older than its own last write. Commits that touch none of them (a job's playbook events, leases, webhook
+  deliveries) keep every snapshot;
 - what *another* replica writes to a shared PostgreSQL store is seen after at most ``ttl`` seconds
   (``CLAWFARM_API_POLL_CACHE_SECONDS``, default 1 on PostgreSQL; 30 on SQLite, where the one replica makes every
   write itself; 0 turns the cache off).
@@ -48,8 +49,8 @@ class PollCache:
         if ttl is None:
             ttl = DEFAULT_TTL.get(sessionmaker.kw["bind"].dialect.name, 1.0)
         self.ttl = float(ttl)
-        self.entries: dict[Any, tuple[float, Any]] = {}
-        self.inflight: dict[Any, asyncio.Future] = {}
+        self.entries: dict[Any, tuple] = {}  # key -> (expires, renew_at, snapshot, load), monotonic times
+        self.inflight: dict[Any, tuple[asyncio.Future, int]] = {}  # key -> (its load's future, generation at its start)
         self.generation = 0
         self._lock = threading.Lock()
         self._tasks: set = set()
@@ -106,46 +107,48 @@ class PollCache:
         if now >= expires:
             return MISSING
         if now >= renew_at and key not in self.inflight:
-            future = self._start(key)
-            task = asyncio.get_running_loop().create_task(self._load(key, load, future))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(key, load)
         return value
 
     async def get(self, key, load: Callable[[], Any]):
-        """The snapshot of ``key``: kept (:meth:`peek`), or ``load()`` run in a worker thread (one load per key at a
-        time). Exceptions of ``load`` reach every caller waiting for it and are not kept."""
+        """The snapshot of ``key``: kept (:meth:`peek`), or ``load()`` run in a worker thread. Callers share a load
+        under way only when it started after the last commit that dropped snapshots (so nobody gets data older
+        than a write made before the call). Exceptions of ``load`` reach every caller waiting for it and are not kept."""
         if self.ttl <= 0:
             return await asyncio.to_thread(load)
         value = self.peek(key)
         if value is not MISSING:
             return value
         pending = self.inflight.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future = self._start(key)
-        await self._load(key, load, future)
-        return future.result()
+        future = pending[0] if pending is not None and pending[1] == self.generation else self._spawn(key, load)
+        return await asyncio.shield(future)  # a caller that goes away does not stop the load the others wait for
 
-    def _start(self, key) -> asyncio.Future:
-        future = asyncio.get_running_loop().create_future()
-        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved even when nobody else waited
-        self.inflight[key] = future
+    def _spawn(self, key, load) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved even when nobody waited
+        entry = (future, self.generation)
+        self.inflight[key] = entry
+        task = loop.create_task(self._load(key, load, entry))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         return future
 
-    async def _load(self, key, load, future: asyncio.Future) -> None:
-        generation = self.generation
+    async def _load(self, key, load, entry: tuple) -> None:
+        future, generation = entry
         started = time.monotonic()
         try:
             value = await asyncio.to_thread(load)
-        except asyncio.CancelledError:  # the caller went away: the others load again
-            future.cancel()
-            raise
-        except Exception as exc:  # noqa: BLE001 - handed to every caller waiting for this load
+        except BaseException as exc:
+            if self.inflight.get(key) is entry:
+                del self.inflight[key]
+            if isinstance(exc, asyncio.CancelledError):  # the loop is closing
+                future.cancel()
+                raise
             future.set_exception(exc)
             return
-        finally:
-            self.inflight.pop(key, None)
+        if self.inflight.get(key) is entry:
+            del self.inflight[key]
         with self._lock:
             if generation == self.generation:
                 self.entries[key] = (started + self.ttl, started + self.ttl * random.uniform(0.7, 0.9), value, load)

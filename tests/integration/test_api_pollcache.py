@@ -121,3 +121,33 @@ def test_the_cache_can_be_turned_off(tmp_path, store):
         s.get(Job, JOB).state = "succeeded"
         s.commit()
     assert client.get(f"/v1/jobs/{JOB}").json()["state"] == "succeeded"
+
+
+def test_a_load_started_before_a_write_is_neither_kept_nor_shared():
+    import asyncio
+    import threading
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import sessionmaker
+
+    from api.pollcache import PollCache
+
+    cache = PollCache(sessionmaker(create_engine("sqlite://")), ttl=60)
+    gate, started = threading.Event(), threading.Event()
+
+    def old():
+        started.set()
+        gate.wait(30)
+        return "old"
+
+    async def main():
+        first = asyncio.create_task(cache.get("k", old))
+        while not started.is_set():
+            await asyncio.sleep(0.01)
+        cache.invalidate()  # a write committed while the first load runs
+        second = await cache.get("k", lambda: "new")  # does not wait for, nor get, the older load
+        gate.set()
+        return await first, second
+
+    assert asyncio.run(main()) == ("old", "new")
+    assert cache.entries["k"][2] == "new"
