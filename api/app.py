@@ -64,10 +64,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_app):
         engine.start()
         monitor.start()
+        app.state.service.polls.start()
         gc.freeze()  # what start-up made lives as long as the process: full collections no longer walk it (request tails)
         yield
         monitor.shutdown()
         await asyncio.to_thread(engine.shutdown)
+        await asyncio.to_thread(app.state.service.polls.shutdown)
 
     app = FastAPI(title="clawfarm API", version="0.2.0", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None,
                   description="Runs the clawfarm playbooks as durable jobs for the web backend.")

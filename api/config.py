@@ -45,7 +45,8 @@ class Settings:
     - ``poll_cache_seconds``: how long an answer of ``GET /v1/claws/{id}`` or ``GET /v1/jobs/{id}`` may be reused
       when nothing changed in this replica (:mod:`api.pollcache`; a commit of this replica drops the answers it
       changes at once, so the bound matters only for what other replicas write) (``CLAWFARM_API_POLL_CACHE_SECONDS``;
-      default 1 on PostgreSQL, 30 on SQLite, whose single replica writes everything itself; 0 = off).
+      default 10 on PostgreSQL, where the replicas also tell each other what they changed with ``NOTIFY``, 30 on SQLite,
+      whose single replica writes everything itself; 0 = off).
     - ``job_timeout``: seconds before a playbook is killed (``CLAWFARM_API_JOB_TIMEOUT``, default 3600).
     - ``health_interval``: seconds between fleet health samples (``CLAWFARM_API_HEALTH_INTERVAL``, default 60; 0 = off).
     - ``backup_schedule``: ``HH:MM`` Mini-local, ``every:<seconds>`` or ``off`` (``CLAWFARM_API_BACKUP_SCHEDULE``, default 02:00).

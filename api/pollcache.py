@@ -11,9 +11,12 @@ the store changes:
   happened is neither kept nor handed to a later caller (a generation counter), so this replica never answers with
   data older than its own last write. Commits that touch none of them (a job's playbook events, leases, webhook
   deliveries) keep every snapshot;
-- what *another* replica writes to a shared PostgreSQL store is seen after at most ``ttl`` seconds
-  (``CLAWFARM_API_POLL_CACHE_SECONDS``, default 1 on PostgreSQL; 30 on SQLite, where the one replica makes every
-  write itself; 0 turns the cache off).
+- on PostgreSQL, the replicas tell each other: after such a commit a replica sends the keys it dropped with
+  ``NOTIFY clawfarm_poll`` and every replica's listener thread (:meth:`PollCache.start`, a connection of its own
+  that ``LISTEN``s) drops them too, within milliseconds; a listener that lost its connection drops everything
+  once it is back;
+- whatever happens, no snapshot is older than ``ttl`` seconds (``CLAWFARM_API_POLL_CACHE_SECONDS``, default 10 on
+  PostgreSQL, 30 on SQLite, where the one replica makes every write itself; 0 turns the cache off).
 
 Loads run in a worker thread (the event loop never waits on the database) and concurrent misses of one key share
 one load. Time-dependent fields (ages) are computed from the snapshot at every answer, never cached.
@@ -26,6 +29,8 @@ or missing token, ``?refresh=true``) goes through the routes, which answer the s
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import random
 import re
 import threading
@@ -33,9 +38,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 
-DEFAULT_TTL = {"postgresql": 1.0, "sqlite": 30.0}
+DEFAULT_TTL = {"postgresql": 10.0, "sqlite": 30.0}
+CHANNEL = "clawfarm_poll"
+log = logging.getLogger("clawfarm.api.pollcache")
 ALL = object()  # "drop every snapshot"
 MISSING = object()
 TABLES = ("jobs", "claws", "samples")  # what the cached answers are built from
@@ -46,9 +53,10 @@ class PollCache:
 
     def __init__(self, sessionmaker, ttl: float | None = None):
         """``ttl`` None: :data:`DEFAULT_TTL` of the store's dialect."""
-        if ttl is None:
-            ttl = DEFAULT_TTL.get(sessionmaker.kw["bind"].dialect.name, 1.0)
-        self.ttl = float(ttl)
+        self.engine = sessionmaker.kw["bind"]
+        self.ttl = float(DEFAULT_TTL.get(self.engine.dialect.name, 1.0) if ttl is None else ttl)
+        self.stopping = threading.Event()
+        self.listener = None
         self.entries: dict[Any, tuple] = {}  # key -> (expires, renew_at, snapshot, load), monotonic times
         self.inflight: dict[Any, tuple[asyncio.Future, int]] = {}  # key -> (its load's future, generation at its start)
         self.generation = 0
@@ -84,6 +92,54 @@ class PollCache:
         keys = session.info.pop("poll_keys", None)
         if keys:
             self.invalidate(None if ALL in keys else keys)
+            if self.engine.dialect.name == "postgresql" and self.ttl > 0:
+                self._publish(keys)
+
+    def _publish(self, keys: set) -> None:
+        """Tell the other replicas (``NOTIFY``, sent after the commit it reports is visible)."""
+        payload = "*" if ALL in keys else json.dumps(sorted([list(k) for k in keys if k[1]]))
+        if len(payload) > 7000:  # NOTIFY payloads stop at 8000 bytes
+            payload = "*"
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload})
+                connection.commit()
+        except Exception:  # noqa: BLE001 - the others fall back to the ttl
+            log.exception("could not notify the other replicas")
+
+    def start(self) -> None:
+        """On PostgreSQL, start the listener thread that drops what other replicas report (see the module docstring)."""
+        if self.engine.dialect.name == "postgresql" and self.ttl > 0 and self.listener is None:
+            self.listener = threading.Thread(target=self._listen, name="poll-cache-listener", daemon=True)
+            self.listener.start()
+
+    def shutdown(self) -> None:
+        self.stopping.set()
+        if self.listener is not None:
+            self.listener.join(5)
+
+    def _listen(self) -> None:
+        import psycopg
+
+        conninfo = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        while not self.stopping.is_set():
+            try:
+                with psycopg.connect(conninfo, autocommit=True) as connection:
+                    connection.execute(f"LISTEN {CHANNEL}")
+                    self.invalidate()  # whatever was missed while not listening
+                    while not self.stopping.is_set():
+                        for note in connection.notifies(timeout=1.0):
+                            self._received(note.payload)
+            except Exception:  # noqa: BLE001 - listen again; the ttl bounds what is missed meanwhile
+                log.warning("poll cache listener lost its connection; listening again", exc_info=True)
+                self.stopping.wait(1)
+
+    def _received(self, payload: str) -> None:
+        try:
+            keys = None if payload == "*" else {tuple(k) for k in json.loads(payload)}
+        except (ValueError, TypeError):
+            keys = None
+        self.invalidate(keys)
 
     def invalidate(self, keys=None) -> None:
         """Drop the snapshots of ``keys`` (None: every snapshot), from any thread; loads under way are not kept."""

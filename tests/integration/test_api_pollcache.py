@@ -26,6 +26,7 @@ def store(request, tmp_path):
 def make(tmp_path, store, cache_seconds=60.0):
     from api.app import create_app
 
+    tmp_path.mkdir(parents=True, exist_ok=True)
     inventory = tmp_path / "hosts.yml"
     inventory.write_text("minis:\n  hosts:\n    mini-01: {}\n")
     state = tmp_path / "state"
@@ -151,3 +152,40 @@ def test_a_load_started_before_a_write_is_neither_kept_nor_shared():
 
     assert asyncio.run(main()) == ("old", "new")
     assert cache.entries["k"][2] == "new"
+
+
+def test_replicas_on_postgresql_drop_what_the_other_one_wrote(tmp_path, postgres_url):  # noqa: F811 (the fixture)
+    import time
+
+    url = postgres_url
+    one, client_one = make(tmp_path / "one", url, cache_seconds=300)
+    two = make_replica(tmp_path / "two", url)
+    polls = one.state.service.polls
+    polls.start()
+    try:
+        while polls.listener is None or not polls.listener.is_alive():
+            time.sleep(0.05)
+        assert client_one.get(f"/v1/jobs/{JOB}").json()["state"] == "running"
+        assert client_one.get(f"/v1/claws/{CLAW}").json()["last_job"]["state"] == "running"
+        with two.state.Session() as s:  # the other replica finishes the job
+            s.get(Job, JOB).state = "succeeded"
+            s.commit()
+        for _ in range(600):  # waits for the notification (no timing asserted: the ttl alone would take 300 s)
+            if ("job", JOB) not in polls.entries and ("claw", CLAW) not in polls.entries:
+                break
+            time.sleep(0.05)
+        assert client_one.get(f"/v1/jobs/{JOB}").json()["state"] == "succeeded"
+        assert client_one.get(f"/v1/claws/{CLAW}").json()["last_job"]["state"] == "succeeded"
+    finally:
+        polls.shutdown()
+
+
+def make_replica(tmp_path, url):
+    from api.app import create_app
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("minis:\n  hosts:\n    mini-01: {}\n")
+    state = tmp_path / "state"
+    return create_app(Settings(tokens=[TOKEN], database_url=url, state_dir=state, run_dir=state / "run", inventory=inventory,
+                               health_interval=0, backup_schedule="off"))
