@@ -883,16 +883,29 @@ def upload_directory(client, bucket: str, key: str, src: str, excludes=(), part_
     upload_id = None
     executor = None
     try:
-        # a buffered reader's read(n) fills one n-byte object (no list of pipe-sized pieces joined: one copy of a part)
-        with open(read_fd, "rb", buffering=MIB) as pipe:
-            first = read_exact(pipe, part_size)
-            sha256.update(first)
-            whole_md5.update(first)
-            size += len(first)
-            if len(first) < part_size:
+        # parts are read into (UPLOADERS + 1) reused buffers: memory stays flat however many parts go up (a new
+        # part-sized object per part grows the heap through the allocator's thresholds)
+        with open(read_fd, "rb", buffering=0) as pipe:
+            def read_part(buf: bytearray) -> int:
+                view, filled = memoryview(buf), 0
+                while filled < part_size:
+                    count = pipe.readinto(view[filled:])
+                    if not count:
+                        break
+                    filled += count
+                sha256.update(view[:filled])
+                whole_md5.update(view[:filled])
+                return filled
+
+            current = bytearray(part_size)
+            filled = read_part(current)
+            size += filled
+            if filled < part_size:
                 producer.join()
                 if producer.error:
                     raise ArchiveError(f"reading {src} failed: {producer.error}")
+                first = bytes(current[:filled])
+                current = None
                 md5 = hashlib.md5(first, usedforsecurity=False)
                 client.put_object(Bucket=bucket, Key=key, Body=first, ContentMD5=_b64(md5.digest()),
                                   Metadata=metadata or {}, ContentType=content_type)
@@ -904,34 +917,36 @@ def upload_directory(client, bucket: str, key: str, src: str, excludes=(), part_
                 upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, Metadata=metadata or {},
                                                            ContentType=content_type)["UploadId"]
 
-                def upload(number: int, body: bytes, md5: bytes) -> dict:
+                def upload(number: int, body, md5: bytes) -> dict:
                     answer = client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body,
                                                 ContentMD5=_b64(md5))
                     return {"PartNumber": number, "ETag": answer["ETag"]}
 
                 executor = ThreadPoolExecutor(max_workers=UPLOADERS)
-                pending = collections.deque()
+                pending = collections.deque()  # (future, its buffer)
+                free = []
                 completed = []
-                chunk = first
                 number = 0
-                while chunk:
+                while filled:
                     number += 1
                     if number > MAX_PARTS:
                         raise ArchiveError(f"archive exceeds {MAX_PARTS} parts of {part_size} bytes; raise part_size")
-                    md5 = hashlib.md5(chunk, usedforsecurity=False).digest()
+                    body = current if filled == part_size else bytes(current[:filled])  # the last part: exact size
+                    md5 = hashlib.md5(body, usedforsecurity=False).digest()
                     part_md5s.append(md5)
                     while len(pending) >= UPLOADERS:  # bounded: at most UPLOADERS parts in flight
-                        completed.append(pending.popleft().result())
+                        future, buf = pending.popleft()
+                        completed.append(future.result())
+                        free.append(buf)
                         if progress:
                             progress(size)
-                    pending.append(executor.submit(upload, number, chunk, md5))
-                    chunk = None  # the part is the upload's now: drop this reference before reading the next
-                    chunk = read_exact(pipe, part_size)
-                    sha256.update(chunk)
-                    whole_md5.update(chunk)
-                    size += len(chunk)
+                    pending.append((executor.submit(upload, number, body, md5), current))
+                    body = None
+                    current = free.pop() if free else bytearray(part_size)
+                    filled = read_part(current)
+                    size += filled
                 while pending:
-                    completed.append(pending.popleft().result())
+                    completed.append(pending.popleft()[0].result())
                 producer.join()
                 if producer.error:
                     raise ArchiveError(f"reading {src} failed: {producer.error}")

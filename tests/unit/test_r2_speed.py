@@ -175,7 +175,7 @@ class Bucket:
         time.sleep(0.01)
         with self.lock:
             self.live -= 1
-        self.parts[PartNumber] = Body
+        self.parts[PartNumber] = bytes(Body)  # the caller reuses its buffers once the call returned
         return {"ETag": hashlib.md5(Body).hexdigest()}
 
     def complete_multipart_upload(self, MultipartUpload, **kw):  # noqa: N803
