@@ -113,7 +113,7 @@ options:
     description:
       - Multipart part size in MiB (5-5000). Archives can reach 10,000 parts, so 16 MiB allows about 160 GiB
         (compressed); raise it for a larger home.
-      - Peak memory is about three parts plus zstd's buffers (about 100 MiB for the module at 16 MiB).
+      - Peak memory is three part buffers (reused) plus zstd's and boto3's (about 130 MiB for the module at 16 MiB).
     type: int
     default: 16
   compression_level:
