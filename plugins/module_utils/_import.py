@@ -33,8 +33,9 @@ CONFIG_MAX_BYTES = 1024 * 1024
 DEFAULT_MAX_ENTRIES = 1_000_000
 DEFAULT_MAX_BYTES = 50 * 1024 * _r2.MIB  # 50 GiB of file content
 # Names of the export the farm never takes: the claw's .env stays the farm's (token and env from the request, or the
-# claw's present ones), and the config is the rewritten one.
-DROPPED = (".env",)
+# claw's present ones), and the config is the rewritten one (the gateway's copy of the config it last started with
+# holds the container's inline token and port: the gateway writes it again at its next start).
+DROPPED = (".env", "openclaw.json.last-good")
 # Where a container's gateway keeps its state when the config does not say (the official image runs as ``node``).
 CONTAINER_STATE_DIRS = ("/home/node/.openclaw", "/root/.openclaw", "/data/.openclaw")
 S3_SOURCE = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/([^\x00-\x1f\x7f]{1,1024})$")
@@ -446,9 +447,9 @@ def import_export(archive: str, home: str, state_rel: str, uid: int, gid: int, f
     Extracts with restore's extractor into a new root-private staging directory beside the home (in the users
     directory, which the tenant cannot write), strips a leading ``.openclaw/``, rewrites ``openclaw.json``
     (:func:`rewrite_config` with ``farm``, the farm's config of the claw), drops :data:`DROPPED`, hands the tree to
-    the claw (:func:`_r2.chown_tree`, top directory 0700, last), then renames the claw's present state dir aside (``<state_rel>.pre-import-<time>`` in the home) and
-    the new one into place, both relative to directory fds (no link is followed). Any failure before the swap removes
-    the staging directory and leaves the claw as it was.
+    the claw (:func:`_r2.chown_tree`, top directory 0700, last), then renames the claw's present state dir aside
+    (``<state_rel>.pre-import-<time>`` in the home) and the new one into place, both relative to directory fds (no
+    link is followed). Any failure before the swap removes the staging directory and leaves the claw as it was.
 
     Returns:
         ``{"format", "entries", "files", "bytes", "root", "plan", "dropped", "previous"}``; ``previous`` the path of the

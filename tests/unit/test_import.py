@@ -60,7 +60,8 @@ def export(members: dict, fmt: str = "gzip", prefix: str = ".openclaw/") -> byte
 
 SAMPLE = {"openclaw.json": json.dumps(CONTAINER_CONFIG).encode(), "workspace": None, "workspace/notes.md": b"hello\n",
           "agents": None, "agents/main": None, "agents/main/sessions": None,
-          "agents/main/sessions/abc.jsonl": b'{"role":"user"}\n', ".env": b"CLAW_GATEWAY_TOKEN=old\n"}
+          "agents/main/sessions/abc.jsonl": b'{"role":"user"}\n', ".env": b"CLAW_GATEWAY_TOKEN=old\n",
+          "openclaw.json.last-good": json.dumps(CONTAINER_CONFIG).encode()}
 
 
 # ---- source and format ---------------------------------------------------------------------------------------------
@@ -85,7 +86,7 @@ def test_formats_detected_and_read(fmt):
     found, stream = imp.tar_reader(io.BytesIO(data))
     assert found == fmt
     info = imp.inspect_stream(stream, imp.limits_for(100, 10**6))
-    assert info["root"] == ".openclaw" and info["files"] == 4 and info["config"] == CONTAINER_CONFIG
+    assert info["root"] == ".openclaw" and info["files"] == 5 and info["config"] == CONTAINER_CONFIG
 
 
 @pytest.mark.parametrize("head, name", [(b"BZh91AY", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"PK\x03\x04", "zip"),
@@ -191,7 +192,8 @@ def test_import_places_the_export_as_the_claw(tmp_path, prefix):
     state = home / ".openclaw"
     assert (state / "workspace/notes.md").read_text() == "hello\n"
     assert (state / "agents/main/sessions/abc.jsonl").read_bytes() == b'{"role":"user"}\n'
-    assert not (state / ".env").exists() and result["dropped"] == [".env"]
+    assert not (state / ".env").exists() and not (state / "openclaw.json.last-good").exists()
+    assert result["dropped"] == [".env", "openclaw.json.last-good"]
     config = json.loads((state / "openclaw.json").read_text())
     assert config["gateway"]["port"] == 8120 and config["agents"]["defaults"]["workspace"] == f"{state}/workspace"
     assert stat.S_IMODE(os.stat(state / "openclaw.json").st_mode) == 0o600
