@@ -1568,6 +1568,7 @@ def _set_mtime(fd: int, mtime) -> None:
 _CREATE_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 SMALL_FILE = 256 * 1024  # files up to this size are written by the writer threads (:class:`_Writers`)
 WRITERS = 4
+BATCH_FILES, BATCH_BYTES = 64, MIB  # a writer's batch: consecutive small files of one directory
 
 
 def _create_file(parent_fd: int, leaf: str, data: bytes, mode: int, mtime, name: str) -> None:
@@ -1592,16 +1593,18 @@ class _Writers:
     utime, close: most of a small home's restore) run beside the tar parsing, on every core.
 
     The tar stream is still read in order by one thread, which checks every member and makes every directory, link and
-    large file itself; a job carries a duplicated fd of its (verified, private) parent directory and the file's bytes.
-    Memory: at most ``depth`` jobs of at most :data:`SMALL_FILE` bytes queued.  :meth:`wait` returns once every
+    large file itself.  Files go to the writers in batches of consecutive files of one directory: a batch carries a
+    duplicated fd of that (verified, private) directory and the files' names, bytes, modes and times.  Memory: at most
+    ``depth`` batches of at most :data:`BATCH_BYTES` queued, plus the one being filled.  :meth:`wait` returns once every
     submitted file exists (before a hard link to one, and before directory modes are applied); the first error of a
     writer is raised by the next :meth:`submit` or :meth:`wait`."""
 
-    def __init__(self, count: int = 0, depth: int = 32):
+    def __init__(self, count: int = 0, depth: int = 8):
         import queue
 
         self.jobs = queue.Queue(maxsize=depth)
         self.error = None
+        self.key, self.fd, self.batch, self.bytes = None, None, [], 0
         self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(count or WRITERS)]
         for thread in self.threads:
             thread.start()
@@ -1612,8 +1615,11 @@ class _Writers:
             try:
                 if job is None:
                     return
-                if self.error is None:
-                    _create_file(*job)
+                fd, batch = job
+                for item in batch:
+                    if self.error is not None:
+                        break
+                    _create_file(fd, *item)
             except BaseException as exc:  # noqa: BLE001 - raised in the extracting thread
                 if self.error is None:
                     self.error = exc
@@ -1626,20 +1632,36 @@ class _Writers:
         if self.error is not None:  # stays set: the writers skip the jobs still queued
             raise self.error
 
-    def submit(self, parent_fd: int, leaf: str, data: bytes, mode: int, mtime, name: str) -> None:
-        try:
-            self._raise()
-        except BaseException:
-            os.close(parent_fd)
-            raise
-        self.jobs.put((parent_fd, leaf, data, mode, mtime, name))
+    def _flush(self) -> None:
+        if self.batch:
+            job, self.batch, self.bytes = (self.fd, self.batch), [], 0
+            self.fd = None
+            self.jobs.put(job)
+        elif self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        self.key = None
+
+    def submit(self, key: tuple, parent_fd: int, leaf: str, data: bytes, mode: int, mtime, name: str) -> None:
+        """Queue a file ``leaf`` of the directory ``key`` (its path components), whose fd is ``parent_fd`` (the
+        caller's: a batch takes a duplicate of it)."""
+        self._raise()
+        if key != self.key or len(self.batch) >= BATCH_FILES or self.bytes + len(data) > BATCH_BYTES:
+            self._flush()
+            self.key, self.fd = key, os.dup(parent_fd)
+        self.batch.append((leaf, data, mode, mtime, name))
+        self.bytes += len(data)
 
     def wait(self) -> None:
+        self._flush()
         self.jobs.join()
         self._raise()
 
     def close(self) -> None:
-        """Finish what is queued and stop the threads (always called, also after an error)."""
+        """Finish what is queued and stop the threads (always called, also after an error: the batch being filled is
+        dropped)."""
+        self.batch = []
+        self._flush()
         for _ in self.threads:
             self.jobs.put(None)
         for thread in self.threads:
@@ -1698,7 +1720,7 @@ def _extract_member(tar, member, parts, tree, seen, dirs, counts, limits, writer
                 data = tar.extractfile(member).read(member.size)
                 if len(data) != member.size:
                     raise ArchiveError(f"archive member {name!r} is truncated")
-                writers.submit(os.dup(parent), leaf, data, stat.S_IMODE(member.mode) & 0o777, member.mtime, name)
+                writers.submit(parts[:-1], parent, leaf, data, stat.S_IMODE(member.mode) & 0o777, member.mtime, name)
                 counts["files"] += 1
                 return
             fd = os.open(leaf, _CREATE_FILE, 0o600, dir_fd=parent)
