@@ -3,14 +3,16 @@
 
 Runs inside a (sandbox) Mini as root with the Mini's Python (3.9):
 
-    /usr/bin/python3 bench/bare_gateway_start.py NODE ENTRY USER PORT
+    /usr/bin/python3 bench/bare_gateway_start.py NODE ENTRY USER PORT [restart]
 
 Makes a fresh state dir (``/var/tmp/bare-gateway-<random>``, the user's, 0700) holding the same ``openclaw.json`` a
 claw gets (``_claw.gateway_config``), starts ``NODE ENTRY gateway run`` as USER with a new token in its environment
 (never in argv), and polls the gateway's token-checked health call (``_gateway_probe.probe_gateway``, every 0.1 s)
 until it answers ``ok``. Prints one JSON line ``{"seconds": float, "result": str}`` (seconds from spawn to the first
 healthy answer; ``result`` other than ``ok`` when it gave up after 120 s), then stops the gateway and removes the
-state dir. No launchd, no start gate, no Ansible: what a provision is compared with.
+state dir. No launchd, no start gate, no Ansible: what a provision is compared with. With ``restart`` the gateway
+is started, stopped and started again on the same state dir, and the second (warm) start is timed: what a
+migration's downtime is compared with.
 """
 import importlib.util
 import json
@@ -61,21 +63,21 @@ def main():
         os.setgroups([account.pw_gid])
         os.setuid(account.pw_uid)
 
-    started = time.monotonic()
-    gateway = subprocess.Popen([node, entry, "gateway", "run"], env=env, cwd=state, preexec_fn=drop,
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    result = "timeout"
-    try:
+    def start_until_healthy():
+        started = time.monotonic()
+        gateway = subprocess.Popen([node, entry, "gateway", "run"], env=env, cwd=state, preexec_fn=drop,
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        result = "timeout"
         while time.monotonic() - started < 120 and gateway.poll() is None:
-            answer = probe.probe_gateway(port, token, timeout=2.0)
-            if answer["result"] == probe.HEALTHY:
+            if probe.probe_gateway(port, token, timeout=2.0)["result"] == probe.HEALTHY:
                 result = "ok"
                 break
             time.sleep(0.1)
-        seconds = time.monotonic() - started
         if gateway.poll() is not None:
             result = "exited %s" % gateway.returncode
-    finally:
+        return gateway, time.monotonic() - started, result
+
+    def stop(gateway):
         try:
             os.killpg(gateway.pid, signal.SIGTERM)
             gateway.wait(15)
@@ -84,6 +86,16 @@ def main():
                 os.killpg(gateway.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+    gateway = None
+    try:
+        gateway, seconds, result = start_until_healthy()
+        if len(sys.argv) > 5 and sys.argv[5] == "restart" and result == "ok":
+            stop(gateway)
+            gateway, seconds, result = start_until_healthy()
+    finally:
+        if gateway is not None:
+            stop(gateway)
         shutil.rmtree(state, ignore_errors=True)
     print(json.dumps({"seconds": round(seconds, 3), "result": result}))
 
