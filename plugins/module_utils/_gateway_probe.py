@@ -283,6 +283,24 @@ def _reply(ws: _WebSocket, request_id: str, deadline: float) -> dict:
             return frame
 
 
+def port_accepts(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:
+    """Whether something accepts TCP connections on ``host:port`` (connect, then close at once; nothing is sent).
+
+    Args:
+        port: TCP port (loopback).
+        host: address to connect to.
+        timeout: seconds to wait for the connection.
+
+    Returns:
+        True when the connection was accepted within ``timeout``; False on refusal, timeout or any socket error.
+    """
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def probe_gateway(port: int, token: str, host: str = "127.0.0.1", timeout: float = 5.0, verify=None) -> dict:
     """Check one gateway with its token.
 

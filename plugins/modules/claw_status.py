@@ -155,7 +155,6 @@ waited:
 """
 
 import pwd
-import socket
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -179,11 +178,7 @@ def snapshot(runner: CommandRunner, p: dict, tools: dict) -> dict:
         uid = None
     result = runner.run(ld.cmd_print(ld.service_target("system", p["label"])))
     info = ld.parse_print(result.stdout) if result.rc == 0 else {}
-    try:
-        with socket.create_connection(("127.0.0.1", p["port"]), timeout=1):
-            listening = True
-    except OSError:
-        listening = False
+    listening = probe.port_accepts(p["port"], timeout=1.0)
     status = {
         "user": p["user"], "uid": uid, "port": p["port"], "label": p["label"],
         "loaded": result.rc == 0, "launchd_state": info.get("state") or "not loaded",
@@ -252,9 +247,13 @@ def main():
                 break
         else:
             first_config_error_runs = None
-        time.sleep(1)
-        status = snapshot(runner, p, tools)
-        time.sleep(1)
+        # A look costs launchctl, lsof and ps: until the port accepts a connection (a cheap check every 0.2 s), look
+        # again only every 2 s (to see an exit or a config error); once it does, look at once.
+        time.sleep(0.2)
+        next_look = time.monotonic() + 1.8
+        while time.monotonic() < next_look and time.monotonic() - started < p["wait_timeout"] \
+                and not probe.port_accepts(p["port"]):
+            time.sleep(0.2)
         status = snapshot(runner, p, tools)
     status["waited"] = round(time.monotonic() - started, 1)
     if p["fail_unhealthy"] and status["health"] != "ok":

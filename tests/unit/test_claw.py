@@ -61,3 +61,14 @@ def test_gateway_config_references_the_token_and_binds_loopback():
 def test_probe_reports_unreachable_without_raising():
     outcome = probe.probe_gateway(1, "t" * 40, timeout=0.5)
     assert outcome["result"] == probe.UNREACHABLE and "t" * 40 not in str(outcome)
+
+
+def test_port_accepts_tells_a_listening_port_from_a_closed_one():
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        assert probe.port_accepts(port) is True
+    assert probe.port_accepts(port) is False
