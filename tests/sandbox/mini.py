@@ -198,10 +198,14 @@ IMAGE_EXCLUDES = ("etc/ssh/ssh_host_ed25519_key", "etc/ssh/ssh_host_ed25519_key.
                   "etc/sandbox/admin_ed25519.pub", "Users/admin/.ssh/known_hosts")
 
 
+IMAGE_ROOM_BYTES = 2 << 30  # free room kept in the image store before saving one (a bootstrapped Mini's disk: ~1 GiB)
+
+
 def save_image(name: str, key: str) -> str:
     """Copy Mini ``name``'s disk (it must be down, and not itself made from an image) to the image store as image
-    ``key`` (letters, digits, ``.-_``); returns the image's directory. Images of other keys saved more than
-    IMAGE_KEEP_HOURS ago that no Mini of this checkout uses are deleted (Minis of another checkout may use newer ones)."""
+    ``key`` (letters, digits, ``.-_``); returns the image's directory. Images of other keys that no Mini uses (of
+    this checkout, or mounted by any) are deleted when saved more than IMAGE_KEEP_HOURS ago, or, oldest first, while
+    the store has less than IMAGE_ROOM_BYTES free."""
     if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", key):
         sys.exit("image key: 1-64 characters of [A-Za-z0-9._-]")
     os.makedirs(IMAGES, mode=0o700, exist_ok=True)
@@ -214,9 +218,13 @@ def save_image(name: str, key: str) -> str:
                 in_use.add(handle.read().strip())
         except OSError:
             pass
-    for other in os.listdir(IMAGES):
-        path = os.path.join(IMAGES, other)
-        if other != key and path not in in_use and time.time() - os.stat(path).st_mtime > IMAGE_KEEP_HOURS * 3600:
+    with open("/proc/mounts") as mounts:  # Minis of any checkout: an image is a lower layer of their root
+        in_use.update(os.path.join(IMAGES, other) for other in os.listdir(IMAGES) if os.path.join(IMAGES, other) in mounts.read())
+    unused = sorted((os.stat(os.path.join(IMAGES, other)).st_mtime, os.path.join(IMAGES, other))
+                    for other in os.listdir(IMAGES) if other != key and os.path.join(IMAGES, other) not in in_use)
+    for saved, path in unused:
+        # Old ones go; newer ones too, oldest first, while the store has less room than an image takes.
+        if time.time() - saved > IMAGE_KEEP_HOURS * 3600 or shutil.disk_usage(IMAGES).free < IMAGE_ROOM_BYTES:
             shutil.rmtree(path, ignore_errors=True)
     dest = os.path.join(IMAGES, key)
     p = paths(name)
