@@ -218,8 +218,17 @@ def save_image(name: str, key: str) -> str:
                 in_use.add(handle.read().strip())
         except OSError:
             pass
-    with open("/proc/mounts") as mounts:  # Minis of any checkout: an image is a lower layer of their root
-        in_use.update(os.path.join(IMAGES, other) for other in os.listdir(IMAGES) if os.path.join(IMAGES, other) in mounts.read())
+    mounts, namespaces = "", set()  # Minis of any checkout: an image is a lower layer of their root (in their namespace)
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            namespace = os.readlink(f"/proc/{pid}/ns/mnt")
+            if namespace not in namespaces:
+                namespaces.add(namespace)
+                with open(f"/proc/{pid}/mounts") as handle:
+                    mounts += handle.read()
+        except OSError:
+            pass
+    in_use.update(os.path.join(IMAGES, other) for other in os.listdir(IMAGES) if os.path.join(IMAGES, other) + ":" in mounts)
     unused = sorted((os.stat(os.path.join(IMAGES, other)).st_mtime, os.path.join(IMAGES, other))
                     for other in os.listdir(IMAGES) if other != key and os.path.join(IMAGES, other) not in in_use)
     for saved, path in unused:
