@@ -64,6 +64,18 @@ class Farm:
         return subprocess.run([*MINI_PY, "exec", name, "--", "sh", "-c", command], text=True, capture_output=True,
                               check=check)
 
+    def bare_gateway_start(self, name: str, user: str, restart: bool = False, port: int = 7990) -> float:
+        """Seconds of a bare start of Mini ``name``'s installed gateway as ``user`` on ``port`` (outside the port
+        plan), until its token-checked health call answers (bench/bare_gateway_start.py: no Ansible, no launchd);
+        with ``restart``, of a warm restart on the same state dir. Exits when the gateway never gets healthy."""
+        runtime = self.exec(name, "ls -d /opt/openclaw/*/ | head -1").stdout.strip().rstrip("/")
+        out = self.exec(name, f"/usr/bin/python3 {REPO}/bench/bare_gateway_start.py {runtime}/bin/node "
+                              f"{runtime}/lib/node_modules/openclaw/openclaw.mjs {user} {port}{' restart' if restart else ''}").stdout
+        answer = json.loads(out.strip().splitlines()[-1])
+        if answer["result"] != "ok":
+            sys.exit(f"bare gateway {'restart' if restart else 'start'} on {name} failed: {answer}")
+        return answer["seconds"]
+
 
 @contextlib.contextmanager
 def sandbox_farm(names, workdir: Path):

@@ -15,7 +15,6 @@ side, the Cloudflare API stand-in on loopback. Not a test: nothing here asserts 
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import statistics
 import sys
@@ -40,17 +39,6 @@ def migrate(farm, claw_id: str, target: str, method: str) -> dict:
     return {"method": match.group(3), "downtime_s": float(match.group(4)), "total_s": float(match.group(5)), "bytes": match.group(6)}
 
 
-def bare_restart(farm, mini: str, user: str) -> float:
-    """Seconds of a bare warm gateway restart on ``mini`` as ``user`` (bench/bare_gateway_start.py ... restart)."""
-    runtime = farm.exec(mini, "ls -d /opt/openclaw/*/ | head -1").stdout.strip().rstrip("/")
-    out = farm.exec(mini, f"/usr/bin/python3 {REPO}/bench/bare_gateway_start.py {runtime}/bin/node "
-                          f"{runtime}/lib/node_modules/openclaw/openclaw.mjs {user} 7990 restart").stdout
-    answer = json.loads(out.strip().splitlines()[-1])
-    if answer["result"] != "ok":
-        sys.exit(f"bare gateway restart failed: {answer}")
-    return answer["seconds"]
-
-
 def measure(size_mib: int, workdir: Path, rounds: int = 1) -> dict:
     """Migrate one claw with a ``size_mib`` home back and forth ``rounds`` times by pre-copy (and once by archive).
 
@@ -71,7 +59,7 @@ def measure(size_mib: int, workdir: Path, rounds: int = 1) -> dict:
         print(f"==> migrating a claw with a {size_mib} MiB home by pre-copy ({rounds} round(s)), then by archive", flush=True)
         here = 0
         for _ in range(rounds):
-            result["bare_restart"].append(bare_restart(farm, MINIS[here], user))
+            result["bare_restart"].append(farm.bare_gateway_start(MINIS[here], user, restart=True))
             here = 1 - here
             result["precopy"].append(migrate(farm, claw_id, MINIS[here], "rsync"))
         result["archive"] = migrate(farm, claw_id, MINIS[1 - here], "archive")

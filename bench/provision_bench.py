@@ -53,17 +53,6 @@ def phases(times_file: Path) -> dict:
     return totals
 
 
-def bare_start(farm, user: str, port: int) -> float:
-    """Seconds of one bare gateway start on the Mini (bench/bare_gateway_start.py), as ``user`` on ``port``."""
-    runtime = farm.exec(MINI, "ls -d /opt/openclaw/*/ | head -1").stdout.strip().rstrip("/")
-    out = farm.exec(MINI, f"/usr/bin/python3 {REPO}/bench/bare_gateway_start.py {runtime}/bin/node "
-                          f"{runtime}/lib/node_modules/openclaw/openclaw.mjs {user} {port}").stdout
-    answer = json.loads(out.strip().splitlines()[-1])
-    if answer["result"] != "ok":
-        sys.exit(f"bare gateway start failed: {answer}")
-    return answer["seconds"]
-
-
 def measure(rounds: int, workdir: Path) -> dict:
     """Run the rounds; returns ``{"bare": [s], "provision": [s], "noop": [s], "phases": {phase: median s}}``."""
     runs = {"bare": [], "provision": [], "noop": []}
@@ -74,7 +63,7 @@ def measure(rounds: int, workdir: Path) -> dict:
         first = str(uuid.uuid4())
         farm.playbook("provision", "-e", f"claw_id={first}")
         for n in range(rounds):
-            runs["bare"].append(bare_start(farm, f"claw-{first[:8]}", 7990))
+            runs["bare"].append(farm.bare_gateway_start(MINI, f"claw-{first[:8]}"))
             claw_id = str(uuid.uuid4())
             times = workdir / f"provision-{n}.jsonl"
             times.unlink(missing_ok=True)
