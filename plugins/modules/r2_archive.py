@@ -12,7 +12,7 @@ description:
   - Runs on the Mini, with boto3 and zstandard (the farm venv from the C(mini_python) role).
   - O(state=present) streams O(src) as a PAX tar through zstd straight into a multipart upload to
     C(s3://<bucket>/<key>) - no temporary archive on the Mini's disk, memory bounded by three parts (two going up
-    while the next is compressed: 3 x O(part_size)), whatever the size of O(src).
+    while the next is compressed, 3 x O(part_size)), whatever the size of O(src).
     Every part except the last has exactly O(part_size) bytes (an R2 rule). After the upload the object gets
     its size, sha256 and file count as user metadata (server-side CopyObject, archives up to 5 GiB) and a JSON
     manifest C(<key>.manifest.json) is written beside it. Then it is verified - a HEAD of the object (size, ETag
