@@ -427,7 +427,7 @@ def _drop(root_fd: int, name: str) -> bool:
     if stat.S_ISDIR(st.st_mode):
         fd = os.open(name, _OPEN_DIR, dir_fd=root_fd)
         try:
-            for event, dir_fd, entry, _ in _r2.walk_tree(fd, lambda n: None):
+            for event, dir_fd, entry, _stat in _r2.walk_tree(fd, lambda n: None):
                 if event == "leave":
                     os.rmdir(entry, dir_fd=dir_fd)
                 elif event == "entry":
