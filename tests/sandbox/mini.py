@@ -51,6 +51,7 @@ MINI_PYTHON = "3.9"  # the Command Line Tools' CPython on every macOS the farm s
 IMAGES = os.environ.get("CLAWFARM_SANDBOX_IMAGES", "/run/clawfarm-sandbox-images")
 IMAGE_KEEP_HOURS = 6
 INDEX_LOCK = "/run/lock/clawfarm-mini-index.lock" if os.path.isdir("/run/lock") else "/tmp/clawfarm-mini-index.lock"
+INDEX_REGISTRY = "/run/clawfarm-mini-indexes" if os.path.isdir("/run") else "/tmp/clawfarm-mini-indexes"
 
 
 def sh(*argv, check=True, **kw):
@@ -79,10 +80,23 @@ def index_of(name: str) -> int:
             f = os.path.join(RUN, other, "index")
             if os.path.exists(f):
                 used.add(int(open(f).read()))
+        # Minis of other checkouts that are down (or not up yet) hold their index too: each index taken is noted in
+        # a machine-wide registry with the index file that holds it, valid while that file still says so.
+        os.makedirs(INDEX_REGISTRY, exist_ok=True)
+        for entry in os.listdir(INDEX_REGISTRY):
+            try:
+                with open(os.path.join(INDEX_REGISTRY, entry)) as handle:
+                    holder = handle.read().strip()
+                if entry.isdigit() and int(open(holder).read()) == int(entry):
+                    used.add(int(entry))
+            except (OSError, ValueError):
+                pass
         index = next(i for i in range(1, 250) if i not in used)
         with open(p["index"] + ".tmp", "w") as handle:
             handle.write(str(index))
         os.replace(p["index"] + ".tmp", p["index"])
+        with open(os.path.join(INDEX_REGISTRY, str(index)), "w") as handle:
+            handle.write(os.path.abspath(p["index"]))
         return index
 
 
