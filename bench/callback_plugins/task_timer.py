@@ -2,7 +2,8 @@
 
 Enabled by bench/provision_bench.py (``ANSIBLE_CALLBACK_PLUGINS=bench/callback_plugins``,
 ``ANSIBLE_CALLBACKS_ENABLED=task_timer``, ``CLAWFARM_TASK_TIMES=<file>``). Each line is
-``{"play": str, "task": str, "host": str, "seconds": float, "status": "ok"|"changed"|"skipped"|"failed"}``; a task
+``{"playbook": str, "play": str, "task": str, "host": str, "seconds": float, "status": "ok"|"changed"|"skipped"|"failed",
+"test": str|None}`` (``test``: pytest's PYTEST_CURRENT_TEST when a test ran the playbook, for profiling the suite); a task
 run on several hosts (or in a loop) gives one line per host, timed from the task's start to that host's result.
 Not part of the collection: ansible-core ships no per-task timer (ansible.posix's profile_tasks would need the
 ansible.posix collection on the control node).
@@ -34,8 +35,12 @@ class CallbackModule(CallbackBase):
         super().__init__()
         self._path = os.environ.get("CLAWFARM_TASK_TIMES")
         self._play = ""
+        self._playbook = ""
         self._task = ""
         self._started = time.monotonic()
+
+    def v2_playbook_on_start(self, playbook):
+        self._playbook = os.path.basename(playbook._file_name)
 
     def v2_playbook_on_play_start(self, play):
         self._play = play.get_name()
@@ -50,8 +55,9 @@ class CallbackModule(CallbackBase):
     def _write(self, result, status):
         if not self._path:
             return
-        line = {"play": self._play, "task": self._task, "host": result._host.get_name(),
-                "seconds": round(time.monotonic() - self._started, 3), "status": status}
+        line = {"playbook": self._playbook, "play": self._play, "task": self._task, "host": result._host.get_name(),
+                "seconds": round(time.monotonic() - self._started, 3), "status": status,
+                "test": os.environ.get("PYTEST_CURRENT_TEST")}
         with open(self._path, "a") as out:
             out.write(json.dumps(line) + "\n")
 
