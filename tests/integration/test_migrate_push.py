@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,19 @@ exec sh -c "$(echo "$last" | sed "s#%(home)s/#%(dest)s/#")"
 """
 
 
+def host_account(*argv: str) -> None:
+    """Run ``useradd``/``userdel`` on the test machine, retrying while another process holds /etc/passwd's lock
+    (exit 10: a sandbox Mini or another test editing accounts at the same moment); a user already gone is fine."""
+    for _ in range(40):
+        result = subprocess.run(argv, capture_output=True, text=True)
+        if result.returncode == 0 or (argv[0] == "userdel" and result.returncode == 6):  # 6: no such user
+            return
+        if result.returncode != 10 and "lock" not in result.stderr:
+            raise AssertionError(f"{' '.join(argv)} failed ({result.returncode}): {result.stderr}")
+        time.sleep(0.25)
+    raise AssertionError(f"{' '.join(argv)}: /etc/passwd stayed locked")
+
+
 @pytest.fixture
 def farm():
     top = Path(tempfile.mkdtemp(dir="/tmp", prefix="clawpush-"))
@@ -36,8 +50,9 @@ def farm():
     home, dest, bin_dir = top / "home", top / "dest", top / "bin"
     for d in (home, dest, bin_dir):
         d.mkdir()
-    subprocess.run(["userdel", USER], capture_output=True)
-    subprocess.run(["useradd", "-M", "-d", str(home), "-s", "/bin/sh", USER], check=True)
+    subprocess.run(["pkill", "-KILL", "-u", USER], capture_output=True)  # what a failed earlier run left
+    host_account("userdel", USER)
+    host_account("useradd", "-M", "-d", str(home), "-s", "/bin/sh", USER)
     (bin_dir / "ssh").write_text(SSH % {"home": home, "dest": dest})
     (bin_dir / "ssh").chmod(0o755)
     relay = bin_dir / "relay"
@@ -57,7 +72,8 @@ def farm():
     home.chmod(0o700)
     shutil.chown(dest, USER)
     yield {"top": top, "home": home, "dest": dest, "bin": bin_dir, "relay": relay, "key": key}
-    subprocess.run(["userdel", USER], capture_output=True)
+    subprocess.run(["pkill", "-KILL", "-u", USER], capture_output=True)
+    host_account("userdel", USER)
     shutil.rmtree(top)
 
 
