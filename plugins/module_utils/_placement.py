@@ -9,7 +9,52 @@ meanwhile claims on the next candidate.
 
 from __future__ import annotations
 
+import re
+
 ACTIVE = "active"
+# macOS's vm_stat(1): the header names the page size (16384 on Apple silicon, 4096 on Intel), then one
+# ``Name:   <count>.`` line per counter.
+VM_STAT = "/usr/bin/vm_stat"
+_VM_STAT_PAGE_SIZE = re.compile(r"page size of (\d+) bytes")
+_VM_STAT_LINE = re.compile(r'^"?([^":]+)"?:\s+(\d+)\.?\s*$')
+
+
+class VmStatError(ValueError):
+    """vm_stat's output could not be read (no page size, or no free/inactive counts)."""
+
+
+def parse_vm_stat(output: str) -> dict:
+    """macOS ``vm_stat`` output as ``{"page_size": bytes, "pages": {counter name: count}}``.
+
+    Source: ``/usr/bin/vm_stat`` with no arguments (one snapshot), e.g. ``Mach Virtual Memory Statistics: (page size
+    of 16384 bytes)`` then ``Pages free:    12345.``; quoted names (``"Translation faults"``) are unquoted.
+
+    Raises:
+        VmStatError: no page size in the header.
+    """
+    match = _VM_STAT_PAGE_SIZE.search(output)
+    if not match:
+        raise VmStatError("vm_stat printed no page size (expected 'Mach Virtual Memory Statistics: (page size of N bytes)')")
+    pages = {}
+    for line in output.splitlines()[1:]:
+        counter = _VM_STAT_LINE.match(line.strip())
+        if counter:
+            pages[counter.group(1).strip()] = int(counter.group(2))
+    return {"page_size": int(match.group(1)), "pages": pages}
+
+
+def memory_available_mb(output: str) -> int:
+    """The Mini's available memory in MiB from ``vm_stat`` output: free + inactive pages (what psutil counts as
+    available on macOS; inactive pages are reclaimed without paging anything out).
+
+    Raises:
+        VmStatError: the output has no page size or lacks the ``Pages free`` / ``Pages inactive`` counters.
+    """
+    stats = parse_vm_stat(output)
+    pages = stats["pages"]
+    if "Pages free" not in pages or "Pages inactive" not in pages:
+        raise VmStatError("vm_stat printed no 'Pages free' / 'Pages inactive' counts")
+    return (pages["Pages free"] + pages["Pages inactive"]) * stats["page_size"] // (1024 * 1024)
 
 
 def rank_minis(minis: dict, claw_id: str) -> list:

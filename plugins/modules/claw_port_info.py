@@ -11,7 +11,8 @@ version_added: 0.2.0
 description:
   - Lists the claim files C(<claim_dir>/<port>) that M(mirascope.clawfarm.claw_port) makes (one per claw port, holding
     the claw id), the Mini's free slots (the port plan, docs/port-plan.md), and optionally which port one claw holds.
-  - Reads files under O(claim_dir) only; runs no commands and changes nothing.
+  - With O(memory), also the Mini's available memory, for ranking placement candidates (one C(vm_stat) run).
+  - Reads files under O(claim_dir) (and runs C(/usr/bin/vm_stat) when O(memory) is set); changes nothing.
 author:
   - Mirascope platform team (@mirascope)
 extends_documentation_fragment:
@@ -33,6 +34,12 @@ options:
     description: Root-owned directory holding one claim file per used port.
     type: path
     default: /var/db/mirascope/ports
+  memory:
+    description:
+      - Also report RV(memory_available_mb), read from C(/usr/bin/vm_stat) (free + inactive pages, as psutil counts
+        macOS's available memory). A few milliseconds, where the C(setup) module's hardware facts take seconds.
+    type: bool
+    default: false
 seealso:
   - module: mirascope.clawfarm.claw_port
 """
@@ -51,6 +58,14 @@ EXAMPLES = r"""
     max_claws: "{{ claw_max_per_mini }}"
     claw_id: 1a2b3c4d-0000-4000-8000-000000000001
   register: claim
+  become: true
+
+- name: Claims and available memory, for placing a new claw
+  mirascope.clawfarm.claw_port_info:
+    base_port: "{{ claw_base_port }}"
+    max_claws: "{{ claw_max_per_mini }}"
+    memory: true
+  register: place_claims
   become: true
 """
 
@@ -72,10 +87,15 @@ port:
   returned: always
   type: int
   sample: 8100
+memory_available_mb:
+  description: The Mini's available memory in MiB (free + inactive pages from C(vm_stat)); null without O(memory).
+  returned: always
+  type: int
+  sample: 9123
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.mirascope.clawfarm.plugins.module_utils import _claw
+from ansible_collections.mirascope.clawfarm.plugins.module_utils import _claw, _placement
 
 
 def claims_report(claims: dict, base_port: int, max_claws: int, claw_id=None) -> dict:
@@ -93,6 +113,7 @@ def main():
             max_claws=dict(type="int", required=True),
             claw_id=dict(type="str"),
             claim_dir=dict(type="path", default="/var/db/mirascope/ports"),
+            memory=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
@@ -105,7 +126,16 @@ def main():
         claims = _claw.read_port_claims(p["claim_dir"])
     except OSError as exc:
         module.fail_json(msg=f"cannot read the port claims in {p['claim_dir']}: {exc}; run with become (the directory is root's)")
-    module.exit_json(changed=False, **claims_report(claims, p["base_port"], p["max_claws"], claw_id))
+    memory = None
+    if p["memory"]:
+        rc, out, err = module.run_command([_placement.VM_STAT])
+        try:
+            if rc != 0:
+                raise _placement.VmStatError(f"{_placement.VM_STAT} exited {rc}: {err.strip()}")
+            memory = _placement.memory_available_mb(out)
+        except _placement.VmStatError as exc:
+            module.fail_json(msg=f"cannot read the Mini's available memory: {exc}")
+    module.exit_json(changed=False, memory_available_mb=memory, **claims_report(claims, p["base_port"], p["max_claws"], claw_id))
 
 
 if __name__ == "__main__":

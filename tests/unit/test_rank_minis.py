@@ -42,3 +42,62 @@ def test_migration_targets_leave_out_the_source_and_rank_the_rest():
              "full": mini(12, 0)}
     assert migration_targets(minis, C, "src") == ["y", "x"]
     assert migration_targets({"src": mini(1, 11, claws=[C]), "full": mini(12, 0)}, C, "src") == []
+
+
+# vm_stat as macOS 14/15 print it on Apple silicon (the one-snapshot form claw_port_info runs for placement); the
+# counts are those of a 16 GB Mac under load, for illustration (they add up to 15 GiB of pages).
+VM_STAT_MAC = """Mach Virtual Memory Statistics: (page size of 16384 bytes)
+Pages free:                                5418.
+Pages active:                            283095.
+Pages inactive:                          279208.
+Pages speculative:                         2991.
+Pages throttled:                              0.
+Pages wired down:                        149627.
+Pages purgeable:                           9815.
+"Translation faults":                 742137624.
+Pages copy-on-write:                   24591337.
+Pages zero filled:                    339810270.
+Pages reactivated:                      8573391.
+Pages purged:                           3203867.
+File-backed pages:                       187020.
+Anonymous pages:                         378274.
+Pages stored in compressor:              585127.
+Pages occupied by compressor:            263434.
+Decompressions:                         9713839.
+Compressions:                          13856617.
+Pageins:                               21342716.
+Pageouts:                                190813.
+Swapins:                                 158870.
+Swapouts:                                291742.
+"""
+
+
+def test_vm_stat_of_a_mac_is_read_as_free_plus_inactive_pages():
+    from ansible_collections.mirascope.clawfarm.plugins.module_utils._placement import memory_available_mb, parse_vm_stat
+
+    stats = parse_vm_stat(VM_STAT_MAC)
+    assert stats["page_size"] == 16384
+    assert stats["pages"]["Translation faults"] == 742137624 and stats["pages"]["Pages wired down"] == 149627
+    assert memory_available_mb(VM_STAT_MAC) == (5418 + 279208) * 16384 // 2**20 == 4447
+    intel = VM_STAT_MAC.replace("16384", "4096")
+    assert memory_available_mb(intel) == (5418 + 279208) * 4096 // 2**20
+
+
+def test_vm_stat_without_a_page_size_or_counts_is_an_error():
+    import pytest
+    from ansible_collections.mirascope.clawfarm.plugins.module_utils._placement import VmStatError, memory_available_mb
+
+    with pytest.raises(VmStatError, match="page size"):
+        memory_available_mb("Pages free: 1.\n")
+    with pytest.raises(VmStatError, match="Pages inactive"):
+        memory_available_mb("Mach Virtual Memory Statistics: (page size of 4096 bytes)\nPages free: 10.\n")
+
+
+def test_placement_view_reads_the_claims_available_memory():
+    from ansible_collections.mirascope.clawfarm.plugins.filter.mini import placement_view
+
+    hostvars = {"a": {"place_claims": {"used_ports": {"8100": C}, "free_slots": 11, "memory_available_mb": 4447}},
+                "b": {"place_claims": {"unreachable": True}, "mini_status": "draining"}}
+    view = placement_view(["a", "b"], hostvars)
+    assert view["a"] == {"status": "active", "used": 1, "free_slots": 11, "memfree_mb": 4447, "claw_ids": [C], "reachable": True}
+    assert view["b"]["reachable"] is False and view["b"]["memfree_mb"] is None
