@@ -53,22 +53,22 @@ def latest_audit_report() -> dict:
 # Minutes each e2e module took in a full `.ci/run` (two lanes, so under load), for handing the longest out first.
 # Only the order matters: a module missing here counts as E2E_MINUTES_DEFAULT. Refresh from the durations the run
 # prints when a module grows or shrinks a lot.
-E2E_MINUTES = {  # measured in .ci/run of 2026-12-06 (two lanes; 113 lane-minutes of tests in all)
-    "test_full_mini.py": 17,
-    "test_claw_lifecycle.py": 12,
+E2E_MINUTES = {  # measured in .ci/run of 2026-12-06 11:33 (two lanes; 112 lane-minutes of tests in all)
+    "test_full_mini.py": 15.5,
     "test_bootstrap.py": 12,
-    "test_claw_backup.py": 11,
+    "test_hostile_tenant_paths.py": 10.5,
+    "test_claw_backup.py": 8.5,
+    "test_claw_lifecycle.py": 8,
     "test_api_replicas_fleet.py": 7.5,
-    "test_hostile_tenant_paths.py": 7,
     "test_drain.py": 6.5,
-    "test_placement.py": 6,
-    "test_api.py": 5.5,
-    "test_migrate.py": 5.5,
-    "test_claw_browser.py": 5,  # measured alone on lane B (4.3 min after its Mini was up), not yet in a full run
-    "test_claw_import.py": 6,  # measured alone on lane B (5.5-7.5 min with its Mini), not yet in a full run
+    "test_placement.py": 5.5,
+    "test_api.py": 5,
+    "test_migrate.py": 4.5,
     "test_tenant_network.py": 3.5,
+    "test_claw_import.py": 3,
     "test_hostile_tenant_secrets.py": 3,
-    "test_hostile_tenant_migration.py": 3,
+    "test_claw_browser.py": 3,
+    "test_hostile_tenant_migration.py": 2.5,
     "test_monitoring.py": 2.5,
     "test_hostile_tenant_lifecycle.py": 2,
     "test_claw_route.py": 1.5,
