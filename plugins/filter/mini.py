@@ -9,7 +9,7 @@ from ansible_collections.mirascope.clawfarm.plugins.module_utils import _macos_s
 
 def placement_view(names, hostvars) -> dict:
     """What rank_minis needs, from each Mini's host vars after _place_claw.yml read them:
-    ``{name: {"status", "used", "free_slots", "memfree_mb", "claw_ids", "reachable"}}`` (``place_claims`` is the
+    ``{name: {"status", "used", "free_slots", "memory_available_mb", "claw_ids", "reachable"}}`` (``place_claims`` is the
     registered claw_port_info result, with ``memory_available_mb`` when it was asked for ``memory``)."""
     view = {}
     for name in names:
@@ -17,7 +17,7 @@ def placement_view(names, hostvars) -> dict:
         claims = hv.get("place_claims") or {}
         used = claims.get("used_ports") or {}
         view[name] = {"status": hv.get("mini_status", "active"), "used": len(used), "free_slots": claims.get("free_slots") or 0,
-                      "memfree_mb": claims.get("memory_available_mb"), "claw_ids": list(used.values()),
+                      "memory_available_mb": claims.get("memory_available_mb"), "claw_ids": list(used.values()),
                       "reachable": "free_slots" in claims and not claims.get("unreachable")}
     return view
 

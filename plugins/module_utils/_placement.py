@@ -62,17 +62,17 @@ def rank_minis(minis: dict, claw_id: str) -> list:
 
     Args:
         minis: ``{name: {"status": active|draining|offline|maintenance, "used": int, "free_slots": int,
-            "memfree_mb": int|None, "claw_ids": [str], "reachable": bool}}``.
+            "memory_available_mb": int|None, "claw_ids": [str], "reachable": bool}}``.
     Returns:
         ``[name]`` - the Mini that already holds the claw (re-provision) alone; else every reachable ``active`` Mini
-        with a free slot, fewest claws first, then most free memory, then by name. Empty: no capacity.
+        with a free slot, fewest claws first, then most available memory, then by name. Empty: no capacity.
     """
     for name, info in sorted(minis.items()):
         if claw_id in (info.get("claw_ids") or []):
             return [name]
     candidates = [(name, info) for name, info in minis.items()
                   if info.get("status", ACTIVE) == ACTIVE and info.get("reachable", True) and info.get("free_slots", 0) > 0]
-    candidates.sort(key=lambda item: (item[1].get("used", 0), -(item[1].get("memfree_mb") or 0), item[0]))
+    candidates.sort(key=lambda item: (item[1].get("used", 0), -(item[1].get("memory_available_mb") or 0), item[0]))
     return [name for name, _score in candidates]
 
 

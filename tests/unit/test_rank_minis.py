@@ -7,7 +7,7 @@ C = "1a2b3c4d-0000-4000-8000-000000000001"
 
 
 def mini(used, free, status="active", mem=8000, claws=(), reachable=True):
-    return {"status": status, "used": used, "free_slots": free, "memfree_mb": mem, "claw_ids": list(claws), "reachable": reachable}
+    return {"status": status, "used": used, "free_slots": free, "memory_available_mb": mem, "claw_ids": list(claws), "reachable": reachable}
 
 
 def test_fewest_claws_then_most_free_memory_then_name():
@@ -99,5 +99,5 @@ def test_placement_view_reads_the_claims_available_memory():
     hostvars = {"a": {"place_claims": {"used_ports": {"8100": C}, "free_slots": 11, "memory_available_mb": 4447}},
                 "b": {"place_claims": {"unreachable": True}, "mini_status": "draining"}}
     view = placement_view(["a", "b"], hostvars)
-    assert view["a"] == {"status": "active", "used": 1, "free_slots": 11, "memfree_mb": 4447, "claw_ids": [C], "reachable": True}
-    assert view["b"]["reachable"] is False and view["b"]["memfree_mb"] is None
+    assert view["a"] == {"status": "active", "used": 1, "free_slots": 11, "memory_available_mb": 4447, "claw_ids": [C], "reachable": True}
+    assert view["b"]["reachable"] is False and view["b"]["memory_available_mb"] is None
