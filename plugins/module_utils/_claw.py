@@ -387,6 +387,123 @@ def gateway_config(port: int, state_dir: str, control_ui: bool = False, browser_
     }
 
 
+# What the farm owns in a claw's openclaw.json: every top-level section of its own config (gateway_config: gateway -
+# port, bind, auth, control UI, and anything else set there such as remote or tailscale -, logging, update, discovery,
+# browser), except the shared sections, where only the keys the farm sets under ``agents.defaults`` are its (the
+# workspace and the heartbeat). Everything else (models, channels, plugins, tools, agents.list, ...) is the agent's:
+# set by the tenant, through the gateway or an import, and kept by every write of the farm (present.yml, import).
+FARM_SHARED_SECTIONS = ("agents",)
+MISSING = object()
+_CONFIG_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def farm_config_paths(farm: dict) -> tuple:
+    """The config paths the farm owns, as tuples of keys, from its own config ``farm`` (see above).
+
+    ``farm_config_paths(gateway_config(...))`` is ``(("browser",), ("discovery",), ("gateway",), ("logging",),
+    ("update",), ("agents", "defaults", "heartbeat"), ("agents", "defaults", "workspace"))``.
+    """
+    paths = [(key,) for key in sorted(farm) if key not in FARM_SHARED_SECTIONS]
+    for shared in FARM_SHARED_SECTIONS:
+        defaults = (farm.get(shared) or {}).get("defaults") or {}
+        paths += [(shared, "defaults", key) for key in sorted(defaults)]
+    return tuple(paths)
+
+
+def config_get(tree, path):
+    """The value at ``path`` (a tuple of keys) in nested dicts, or :data:`MISSING`."""
+    for key in path:
+        if not isinstance(tree, dict) or key not in tree:
+            return MISSING
+        tree = tree[key]
+    return tree
+
+
+def dotted_path(path) -> str:
+    """``("agents", "list")`` as ``agents.list``, control characters escaped (``\\x1b``): keys may be the tenant's."""
+    return ".".join(_CONFIG_CONTROL.sub(lambda m: "\\x%02x" % ord(m.group()), str(key)) for key in path)
+
+
+def merge_farm_config(config, farm: dict) -> tuple:
+    """A claw's config with the farm's sections set from ``farm`` and every other setting of ``config`` kept.
+
+    Args:
+        config: the claw's current config (a dict parsed from its ``openclaw.json``; anything else counts as empty).
+        farm: the farm's own config of the claw (:func:`gateway_config`), which owns :func:`farm_config_paths`.
+
+    Returns:
+        ``(merged, rewritten)``: a new dict (``config`` is not modified) and the sorted dotted paths whose value the
+        farm set or changed (one level below a replaced section: ``gateway.bind``), never values.
+    """
+    import copy
+
+    old = config if isinstance(config, dict) else {}
+    merged = copy.deepcopy(old)
+    rewritten = set()
+    for path in farm_config_paths(farm):
+        value = config_get(farm, path)
+        before = config_get(old, path)
+        parent = merged
+        for key in path[:-1]:
+            if not isinstance(parent.get(key), dict):
+                parent[key] = {}
+            parent = parent[key]
+        parent[path[-1]] = copy.deepcopy(value)
+        if before != value:
+            if isinstance(value, dict) and isinstance(before, dict):
+                keys = set(value) | set(before)
+                rewritten.update(dotted_path(path + (k,)) for k in keys if before.get(k, MISSING) != value.get(k, MISSING))
+            else:
+                rewritten.add(dotted_path(path))
+    return merged, sorted(rewritten)
+
+
+def farm_config_view(config, farm: dict) -> str:
+    """What a diff of a claw's ``openclaw.json`` shows: the farm's sections, and only the names of the agent's.
+
+    The agent's settings (channels, provider keys...) may hold secrets, and so may a value the tenant put in one of
+    the farm's sections (an inline token): a value is shown only where it equals the farm's own (which holds none),
+    else as ``(the claw's value, not shown)``. Returns sorted JSON text with a trailing newline.
+    """
+    import json
+
+    hidden = "(the claw's value, not shown)"
+
+    def shown(value, want):
+        if value == want:
+            return value
+        if isinstance(value, dict) and isinstance(want, dict):
+            return {str(k): shown(value[k], want.get(k, MISSING)) for k in value}
+        return hidden
+
+    old = config if isinstance(config, dict) else {}
+    owned = farm_config_paths(farm)
+    view = {}
+    for path in owned:
+        value = config_get(old, path)
+        if value is MISSING:
+            continue
+        parent = view
+        for key in path[:-1]:
+            parent = parent.setdefault(key, {})
+        parent[path[-1]] = shown(value, config_get(farm, path))
+    kept = set()
+    for key in old:
+        if (key,) in owned:
+            continue
+        if key in FARM_SHARED_SECTIONS and isinstance(old[key], dict):
+            for sub, value in old[key].items():
+                if sub == "defaults" and isinstance(value, dict):
+                    kept.update(dotted_path((key, sub, k)) for k in value if (key, sub, k) not in owned)
+                else:
+                    kept.add(dotted_path((key, sub)))
+        else:
+            kept.add(dotted_path((key,)))
+    if kept:
+        view["(the agent's settings, kept; values not shown)"] = sorted(kept)
+    return json.dumps(view, indent=4, sort_keys=True, ensure_ascii=False) + "\n"
+
+
 def read_port_claims(claim_dir: str) -> dict:
     """The Mini's port claim files as ``{port: claw_id}`` (``{}`` when the directory does not exist).
 

@@ -28,9 +28,12 @@ Runs on CPython 3.9 (macOS's /usr/bin/python3): only ``os`` calls with ``dir_fd`
 from __future__ import annotations
 
 import errno
+import json
 import os
 import secrets
 import stat
+
+from . import _claw
 
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 MAX_FILE_BYTES = 1 << 20
@@ -281,31 +284,73 @@ def replace_file(name: str, dfd: int, data: bytes, uid: int, gid: int, mode: int
         raise
 
 
-def _plan_file(home: str, rel: str, dfd, data: bytes, uid: int, gid: int, mode: int):
-    """``(action or None, before text or None)`` for one file; refuses a directory in its place."""
+def parse_json_object(data: bytes):
+    """The tenant's JSON file ``data`` as a dict, or None when it is not a plain JSON object.
+
+    Plain JSON only (no NaN/Infinity, integers of at most 4300 digits: a hostile file cannot make root's parse slow),
+    bounded nesting (RecursionError is caught).
+    """
+    def bounded_int(text):
+        if len(text) > 4300:
+            raise ValueError("integer too long")
+        return int(text)
+
+    def no_constant(name):
+        raise ValueError(f"{name} is not JSON")
+
+    try:
+        value = json.loads(data.decode("utf-8"), parse_int=bounded_int, parse_constant=no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def json_text(value: dict) -> bytes:
+    """``value`` as the farm writes JSON files (Ansible's ``to_nice_json``: 4-space indent, sorted keys) + newline."""
+    return (json.dumps(value, indent=4, sort_keys=True, separators=(",", ": ")) + "\n").encode()
+
+
+def _plan_file(home: str, rel: str, dfd, data: bytes, uid: int, gid: int, mode: int, farm=None):
+    """``(action or None, before text or None, bytes to write, after text)`` for one file; refuses a directory in its
+    place. With ``farm`` (the farm's part of a JSON config, merge_json) an existing JSON object of the claw keeps
+    every setting outside the farm's sections (:func:`_claw.merge_farm_config`), and the texts are
+    :func:`_claw.farm_config_view` (never the agent's values)."""
     shown = f"{home}/{rel}"
     name = rel.rpartition("/")[2]
+    after = data.decode("utf-8", "replace") if farm is None else _claw.farm_config_view(farm, farm)
     if dfd is None:
-        return f"write {shown} (new)", None
+        return f"write {shown} (new)", None, data, after
     st, old = _read_own_file(name, dfd, uid)
     if st is None:
-        return f"write {shown} (new)", None
+        return f"write {shown} (new)", None, data, after
     if stat.S_ISDIR(st.st_mode):
         raise PathRefused(f"{shown} is a directory, not a file; move it aside and re-provision")
     if stat.S_ISLNK(st.st_mode):
-        return f"replace {shown} (a symlink to {_link_target(name, dfd)}; the link is replaced, never followed)", None
+        return f"replace {shown} (a symlink to {_link_target(name, dfd)}; the link is replaced, never followed)", None, data, after
     if old is None:
         why = (f"{_kind(st.st_mode)}" if not stat.S_ISREG(st.st_mode) else
                f"owned by uid {st.st_uid}" if st.st_uid != uid else
                f"{st.st_nlink} hard links" if st.st_nlink != 1 else "too large")
-        return f"replace {shown} ({why}; replaced, never written through)", None
+        return f"replace {shown} ({why}; replaced, never written through)", None, data, after
+    todo = _needs(st, uid, gid, mode)
+    if farm is not None:
+        current = parse_json_object(old)
+        if current is None:
+            return (f"write {shown} (content: not a plain JSON object, replaced by the farm's settings)",
+                    "(not shown: not a plain JSON object)\n", data, after)
+        merged, rewritten = _claw.merge_farm_config(current, farm)
+        before, after = _claw.farm_config_view(current, farm), _claw.farm_config_view(merged, farm)
+        if merged != current:
+            return f"write {shown} (the farm's settings: {', '.join(rewritten)}; the agent's kept)", before, json_text(merged), after
+        if todo:
+            return f"write {shown} ({', '.join(todo)})", before, old, after
+        return None, before, old, after
     text = escape_control(old.decode("utf-8", "replace"))  # the tenant's bytes, shown in the diff
     if old != data:
-        return f"write {shown} (content)", text
-    todo = _needs(st, uid, gid, mode)
+        return f"write {shown} (content)", text, data, after
     if todo:
-        return f"write {shown} ({', '.join(todo)})", text
-    return None, text
+        return f"write {shown} ({', '.join(todo)})", text, data, after
+    return None, text, data, after
 
 
 def ensure_claw_tree(home: str, uid: int, gid: int, directories=(), files=(), mode: int = 0o700,
@@ -316,7 +361,11 @@ def ensure_claw_tree(home: str, uid: int, gid: int, directories=(), files=(), mo
         home: the claw's home (its parent must be root-owned and not writable by others).
         uid, gid: the claw's owner and group for everything made or repaired.
         directories: paths relative to ``home`` (parents are included); each gets ``uid:gid`` and ``mode``.
-        files: ``[{"path": relative path, "content": str, "mode": int}]``; the parent must be in ``directories``.
+        files: ``[{"path": relative path, "content": str, "mode": int, "merge_json": bool}]``; the parent must be in
+            ``directories``. With ``merge_json`` the content is the farm's part of a JSON config (a JSON object): a
+            file that is the claw's own JSON object keeps every setting outside the farm's sections
+            (:func:`_claw.merge_farm_config`) and is written only when the merge changes it; the report's texts
+            show the farm's sections and only the names of the rest (the agent's settings may hold secrets).
         mode: the directories' mode.
         check_mode: only report what would change.
 
@@ -338,20 +387,26 @@ def ensure_claw_tree(home: str, uid: int, gid: int, directories=(), files=(), mo
         if head and head not in managed:
             raise PathRefused(f"{rel}: its directory {head} must be listed in directories")
         content = item["content"]
-        specs.append((rel, content.encode() if isinstance(content, str) else bytes(content), int(item.get("mode", 0o600))))
+        data = content.encode() if isinstance(content, str) else bytes(content)
+        farm = None
+        if item.get("merge_json"):
+            farm = parse_json_object(data)
+            if farm is None:
+                raise PathRefused(f"{rel}: merge_json needs content that is a JSON object")
+        specs.append((rel, data, int(item.get("mode", 0o600)), farm))
     for apply in ((False,) if check_mode else (False, True)):
         actions = []
         fds = _walk(home, uid, gid, managed, mode, apply, actions)
         try:
             report = {}
-            for rel, data, fmode in specs:
+            for rel, data, fmode, farm in specs:
                 dfd = fds.get(rel.rpartition("/")[0])
-                action, before = _plan_file(home, rel, dfd, data, uid, gid, fmode)
-                report[rel] = {"before": before, "after": data.decode("utf-8", "replace")}
+                action, before, write, after = _plan_file(home, rel, dfd, data, uid, gid, fmode, farm)
+                report[rel] = {"before": before, "after": after}
                 if action:
                     actions.append(action)
                     if apply:
-                        replace_file(rel.rpartition("/")[2], dfd, data, uid, gid, fmode)
+                        replace_file(rel.rpartition("/")[2], dfd, write, uid, gid, fmode)
         finally:
             for fd in fds.values():
                 os.close(fd)

@@ -21,7 +21,7 @@ import stat
 import tarfile
 from datetime import datetime, timezone
 
-from . import _r2
+from . import _claw, _r2
 
 ArchiveError = _r2.ArchiveError
 
@@ -220,19 +220,9 @@ def parse_config(raw: bytes) -> dict:
 
 # ---- the gateway config --------------------------------------------------------------------------------------------
 
-# What the farm owns in openclaw.json: every top-level section of the farm's own config (the claw role's, through
-# _claw.gateway_config: gateway - port, bind, auth, control UI, and anything else a container set there such as remote
-# or tailscale -, logging, update, discovery, and browser when the farm configures one), except agents, where only the
-# defaults the farm sets (workspace, heartbeat) are its. Everything else is the agent's.
-SHARED_SECTIONS = ("agents",)
-
-
-def farm_sections(farm: dict) -> tuple:
-    """The config paths the farm owns (see above), from its own config ``farm``."""
-    paths = [(key,) for key in sorted(farm) if key not in SHARED_SECTIONS]
-    defaults = (farm.get("agents") or {}).get("defaults") or {}
-    paths += [("agents", "defaults", key) for key in sorted(defaults)]
-    return tuple(paths)
+# What the farm owns in openclaw.json and how its sections replace the export's: _claw.farm_config_paths and
+# _claw.merge_farm_config, shared with present.yml's write of the config (claw_paths merge_json).
+farm_sections = _claw.farm_config_paths
 
 
 def source_state_dir(config: dict, given: str | None = None) -> str | None:
@@ -250,15 +240,9 @@ def source_state_dir(config: dict, given: str | None = None) -> str | None:
     return None
 
 
-def _get(tree, path):
-    for key in path:
-        if not isinstance(tree, dict) or key not in tree:
-            return _MISSING
-        tree = tree[key]
-    return tree
-
-
-_MISSING = object()
+_get = _claw.config_get
+_MISSING = _claw.MISSING
+_dotted = _claw.dotted_path
 
 
 def _leaves(tree, prefix=()):
@@ -267,14 +251,6 @@ def _leaves(tree, prefix=()):
             yield from _leaves(tree[key], prefix + (str(key),))
     else:
         yield prefix, tree
-
-
-def _dotted(path) -> str:
-    return ".".join(_claw_paths_escape(p) for p in path)
-
-
-def _claw_paths_escape(text: str) -> str:
-    return _r2._CONTROL.sub(lambda m: "\\x%02x" % ord(m.group()), text)
 
 
 def rewrite_config(config: dict | None, farm: dict, new_state_dir: str, old_state_dir: str | None = None) -> tuple:
@@ -290,26 +266,9 @@ def rewrite_config(config: dict | None, farm: dict, new_state_dir: str, old_stat
         (never values: an inline token or the agent's API keys stay out of every message).
     """
     old = copy.deepcopy(config) if isinstance(config, dict) else {}
-    new = copy.deepcopy(old)
-    rewritten = set()
+    new, rewritten = _claw.merge_farm_config(old, farm)
+    rewritten = set(rewritten)
     sections = farm_sections(farm)
-    for path in sections:
-        value = _get(farm, path)
-        if value is _MISSING:
-            continue
-        before = _get(old, path)
-        parent = new
-        for key in path[:-1]:
-            if not isinstance(parent.get(key), dict):
-                parent[key] = {}
-            parent = parent[key]
-        parent[path[-1]] = copy.deepcopy(value)
-        if before != value:
-            if isinstance(value, dict) and isinstance(before, dict):
-                keys = set(value) | set(before)
-                rewritten.update(_dotted(path + (k,)) for k in keys if before.get(k, _MISSING) != value.get(k, _MISSING))
-            else:
-                rewritten.add(_dotted(path))
     source = source_state_dir(old, old_state_dir)
     sources = [source] if source else list(CONTAINER_STATE_DIRS)
     target = os.path.normpath(new_state_dir)

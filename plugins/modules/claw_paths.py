@@ -26,7 +26,8 @@ description:
     existing name, so no neighbour can take it first), and a new directory is made.
   - Text that comes from the tenant (the old content of a file in the diff, a link's target in a message) is shown
     with its control characters escaped (C(\x1b)), so it cannot drive the operator's terminal.
-  - Not for secrets (the diff shows file contents); the claw's C(.env) is written by M(mirascope.clawfarm.claw_env).
+  - Not for secrets (the diff shows file contents, but for O(files[].merge_json) files only the writer's own
+    values); the claw's C(.env) is written by M(mirascope.clawfarm.claw_env).
   - Runs no commands.
 author:
   - Mirascope platform team (@mirascope)
@@ -83,6 +84,20 @@ options:
         description: Mode (octal string).
         type: raw
         default: "0600"
+      merge_json:
+        description:
+          - O(files[].content) is the writer's part of a JSON config (a JSON object), not the whole file. An existing
+            file that is the claw's own regular file holding a JSON object keeps every setting outside the writer's
+            sections and is rewritten only when the merge changes it.
+          - The writer's sections are each top-level key of the content, except C(agents), where only the keys the
+            content sets under C(agents.defaults) are the writer's (the rules of M(mirascope.clawfarm.claw_import)).
+            The gateway's C(openclaw.json) is written this way, so the settings the agent made (models, channels,
+            plugins, agents) survive every re-provision, migration and upgrade.
+          - The diff shows the writer's sections, with any value that is not the writer's own hidden, and only the
+            names of the other settings (they may hold the tenant's secrets). A file that is not plain JSON is
+            replaced by the content.
+        type: bool
+        default: false
   lock_dir:
     description:
       - An absolute path in a root-owned sticky directory (C(/tmp/openclaw-state-locks-<uid>)) that must be a
@@ -100,6 +115,7 @@ EXAMPLES = r"""
     files:
       - path: .openclaw/openclaw.json
         content: "{{ claw_config | to_nice_json }}\n"
+        merge_json: true  # the agent's own settings in the file are kept
     lock_dir: /tmp/openclaw-state-locks-{{ claw_user.uid }}
   become: true
 """
@@ -151,6 +167,7 @@ def main():
                 path=dict(type="str", required=True),
                 content=dict(type="str", required=True),
                 mode=dict(type="raw", default="0600"),
+                merge_json=dict(type="bool", default=False),
             )),
             lock_dir=dict(type="path"),
         ),
@@ -162,8 +179,8 @@ def main():
     except KeyError:
         module.fail_json(msg=f"user {p['owner']} does not exist; create the claw's user first")
     mode = _mode(p["mode"], "mode", module)
-    files = [{"path": f["path"], "content": f["content"], "mode": _mode(f["mode"], f"mode of {f['path']}", module)}
-             for f in p["files"]]
+    files = [{"path": f["path"], "content": f["content"], "mode": _mode(f["mode"], f"mode of {f['path']}", module),
+              "merge_json": f["merge_json"]} for f in p["files"]]
     try:
         for item in p["directories"] + [f["path"] for f in files]:
             _claw_paths.validate_relative(item)

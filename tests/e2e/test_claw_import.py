@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shlex
 
 from claw_invariants import Claw, claw_settings, realistic_claw
 
@@ -125,6 +126,24 @@ def test_import_of_a_container_export(mini, tmp_path):
     assert f"CLAW_GATEWAY_TOKEN={target.token}" in env
     assert "import" not in mini.sh(f"ls -a {TARGET.home} /Users").stdout  # no staging or replaced state dir left
     assert mini.sh("ls -A /var/db/mirascope/imports").stdout.strip() == ""  # the upload is removed
+
+    # A re-provision (the operator's repair, the upgrade loop's, a migration's) sets only the farm's sections of the
+    # config: the agent's settings the import kept (and any the customer makes later) survive it, nothing restarts.
+    config_path = f"{TARGET.home}/.openclaw/openclaw.json"
+    tamper = ("import json, sys; c = json.load(open(sys.argv[1])); c['gateway']['bind'] = 'lan'; "
+              "json.dump(c, open(sys.argv[1], 'w'))")
+    mini.sh(f"su -s /bin/sh {TARGET.user} -c {shlex.quote(f'/usr/bin/python3 -c {shlex.quote(tamper)} {config_path}')}")
+    reprovisioned = mini.playbook("provision", "-e", f"claw_id={TARGET.claw_id}", "-e", f"@{settings}", "--diff", check=True)
+    out = " ".join(reprovisioned.stdout.split())
+    assert "gateway configuration changed" in out, out[-3000:]
+    assert '-        "bind": "(the claw\'s value, not shown)",' in reprovisioned.stdout, reprovisioned.stdout[-3000:]
+    assert '+        "bind": "loopback",' in reprovisioned.stdout
+    assert "anthropic/claude-sonnet-4-5" not in reprovisioned.stdout and INLINE_TOKEN not in reprovisioned.stdout
+    config = data(mini, f"{TARGET.home}/.openclaw")["config"]
+    assert config["agents"]["defaults"]["model"] == {"primary": "anthropic/claude-sonnet-4-5"}
+    assert config["gateway"]["bind"] == "loopback"
+    again = mini.playbook("provision", "-e", f"claw_id={TARGET.claw_id}", "-e", f"@{settings}", check=True)
+    assert "gateway configuration changed" not in again.stdout, again.stdout[-3000:]
 
     # --check on the imported claw changes nothing either.
     before = mini.snapshot() + json.dumps(data(mini, f"{TARGET.home}/.openclaw"), sort_keys=True)

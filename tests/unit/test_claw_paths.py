@@ -376,3 +376,101 @@ def test_a_link_target_with_escape_sequences_is_shown_escaped(farm):
     result = cp.ensure_lock_dir(str(lock), UID, GID)
     assert "\x1b" not in "".join(result["actions"] + result["moved_aside"])
     assert "a symlink to /x\\x1b]0;owned" in result["moved_aside"][0]
+
+
+# ---- merge_json: the gateway's openclaw.json keeps the agent's settings (issue 14: an operation changes only what it
+# was asked to change; a re-provision, migration or upgrade never drops the models, channels or agents a customer set)
+
+def farm_config(port=8100):
+    import json
+
+    from ansible_collections.mirascope.clawfarm.plugins.module_utils import _claw
+    return json.dumps(_claw.gateway_config(port, "/Users/claw-1a2b3c4d/.openclaw"), indent=4, sort_keys=True) + "\n"
+
+
+def merged_config(port=8100):
+    return {"path": ".openclaw/openclaw.json", "content": farm_config(port), "mode": 0o600, "merge_json": True}
+
+
+def write_as_tenant(home, text):
+    path = home / ".openclaw/openclaw.json"
+    path.write_text(text)
+    as_tenant(path)
+    os.chmod(path, 0o600)
+    return path
+
+
+def test_reprovision_keeps_the_agents_settings_and_resets_only_the_farms(farm):
+    import json
+    home, _, _ = farm
+    cp.ensure_claw_tree(str(home), UID, GID, DIRS, [merged_config()])
+    config = json.loads((home / ".openclaw/openclaw.json").read_text())
+    # What a customer set through the gateway (and what the tenant tampered with in the farm's sections).
+    config["channels"] = {"telegram": {"botToken": "123:TENANT-SECRET"}}
+    config["models"] = {"providers": {"x": {"apiKey": "sk-TENANT-SECRET"}}}
+    config["agents"]["list"] = [{"id": "main", "model": "anthropic/claude"}]
+    config["agents"]["defaults"]["model"] = "anthropic/claude"
+    config["gateway"]["bind"] = "lan"
+    config["gateway"]["auth"]["token"] = "INLINE-TENANT-SECRET"
+    path = write_as_tenant(home, json.dumps(config))
+    result = cp.ensure_claw_tree(str(home), UID, GID, DIRS, [merged_config()])
+    after = json.loads(path.read_text())
+    assert after["channels"] == config["channels"] and after["models"] == config["models"]
+    assert after["agents"]["list"] == config["agents"]["list"] and after["agents"]["defaults"]["model"] == "anthropic/claude"
+    assert after["gateway"]["bind"] == "loopback" and after["gateway"]["auth"]["token"]["source"] == "env"
+    assert [a for a in result["actions"] if a.startswith("write")] == [
+        f"write {home}/.openclaw/openclaw.json (the farm's settings: gateway.auth, gateway.bind; the agent's kept)"]
+    shown = result["files"][".openclaw/openclaw.json"]
+    for text in (shown["before"], shown["after"], *result["actions"]):
+        assert "TENANT-SECRET" not in text and "anthropic/claude" not in text
+    assert '"bind": "(the claw\'s value, not shown)"' in shown["before"] and '"bind": "loopback"' in shown["after"]
+    assert "channels" in shown["before"] and "agents.list" in shown["after"]
+    assert os.stat(path).st_uid == UID and stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    # Nothing to do the second time, and a farm setting (the port) changes only its own section.
+    assert not cp.ensure_claw_tree(str(home), UID, GID, DIRS, [merged_config()])["changed"]
+    moved = cp.ensure_claw_tree(str(home), UID, GID, DIRS, [merged_config(8228)])
+    assert [a for a in moved["actions"] if a.startswith("write")] == [
+        f"write {home}/.openclaw/openclaw.json (the farm's settings: gateway.port; the agent's kept)"]
+    final = json.loads(path.read_text())
+    assert final["gateway"]["port"] == 8228 and final["channels"] == config["channels"]
+
+
+def test_a_config_the_gateway_reformatted_is_left_as_it_is(farm):
+    import json
+    home, _, _ = farm
+    cp.ensure_claw_tree(str(home), UID, GID, DIRS, [merged_config()])
+    compact = json.dumps(json.loads((home / ".openclaw/openclaw.json").read_text()), separators=(",", ":"))
+    path = write_as_tenant(home, compact)
+    assert not cp.ensure_claw_tree(str(home), UID, GID, DIRS, [merged_config()])["changed"]
+    assert path.read_text() == compact
+
+
+@pytest.mark.parametrize("text", ["{ // json5\n gateway: {} }", "[1, 2]", '{"a": NaN}', '{"a": ' + "9" * 5000 + "}",
+                                  "[" * 100000, "\xff"])
+def test_a_config_that_is_not_plain_json_is_replaced_and_not_shown(farm, text):
+    home, _, _ = farm
+    cp.ensure_claw_tree(str(home), UID, GID, DIRS, [merged_config()])
+    path = home / ".openclaw/openclaw.json"
+    path.write_bytes(text.encode("latin-1") if text == "\xff" else text.encode())
+    result = cp.ensure_claw_tree(str(home), UID, GID, DIRS, [merged_config()])
+    assert any("not a plain JSON object, replaced by the farm's settings" in a for a in result["actions"])
+    assert path.read_text() == farm_config()
+    assert result["files"][".openclaw/openclaw.json"]["before"] == "(not shown: not a plain JSON object)\n"
+
+
+def test_merge_json_needs_a_json_object_as_content(farm):
+    home, _, _ = farm
+    with pytest.raises(cp.PathRefused, match="merge_json needs content that is a JSON object"):
+        cp.ensure_claw_tree(str(home), UID, GID, DIRS, [dict(merged_config(), content="[]")])
+
+
+def test_merge_json_never_writes_through_a_link(farm):
+    home, target, _ = farm
+    cp.ensure_claw_tree(str(home), UID, GID, DIRS, [merged_config()])
+    before = manifest(target)
+    path = home / ".openclaw/openclaw.json"
+    path.unlink()
+    os.symlink(target / "boot.sh", path)
+    result = cp.ensure_claw_tree(str(home), UID, GID, DIRS, [merged_config()])
+    assert any("a symlink to" in a for a in result["actions"])
+    assert manifest(target) == before and not os.path.islink(path) and path.read_text() == farm_config()
