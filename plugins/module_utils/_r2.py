@@ -1324,6 +1324,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 _ZERO_BLOCK = bytes(512)
+_META_TYPES = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
 _PAX_NUMBERS = {"size": int, "uid": int, "gid": int, "mtime": float}
 _PAX_NAMES = {"path": "name", "linkpath": "linkname", "uname": "uname", "gname": "gname"}
 
@@ -1404,19 +1405,25 @@ class _TarReader:
             self._exact(self.pad, "a member's padding")
             self.pad = 0
 
-    def _meta(self, info) -> bytes:
-        data = self._exact(info.size, "an extended header")
-        self._exact(-info.size % 512, "an extended header's padding")
+    def _meta(self, size: int) -> bytes:
+        data = self._exact(size, "an extended header")
+        self._exact(-size % 512, "an extended header's padding")
         return data
 
     @staticmethod
-    def _header(block: bytes) -> tarfile.TarInfo:
+    def _check(block: bytes) -> bytes:
+        """The header's type, once its checksum is right."""
         checksum = _tar_number(block[148:156])
         if checksum != 256 + sum(block) - sum(block[148:156]):
             import struct
 
             if checksum != 256 + sum(struct.unpack_from("148b8x356b", block)):
                 raise ArchiveError("a tar header has a bad checksum: corrupt or not a tar archive")
+        return block[156:157]
+
+    @staticmethod
+    def _header(block: bytes) -> tarfile.TarInfo:
+        """A member's header (checked by :meth:`_check`)."""
         info = tarfile.TarInfo(_tar_text(block[0:100]))
         info.mode, info.uid, info.gid = _tar_number(block[100:108]), _tar_number(block[108:116]), _tar_number(block[116:124])
         info.size, info.mtime = _tar_number(block[124:136]), _tar_number(block[136:148])
@@ -1468,16 +1475,19 @@ class _TarReader:
                 if len(block) < 512:
                     raise ArchiveError("the tar stream ends inside a header: truncated archive")
                 count += 1
-                info = self._header(block)
-                if info.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE):
-                    (global_headers if info.type == tarfile.XGLTYPE else pax).update(self._pax_records(self._meta(info)))
-                elif info.type in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK):
-                    value = _tar_text(self._meta(info))
-                    if info.type == tarfile.GNUTYPE_LONGNAME:
-                        long_name = value
+                kind = self._check(block)
+                if kind in _META_TYPES:  # an extended header: only its size matters (no TarInfo made)
+                    data = self._meta(_tar_number(block[124:136]))
+                    if kind == tarfile.XGLTYPE:
+                        global_headers.update(self._pax_records(data))
+                    elif kind in (tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE):
+                        pax.update(self._pax_records(data))
+                    elif kind == tarfile.GNUTYPE_LONGNAME:
+                        long_name = _tar_text(data)
                     else:
-                        long_link = value
+                        long_link = _tar_text(data)
                 else:
+                    info = self._header(block)
                     break
             if long_name is not None:
                 info.name = long_name
@@ -1503,7 +1513,7 @@ class _TarReader:
             yield info
 
 
-def extract_stream(fileobj, staging: str, limits: dict | None = None) -> dict:
+def extract_stream(fileobj, staging: str, limits: dict | None = None, owner: tuple | None = None) -> dict:
     """Extract a tar stream into ``staging`` (created here, 0700, root's) safely by construction.
 
     Each member passes :func:`check_member`, then is created relative to the file descriptor of its parent
@@ -1514,10 +1524,18 @@ def extract_stream(fileobj, staging: str, limits: dict | None = None) -> dict:
     earlier regular member, more members than ``limits["entries"]`` or more content bytes than ``limits["bytes"]``.
     Files get their mode without setuid/setgid/sticky bits, directories without setuid/setgid (applied after all
     members are in); the archive's ``.`` mode is not applied to ``staging`` (it stays 0700) but returned as
-    ``root_mode`` for the final swap.  Ownership is left to the caller (:func:`chown_tree`).
+    ``root_mode`` for the final swap.  ``owner`` (``(uid, gid)``), if given, becomes the owner of every entry as it
+    is made, never through a link: a file by its own descriptor (``fchown``), a symlink itself (``fchownat`` with
+    ``AT_SYMLINK_NOFOLLOW`` in its parent's descriptor), a directory by its descriptor once every member is in;
+    ``staging`` itself stays root's (the caller hands it over last, after its checks: :func:`chown_tree` with
+    ``children=False``), so nobody but root can reach an entry before then.  Without ``owner`` ownership is left to
+    the caller (:func:`chown_tree`).
 
     Speed (a small home's restore is per-member work): the stream is parsed by :class:`_TarReader` and small files
-    are created by :class:`_Writers` threads, while this thread keeps every check and makes every directory and link.
+    are created by :class:`_Writers` threads, while this thread keeps every check and makes every directory and link;
+    a file is created with its mode (``fchmod`` only when the umask took bits off), and Python's cyclic garbage
+    collector is paused meanwhile (the members make no reference cycles; with boto3 loaded every collection walks
+    hundreds of thousands of objects).
 
     Returns:
         ``{"entries", "files", "bytes", "root_mode"}`` (``root_mode`` None when the archive has no ``.`` member).
@@ -1526,7 +1544,11 @@ def extract_stream(fileobj, staging: str, limits: dict | None = None) -> dict:
         ArchiveError: naming the member and the reason; what was extracted stays in ``staging`` for the caller to
         remove.
     """
+    import gc
+
     limits = limits or {"entries": DEFAULT_MAX_ENTRIES, "bytes": None}
+    umask = os.umask(0o077)  # read it (no other thread of this process makes files now) ...
+    os.umask(umask)  # ... and put it back
     os.mkdir(staging, 0o700)
     root_fd = os.open(staging, _OPEN_DIR)
     st = os.fstat(root_fd)
@@ -1537,7 +1559,10 @@ def extract_stream(fileobj, staging: str, limits: dict | None = None) -> dict:
     counts = {"entries": 0, "files": 0, "bytes": 0, "root_mode": None}
     seen = {}  # path tuple -> "dir" | "file" | "link" | "implicit" (a parent made before its own member)
     dirs = []  # (parts, mode, mtime) applied once every member is in
-    writers = _Writers()
+    made = {"owner": owner, "umask": umask}  # how files are finished (:func:`_finish_file`)
+    collecting = gc.isenabled()
+    gc.disable()
+    writers = _Writers(made=made)
     try:
         tar = _TarReader(fileobj)
         for member in tar:
@@ -1546,44 +1571,72 @@ def extract_stream(fileobj, staging: str, limits: dict | None = None) -> dict:
                 raise ArchiveError(f"archive has more than the {limits['entries']} entries its manifest records; "
                                    "refusing it (an archive bomb or a corrupt archive)")
             parts = tuple(check_member(member))
-            _extract_member(tar, member, parts, tree, seen, dirs, counts, limits, writers)
+            _extract_member(tar, member, parts, tree, seen, dirs, counts, limits, writers, made)
         writers.wait()
+        if owner is not None:  # the parents made before their own member (or without one) get the owner too
+            dirs.extend((parts, None, None) for parts, kind in seen.items() if kind == "implicit")
         # descendants before their ancestors (a prefix sorts first), consecutive paths share most of the chain
         for parts, mode, mtime in sorted(dirs, key=lambda d: d[0], reverse=True):
             fd = tree.dir_fd(parts)
-            os.fchmod(fd, mode)
-            _set_mtime(fd, mtime)
+            if owner is not None:
+                os.fchown(fd, *owner)
+            if mode is not None:
+                os.fchmod(fd, mode)
+                _set_mtime(fd, mtime)
     finally:
         writers.close()
         tree.drop()
         os.close(root_fd)
+        if collecting:
+            gc.enable()
     return counts
 
 
+_UTIME_FD = os.utime in os.supports_fd
+
+
 def _set_mtime(fd: int, mtime) -> None:
-    if os.utime in os.supports_fd:
+    if _UTIME_FD:
         os.utime(fd, (mtime, mtime))
 
 
 _CREATE_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 SMALL_FILE = 256 * 1024  # files up to this size are written by the writer threads (:class:`_Writers`)
-WRITERS = 4
+# Writers beside the extracting thread and the read-ahead: one per core left, at most 4.  On two cores one writer is
+# faster than four (fewer GIL hand-offs and no threads spinning on the same directory's lock in the kernel).
+WRITERS = max(1, min(4, (os.cpu_count() or 2) - 1))
 BATCH_FILES, BATCH_BYTES = 64, MIB  # a writer's batch: consecutive small files of one directory
 
 
-def _create_file(parent_fd: int, leaf: str, data: bytes, mode: int, mtime, name: str) -> None:
-    """Create ``leaf`` in ``parent_fd`` (``O_CREAT|O_EXCL|O_NOFOLLOW``: never over an entry, never through a link), write
-    ``data``, set mode and mtime."""
+def _open_new(parent_fd: int, leaf: str, mode: int, name: str) -> int:
+    """Create ``leaf`` in ``parent_fd`` with ``mode`` (less the umask): ``O_CREAT|O_EXCL|O_NOFOLLOW``, never over an
+    entry, never through a link (inside the private staging directory nobody else can reach it yet)."""
     try:
-        fd = os.open(leaf, _CREATE_FILE, 0o600, dir_fd=parent_fd)
+        return os.open(leaf, _CREATE_FILE, mode, dir_fd=parent_fd)
     except FileExistsError:
         raise ArchiveError(f"archive member {name!r} names an entry that already exists (two members differing only "
                            "in case or Unicode normalization?); refusing to replace it")
+
+
+def _finish_file(fd: int, mode: int, mtime, owner: tuple | None = None, umask: int = 0o777) -> None:
+    """Give a file made by :func:`_open_new` its whole mode (``fchmod`` only when the umask took bits off), its owner
+    (through its descriptor) and its mtime (last)."""
+    if mode & umask:
+        os.fchmod(fd, mode)
+    if owner is not None:
+        os.fchown(fd, *owner)
+    _set_mtime(fd, mtime)
+
+
+def _create_file(parent_fd: int, leaf: str, data: bytes, mode: int, mtime, name: str, owner: tuple | None = None,
+                 umask: int = 0o777) -> None:
+    """Create ``leaf`` in ``parent_fd`` (:func:`_open_new`), write ``data``, set mode, owner and mtime
+    (:func:`_finish_file`)."""
+    fd = _open_new(parent_fd, leaf, mode, name)
     try:
         if data:
             _write_all(fd, data)
-        os.fchmod(fd, mode)
-        _set_mtime(fd, mtime)
+        _finish_file(fd, mode, mtime, owner, umask)
     finally:
         os.close(fd)
 
@@ -1599,9 +1652,10 @@ class _Writers:
     submitted file exists (before a hard link to one, and before directory modes are applied); the first error of a
     writer is raised by the next :meth:`submit` or :meth:`wait`."""
 
-    def __init__(self, count: int = 0, depth: int = 8):
+    def __init__(self, count: int = 0, depth: int = 8, made: dict | None = None):
         import queue
 
+        self.made = made or {}  # _create_file's owner and umask
         self.jobs = queue.Queue(maxsize=depth)
         self.error = None
         self.key, self.fd, self.batch, self.bytes = None, None, [], 0
@@ -1619,7 +1673,7 @@ class _Writers:
                 for item in batch:
                     if self.error is not None:
                         break
-                    _create_file(fd, *item)
+                    _create_file(fd, *item, **self.made)
             except BaseException as exc:  # noqa: BLE001 - raised in the extracting thread
                 if self.error is None:
                     self.error = exc
@@ -1668,7 +1722,9 @@ class _Writers:
             thread.join()
 
 
-def _extract_member(tar, member, parts, tree, seen, dirs, counts, limits, writers=None) -> None:
+def _extract_member(tar, member, parts, tree, seen, dirs, counts, limits, writers=None, made=None) -> None:
+    made = made or {}
+    owner = made.get("owner")
     name = member.name
     if not parts:  # the archived directory itself
         if counts["root_mode"] is not None:
@@ -1696,6 +1752,8 @@ def _extract_member(tar, member, parts, tree, seen, dirs, counts, limits, writer
             dirs.append((parts, stat.S_IMODE(member.mode) & 0o1777, member.mtime))
         elif member.issym():
             os.symlink(member.linkname, leaf, dir_fd=parent)
+            if owner is not None:  # the link itself (fchownat AT_SYMLINK_NOFOLLOW), in the private staging tree
+                os.chown(leaf, *owner, dir_fd=parent, follow_symlinks=False)
             seen[parts] = "link"
         elif member.islnk():
             target = tuple(_member_parts(member.linkname, "link"))
@@ -1723,7 +1781,8 @@ def _extract_member(tar, member, parts, tree, seen, dirs, counts, limits, writer
                 writers.submit(parts[:-1], parent, leaf, data, stat.S_IMODE(member.mode) & 0o777, member.mtime, name)
                 counts["files"] += 1
                 return
-            fd = os.open(leaf, _CREATE_FILE, 0o600, dir_fd=parent)
+            mode = stat.S_IMODE(member.mode) & 0o777
+            fd = _open_new(parent, leaf, mode, name)
             try:
                 source = tar.extractfile(member)
                 left = member.size
@@ -1733,8 +1792,7 @@ def _extract_member(tar, member, parts, tree, seen, dirs, counts, limits, writer
                         raise ArchiveError(f"archive member {name!r} is truncated")
                     _write_all(fd, chunk)
                     left -= len(chunk)
-                os.fchmod(fd, stat.S_IMODE(member.mode) & 0o777)
-                _set_mtime(fd, member.mtime)
+                _finish_file(fd, mode, member.mtime, **made)
             finally:
                 os.close(fd)
             counts["files"] += 1
@@ -1764,17 +1822,19 @@ def _ensure_parents(tree, parents, seen, name, start: int = 1) -> int:
                            f"({exc.strerror}); nothing is written through a link")
 
 
-def chown_tree(path: str, uid: int, gid: int, root_mode: int | None = None) -> None:
+def chown_tree(path: str, uid: int, gid: int, root_mode: int | None = None, children: bool = True) -> None:
     """``chown -R -h uid:gid path`` without ever following a link, the top directory last.
 
     Walks with directory fds (each subdirectory opened ``O_NOFOLLOW|O_DIRECTORY`` from its parent), changes every
     entry with ``fchownat(AT_SYMLINK_NOFOLLOW)``; the top directory is chmod'ed to ``root_mode`` (if given) and
     chowned last, so while a root-owned 0700 staging directory is being handed over its new owner cannot enter it
-    and swap anything under the walk.
+    and swap anything under the walk.  ``children=False``: only the top (the entries got their owner as they were
+    made: :func:`extract_stream` with ``owner``).
     """
     top = os.open(path, _OPEN_DIR)
     try:
-        _chown_children(top, uid, gid)
+        if children:
+            _chown_children(top, uid, gid)
         if root_mode is not None:
             os.fchmod(top, root_mode)
         os.fchown(top, uid, gid)
@@ -2002,8 +2062,9 @@ def restore_archive(client, bucket: str, key: str, dest: str, uid: int | None, g
     Steps: read the manifest (an archive without one is refused) and take the extraction limits from it
     (:func:`archive_limits`, which also checks the free space beside ``dest``); stream the object through sha256 and
     zstd into a new root-owned 0700 staging directory next to ``dest`` with :func:`extract_stream` (nothing can
-    land outside it); drain and compare size and sha256 with the manifest; fix ownership without following links,
-    giving the staging directory the archive's top mode and its owner last (:func:`chown_tree`); then rename
+    land outside it; every entry gets ``uid``/``gid`` as it is made, never through a link); drain and compare size
+    and sha256 with the manifest; give the staging directory the archive's top mode and its owner last, after those
+    checks (:func:`chown_tree` of the top only); then rename
     ``dest`` aside and the staging directory into place, and delete the old tree without following its links (or
     keep it as ``<dest>.pre-restore-<time>`` with ``keep_previous``) with :func:`remove_tree`.  Any failure before the
     swap removes the staging directory and leaves ``dest`` untouched.
@@ -2023,13 +2084,14 @@ def restore_archive(client, bucket: str, key: str, dest: str, uid: int | None, g
     if os.path.lexists(staging):
         raise ArchiveError(f"{staging} already exists (a restore of the same second, or a leftover); remove it and retry")
     ahead = None
+    owner = (uid, gid) if uid is not None and gid is not None else None
     try:
         body = client.get_object(Bucket=bucket, Key=key)["Body"]
         hashing = HashingReader(body)
         plain = DecryptingReader(hashing, opening) if opening else hashing
         reader = zstandard.ZstdDecompressor().stream_reader(plain, read_across_frames=True)
         ahead = _Prefetch(reader)  # download, hash, decrypt and decompress beside the extraction
-        counts = extract_stream(CappedReader(ahead, tar_stream_limit(limits)), staging, limits)
+        counts = extract_stream(CappedReader(ahead, tar_stream_limit(limits)), staging, limits, owner)
         ahead.stop()
         while read_exact(plain, MIB):  # drain anything after the tar end (padding, the last sealed segment) so the
             pass  # hash covers the object and the decryption has seen the segment marked last
@@ -2038,8 +2100,8 @@ def restore_archive(client, bucket: str, key: str, dest: str, uid: int | None, g
         if hashing.size != manifest["size"] or hashing.sha256.hexdigest() != manifest["sha256"]:
             raise ArchiveError(f"s3://{bucket}/{key} does not match its manifest (size {hashing.size} vs {manifest['size']}, "
                                "sha256 differs): the object is corrupt; nothing was replaced")
-        if uid is not None and gid is not None:
-            chown_tree(staging, uid, gid, counts["root_mode"])
+        if owner is not None:
+            chown_tree(staging, uid, gid, counts["root_mode"], children=False)
         elif counts["root_mode"] is not None:
             os.chmod(staging, counts["root_mode"])
     except Exception as exc:

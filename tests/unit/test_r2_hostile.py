@@ -343,6 +343,42 @@ def test_restore_chowns_links_not_targets_and_hands_over_the_top_last(box, monke
 
 
 @needs_root
+def test_extract_gives_every_entry_its_owner_as_made_never_through_a_link_and_keeps_the_top_root_only(box):
+    """Issue 19: with ``owner`` the entries get their owner as they are made (no second walk); links themselves, never
+    their targets; parents without their own member, large and small files, hard links; the staging directory stays
+    root's 0700 for the caller to hand over last."""
+    outside = box.root / "outside"
+    big = os.urandom(r2.SMALL_FILE + 1)
+    data = archive(member(".", D, mode=0o750), member("a/b/small", data=b"s", mode=0o640), member("a/big", data=big),
+                   member("a/abs", L, str(outside / "secret")), member("a/up", L, "../../outside/dir"),
+                   member("a/dir", L, str(outside / "dir")), member("a/hard", H, "a/b/small"), member("e", D, mode=0o711))
+    counts = r2.extract_stream(io.BytesIO(data), box.staging, None, (TENANT, TENANT))
+    assert counts["root_mode"] == 0o750
+    top = os.lstat(box.staging)
+    assert (top.st_uid, stat.S_IMODE(top.st_mode)) == (0, 0o700)
+    snap = snapshot(box.staging)
+    del snap["."]
+    assert {(v[2], v[3]) for v in snap.values()} == {(TENANT, TENANT)}
+    assert snap["a/b/small"][1] == 0o640 and snap["e"][1] == 0o711 and snap["a"][1] == 0o700  # "a" made as a parent
+    assert (box.root / "stage" / "staging" / "a" / "big").read_bytes() == big
+    box.check_untouched()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0])
+def test_files_get_their_whole_mode_whatever_the_umask(box, umask):
+    data = archive(member("f", data=b"x", mode=0o666), member("g", data=os.urandom(r2.SMALL_FILE + 1), mode=0o754),
+                   member("h", data=b"", mode=0o400), member("s", data=b"x", mode=0o6755))
+    old = os.umask(umask)
+    try:
+        r2.extract_stream(io.BytesIO(data), box.staging)
+    finally:
+        os.umask(old)
+    modes = {name: stat.S_IMODE(os.lstat(os.path.join(box.staging, name)).st_mode) for name in "fghs"}
+    assert modes == {"f": 0o666, "g": 0o754, "h": 0o400, "s": 0o755}
+    box.check_untouched()
+
+
+@needs_root
 def test_chown_tree_never_follows_a_link(box):
     top = box.root / "stage" / "t"
     (top / "sub").mkdir(parents=True)

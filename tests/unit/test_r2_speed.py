@@ -122,10 +122,10 @@ def test_small_files_written_by_the_writer_threads_keep_content_modes_times_and_
 def test_a_writer_failure_fails_the_extraction_and_stops_the_threads(tmp_path, monkeypatch):
     real = r2._create_file
 
-    def failing(parent_fd, leaf, data, mode, mtime, name):
+    def failing(parent_fd, leaf, data, mode, mtime, name, **made):
         if leaf == "f30":
             raise r2.ArchiveError(f"cannot write {name}")
-        real(parent_fd, leaf, data, mode, mtime, name)
+        real(parent_fd, leaf, data, mode, mtime, name, **made)
 
     monkeypatch.setattr(r2, "_create_file", failing)
     before = threading.active_count()
