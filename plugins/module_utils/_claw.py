@@ -394,7 +394,9 @@ def gateway_config(port: int, state_dir: str, control_ui: bool = False, browser_
 # set by the tenant, through the gateway or an import, and kept by every write of the farm (present.yml, import).
 FARM_SHARED_SECTIONS = ("agents",)
 MISSING = object()
-_CONFIG_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# What a shown key may not carry to the operator's terminal: C0, DEL, C1, lone surrogates (JSON allows "\ud800";
+# Ansible refuses them in a result) and bidi overrides.
+_CONFIG_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
 
 
 def farm_config_paths(farm: dict) -> tuple:
@@ -421,7 +423,19 @@ def config_get(tree, path):
 
 def dotted_path(path) -> str:
     """``("agents", "list")`` as ``agents.list``, control characters escaped (``\\x1b``): keys may be the tenant's."""
-    return ".".join(_CONFIG_CONTROL.sub(lambda m: "\\x%02x" % ord(m.group()), str(key)) for key in path)
+    return ".".join(_CONFIG_CONTROL.sub(_escaped, str(key)) for key in path)
+
+
+def _escaped(match) -> str:
+    code = ord(match.group())
+    return "\\x%02x" % code if code < 0x100 else "\\u%04x" % code
+
+
+def same_json(a, b) -> bool:
+    """Whether two parsed JSON values are the same JSON (types included: ``0`` is not ``false``, ``1.0`` not ``1``)."""
+    import json
+
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
 def merge_farm_config(config, farm: dict) -> tuple:
@@ -449,10 +463,11 @@ def merge_farm_config(config, farm: dict) -> tuple:
                 parent[key] = {}
             parent = parent[key]
         parent[path[-1]] = copy.deepcopy(value)
-        if before != value:
+        if before is MISSING or not same_json(before, value):
             if isinstance(value, dict) and isinstance(before, dict):
                 keys = set(value) | set(before)
-                rewritten.update(dotted_path(path + (k,)) for k in keys if before.get(k, MISSING) != value.get(k, MISSING))
+                rewritten.update(dotted_path(path + (k,)) for k in keys
+                                 if k not in before or k not in value or not same_json(before[k], value[k]))
             else:
                 rewritten.add(dotted_path(path))
     return merged, sorted(rewritten)
@@ -470,10 +485,10 @@ def farm_config_view(config, farm: dict) -> str:
     hidden = "(the claw's value, not shown)"
 
     def shown(value, want):
-        if value == want:
+        if want is not MISSING and same_json(value, want):
             return value
         if isinstance(value, dict) and isinstance(want, dict):
-            return {str(k): shown(value[k], want.get(k, MISSING)) for k in value}
+            return {dotted_path((k,)): shown(value[k], want.get(k, MISSING)) for k in value}
         return hidden
 
     old = config if isinstance(config, dict) else {}
@@ -501,7 +516,7 @@ def farm_config_view(config, farm: dict) -> str:
             kept.add(dotted_path((key,)))
     if kept:
         view["(the agent's settings, kept; values not shown)"] = sorted(kept)
-    return json.dumps(view, indent=4, sort_keys=True, ensure_ascii=False) + "\n"
+    return json.dumps(view, indent=4, sort_keys=True, ensure_ascii=True) + "\n"
 
 
 def read_port_claims(claim_dir: str) -> dict:

@@ -284,30 +284,59 @@ def replace_file(name: str, dfd: int, data: bytes, uid: int, gid: int, mode: int
         raise
 
 
+MAX_JSON_DEPTH = 32  # an OpenClaw config nests a few levels; deeper is refused before any copy or re-indent
+
+
+def json_depth(value) -> int:
+    """How deep containers nest in a parsed JSON value (``{}`` is 1), walked without recursion."""
+    depth, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            depth = max(depth, level)
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return depth
+
+
 def parse_json_object(data: bytes):
     """The tenant's JSON file ``data`` as a dict, or None when it is not a plain JSON object.
 
-    Plain JSON only (no NaN/Infinity, integers of at most 4300 digits: a hostile file cannot make root's parse slow),
-    bounded nesting (RecursionError is caught).
+    Plain JSON only: no NaN/Infinity (nor numbers that overflow to it), integers of at most 4300 digits (a hostile
+    file cannot make root's parse slow), nesting of at most :data:`MAX_JSON_DEPTH` (root copies and re-indents it).
     """
+    import math
+
     def bounded_int(text):
         if len(text) > 4300:
             raise ValueError("integer too long")
         return int(text)
 
+    def finite_float(text):
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError("number out of range")
+        return value
+
     def no_constant(name):
         raise ValueError(f"{name} is not JSON")
 
     try:
-        value = json.loads(data.decode("utf-8"), parse_int=bounded_int, parse_constant=no_constant)
+        value = json.loads(data.decode("utf-8"), parse_int=bounded_int, parse_float=finite_float,
+                           parse_constant=no_constant)
     except (UnicodeDecodeError, ValueError, RecursionError):
         return None
-    return value if isinstance(value, dict) else None
+    if not isinstance(value, dict) or json_depth(value) > MAX_JSON_DEPTH:
+        return None
+    return value
 
 
 def json_text(value: dict) -> bytes:
-    """``value`` as the farm writes JSON files (Ansible's ``to_nice_json``: 4-space indent, sorted keys) + newline."""
-    return (json.dumps(value, indent=4, sort_keys=True, separators=(",", ": ")) + "\n").encode()
+    """``value`` as the farm writes a merged JSON file: 2-space indent (as OpenClaw writes its config), sorted keys,
+    a trailing newline; compact instead when indenting could make it larger than :data:`MAX_FILE_BYTES`."""
+    compact = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    if len(compact) * (1 + 2 * json_depth(value)) > MAX_FILE_BYTES:
+        return (compact + "\n").encode()
+    return (json.dumps(value, indent=2, sort_keys=True, separators=(",", ": "), allow_nan=False) + "\n").encode()
 
 
 def _plan_file(home: str, rel: str, dfd, data: bytes, uid: int, gid: int, mode: int, farm=None):
@@ -340,7 +369,7 @@ def _plan_file(home: str, rel: str, dfd, data: bytes, uid: int, gid: int, mode: 
                     "(not shown: not a plain JSON object)\n", data, after)
         merged, rewritten = _claw.merge_farm_config(current, farm)
         before, after = _claw.farm_config_view(current, farm), _claw.farm_config_view(merged, farm)
-        if merged != current:
+        if not _claw.same_json(merged, current):
             return f"write {shown} (the farm's settings: {', '.join(rewritten)}; the agent's kept)", before, json_text(merged), after
         if todo:
             return f"write {shown} ({', '.join(todo)})", before, old, after

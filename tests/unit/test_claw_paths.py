@@ -446,7 +446,8 @@ def test_a_config_the_gateway_reformatted_is_left_as_it_is(farm):
 
 
 @pytest.mark.parametrize("text", ["{ // json5\n gateway: {} }", "[1, 2]", '{"a": NaN}', '{"a": ' + "9" * 5000 + "}",
-                                  "[" * 100000, "\xff"])
+                                  "[" * 100000, "\xff", '{"a": 1e999}', '{"x": ' + "[" * 600 + "]" * 600 + "}",
+                                  '{"x": ' + "[" * 40 + "]" * 40 + "}"])
 def test_a_config_that_is_not_plain_json_is_replaced_and_not_shown(farm, text):
     home, _, _ = farm
     cp.ensure_claw_tree(str(home), UID, GID, DIRS, [merged_config()])
@@ -474,3 +475,41 @@ def test_merge_json_never_writes_through_a_link(farm):
     result = cp.ensure_claw_tree(str(home), UID, GID, DIRS, [merged_config()])
     assert any("a symlink to" in a for a in result["actions"])
     assert manifest(target) == before and not os.path.islink(path) and path.read_text() == farm_config()
+
+
+def test_a_wide_deep_config_cannot_make_root_write_or_hold_much(farm):
+    """An attacker's review: 4-space re-indenting of ~30 levels of nesting turned 100 KB into 88 MB. The merged file
+    stays at most 1 MiB (compact when indenting would pass it) and its agent's settings survive."""
+    import json
+    home, _, _ = farm
+    cp.ensure_claw_tree(str(home), UID, GID, DIRS, [merged_config()])
+    config = json.loads((home / ".openclaw/openclaw.json").read_text())
+    wide = [0] * 60000
+    for _ in range(30):
+        wide = [wide]
+    config["x"] = wide
+    config["gateway"]["bind"] = "lan"
+    path = write_as_tenant(home, json.dumps(config, separators=(",", ":")))
+    cp.ensure_claw_tree(str(home), UID, GID, DIRS, [merged_config()])
+    assert path.stat().st_size <= cp.MAX_FILE_BYTES
+    after = json.loads(path.read_text())
+    assert after["x"] == wide and after["gateway"]["bind"] == "loopback"
+
+
+def test_the_diff_never_carries_terminal_controls_or_surrogates_and_types_are_strict(farm):
+    import json
+    home, _, _ = farm
+    cp.ensure_claw_tree(str(home), UID, GID, DIRS, [merged_config()])
+    config = json.loads((home / ".openclaw/openclaw.json").read_text())
+    config["gateway"]["\u009b2J\u009b31mPWNED"] = 1
+    config["gateway"]["del\x7fx"] = 1
+    config["\ud800"] = {"x": 1}
+    config["browser"]["enabled"] = 0  # == False in Python, not in JSON: reset to the farm's false
+    path = write_as_tenant(home, json.dumps(config))
+    result = cp.ensure_claw_tree(str(home), UID, GID, DIRS, [merged_config()])
+    shown = result["files"][".openclaw/openclaw.json"]
+    for text in (shown["before"], shown["after"], *result["actions"]):
+        text.encode("utf-8")  # no lone surrogate (Ansible refuses those in a result)
+        assert not any(ch in text for ch in "\x1b\x7f\x9b\u202e"), text
+    assert "browser.enabled" in " ".join(result["actions"])
+    assert json.loads(path.read_text())["browser"]["enabled"] is False
