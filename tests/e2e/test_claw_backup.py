@@ -1,6 +1,8 @@
 """Backups, restore, archiving deprovision and re-subscribe, end to end: sandbox Mini + moto S3 server."""
 from __future__ import annotations
 
+import sys
+
 from claw_invariants import Claw, ClawInvariants, claw_settings, realistic_claw
 from conftest import recap
 
@@ -122,6 +124,22 @@ def test_backup_with_the_claws_own_r2_credentials(mini, farm, tmp_path_factory):
     creds = workdir / "r2-credentials.json"
     creds.write_text(json.dumps({"r2_credential_store": str(store)}))
     tokens_before = set(cf.state()["tokens"])
+    # Check mode first, while the claw has no pair yet: no token is made, and the farm key never goes to the Mini in
+    # its place (the Mini's R2 tasks are skipped; the archives are listed from the control node). The Mini's boto3
+    # runs on its Python 3.9, the control node's on the venv's: the User-Agent tells them apart.
+    mini.s3.recording("reset")
+    mini.s3.recording("start")
+    try:
+        checked = mini.playbook("backup", "-e", f"claw_id={CLAW_ID}", "-e", f"@{creds}", "--check", check=True)
+    finally:
+        mini.s3.recording("stop")
+    requests = mini.s3.recording("download")
+    assert "would make its own R2 key pair" in " ".join(checked.stdout.split()), checked.stdout[-3000:]
+    assert set(cf.state()["tokens"]) == tokens_before and not (store / f"{CLAW_ID}.r2.json").exists()
+    control_node_python = "lang/python#%d.%d." % sys.version_info[:2]  # botocore: lang/python#3.11.7
+    agents = [(request["method"], (request["headers"].get("User-Agent") or request["headers"].get("user-agent") or ""))
+              for request in requests]
+    assert agents and all(method in ("GET", "HEAD") and control_node_python in agent for method, agent in agents), agents
     mini.s3.recording("reset")
     mini.s3.recording("start")
     try:
