@@ -1648,9 +1648,11 @@ class _Writers:
     The tar stream is still read in order by one thread, which checks every member and makes every directory, link and
     large file itself.  Files go to the writers in batches of consecutive files of one directory: a batch carries a
     duplicated fd of that (verified, private) directory and the files' names, bytes, modes and times.  Memory: at most
-    ``depth`` batches of at most :data:`BATCH_BYTES` queued, plus the one being filled.  :meth:`wait` returns once every
-    submitted file exists (before a hard link to one, and before directory modes are applied); the first error of a
-    writer is raised by the next :meth:`submit` or :meth:`wait`."""
+    ``depth`` batches of at most :data:`BATCH_BYTES` queued, plus the one being filled.  When the queue is full, and in
+    :meth:`wait`, the extracting thread writes batches itself instead of waiting for a writer (on two cores the writer
+    is what the parsing waits for).  :meth:`wait` returns once every submitted file exists (before a hard link to one,
+    and before directory modes are applied); the first error of a writer is raised by the next :meth:`submit` or
+    :meth:`wait`."""
 
     def __init__(self, count: int = 0, depth: int = 8, made: dict | None = None):
         import queue
@@ -1669,17 +1671,38 @@ class _Writers:
             try:
                 if job is None:
                     return
-                fd, batch = job
-                for item in batch:
-                    if self.error is not None:
-                        break
-                    _create_file(fd, *item, **self.made)
+                self._write(job)
             except BaseException as exc:  # noqa: BLE001 - raised in the extracting thread
                 if self.error is None:
                     self.error = exc
             finally:
-                if job is not None:
-                    os.close(job[0])
+                self.jobs.task_done()
+
+    def _write(self, job) -> None:
+        """Create a batch's files (in a writer, or in the extracting thread); closes the batch's directory fd."""
+        fd, batch = job
+        try:
+            for item in batch:
+                if self.error is not None:
+                    break
+                _create_file(fd, *item, **self.made)
+        finally:
+            os.close(fd)
+
+    def _help(self) -> None:
+        """Write the queued batches in this (the extracting) thread until the queue is empty."""
+        import queue
+
+        while True:
+            try:
+                job = self.jobs.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                if job is None:  # (never queued before close)
+                    return
+                self._write(job)
+            finally:
                 self.jobs.task_done()
 
     def _raise(self) -> None:
@@ -1687,10 +1710,20 @@ class _Writers:
             raise self.error
 
     def _flush(self) -> None:
+        import queue
+
         if self.batch:
             job, self.batch, self.bytes = (self.fd, self.batch), [], 0
             self.fd = None
-            self.jobs.put(job)
+            try:
+                self.jobs.put_nowait(job)
+            except queue.Full:  # the writers are behind: this thread writes the batch rather than wait
+                try:
+                    self._write(job)
+                except BaseException as exc:
+                    if self.error is None:
+                        self.error = exc  # the writers skip what is still queued
+                    raise
         elif self.fd is not None:
             os.close(self.fd)
             self.fd = None
@@ -1708,6 +1741,7 @@ class _Writers:
 
     def wait(self) -> None:
         self._flush()
+        self._help()
         self.jobs.join()
         self._raise()
 
