@@ -32,6 +32,7 @@ import json
 import os
 import secrets
 import stat
+import time
 
 from . import _claw
 
@@ -340,46 +341,48 @@ def json_text(value: dict) -> bytes:
 
 
 def _plan_file(home: str, rel: str, dfd, data: bytes, uid: int, gid: int, mode: int, farm=None):
-    """``(action or None, before text or None, bytes to write, after text)`` for one file; refuses a directory in its
-    place. With ``farm`` (the farm's part of a JSON config, merge_json) an existing JSON object of the claw keeps
-    every setting outside the farm's sections (:func:`_claw.merge_farm_config`), and the texts are
-    :func:`_claw.farm_config_view` (never the agent's values)."""
+    """``(action or None, before text or None, bytes to write, after text, aside)`` for one file; refuses a directory
+    in its place. ``aside`` is None or ``(name, bytes)``: the old content to keep under a new name first. With
+    ``farm`` (the farm's part of a JSON config, merge_json) an existing JSON object of the claw keeps every setting
+    outside the farm's sections (:func:`_claw.merge_farm_config`), and the texts are :func:`_claw.farm_config_view`
+    (never the agent's values); a file that is not plain JSON is replaced and kept aside (``aside``)."""
     shown = f"{home}/{rel}"
     name = rel.rpartition("/")[2]
     after = data.decode("utf-8", "replace") if farm is None else _claw.farm_config_view(farm, farm)
     if dfd is None:
-        return f"write {shown} (new)", None, data, after
+        return f"write {shown} (new)", None, data, after, None
     st, old = _read_own_file(name, dfd, uid)
     if st is None:
-        return f"write {shown} (new)", None, data, after
+        return f"write {shown} (new)", None, data, after, None
     if stat.S_ISDIR(st.st_mode):
         raise PathRefused(f"{shown} is a directory, not a file; move it aside and re-provision")
     if stat.S_ISLNK(st.st_mode):
-        return f"replace {shown} (a symlink to {_link_target(name, dfd)}; the link is replaced, never followed)", None, data, after
+        return f"replace {shown} (a symlink to {_link_target(name, dfd)}; the link is replaced, never followed)", None, data, after, None
     if old is None:
         why = (f"{_kind(st.st_mode)}" if not stat.S_ISREG(st.st_mode) else
                f"owned by uid {st.st_uid}" if st.st_uid != uid else
                f"{st.st_nlink} hard links" if st.st_nlink != 1 else "too large")
-        return f"replace {shown} ({why}; replaced, never written through)", None, data, after
+        return f"replace {shown} ({why}; replaced, never written through)", None, data, after, None
     todo = _needs(st, uid, gid, mode)
     if farm is not None:
         current = parse_json_object(old)
-        if current is None:
-            return (f"write {shown} (content: not a plain JSON object, replaced by the farm's settings)",
-                    "(not shown: not a plain JSON object)\n", data, after)
+        if current is None:  # JSON5 comments, say: the customer's file is kept beside, never dropped
+            aside = f"{name}.replaced-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{secrets.token_hex(3)}"
+            return (f"write {shown} (content: not a plain JSON object, replaced by the farm's settings; the old file is "
+                    f"kept as {aside})", "(not shown: not a plain JSON object)\n", data, after, (aside, old))
         merged, rewritten = _claw.merge_farm_config(current, farm)
         before, after = _claw.farm_config_view(current, farm), _claw.farm_config_view(merged, farm)
         if not _claw.same_json(merged, current):
-            return f"write {shown} (the farm's settings: {', '.join(rewritten)}; the agent's kept)", before, json_text(merged), after
+            return f"write {shown} (the farm's settings: {', '.join(rewritten)}; the agent's kept)", before, json_text(merged), after, None
         if todo:
-            return f"write {shown} ({', '.join(todo)})", before, old, after
-        return None, before, old, after
+            return f"write {shown} ({', '.join(todo)})", before, old, after, None
+        return None, before, old, after, None
     text = escape_control(old.decode("utf-8", "replace"))  # the tenant's bytes, shown in the diff
     if old != data:
-        return f"write {shown} (content)", text, data, after
+        return f"write {shown} (content)", text, data, after, None
     if todo:
-        return f"write {shown} ({', '.join(todo)})", text, data, after
-    return None, text, data, after
+        return f"write {shown} ({', '.join(todo)})", text, data, after, None
+    return None, text, data, after, None
 
 
 def ensure_claw_tree(home: str, uid: int, gid: int, directories=(), files=(), mode: int = 0o700,
@@ -430,11 +433,13 @@ def ensure_claw_tree(home: str, uid: int, gid: int, directories=(), files=(), mo
             report = {}
             for rel, data, fmode, farm in specs:
                 dfd = fds.get(rel.rpartition("/")[0])
-                action, before, write, after = _plan_file(home, rel, dfd, data, uid, gid, fmode, farm)
+                action, before, write, after, aside = _plan_file(home, rel, dfd, data, uid, gid, fmode, farm)
                 report[rel] = {"before": before, "after": after}
                 if action:
                     actions.append(action)
                     if apply:
+                        if aside:
+                            replace_file(aside[0], dfd, aside[1], uid, gid, fmode)
                         replace_file(rel.rpartition("/")[2], dfd, write, uid, gid, fmode)
         finally:
             for fd in fds.values():

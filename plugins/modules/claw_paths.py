@@ -95,7 +95,7 @@ options:
             plugins, agents) survive every re-provision, migration and upgrade.
           - The diff shows the writer's sections, with any value that is not the writer's own hidden, and only the
             names of the other settings (they may hold the tenant's secrets). A file that is not plain JSON is
-            replaced by the content.
+            replaced by the content and kept beside it as C(<name>.replaced-<UTC time>-<random>).
         type: bool
         default: false
   lock_dir:

@@ -457,6 +457,11 @@ def test_a_config_that_is_not_plain_json_is_replaced_and_not_shown(farm, text):
     assert any("not a plain JSON object, replaced by the farm's settings" in a for a in result["actions"])
     assert path.read_text() == farm_config()
     assert result["files"][".openclaw/openclaw.json"]["before"] == "(not shown: not a plain JSON object)\n"
+    # Nothing is lost: the customer's file (JSON5 with comments, say) is kept beside, the claw's, 0600.
+    [aside] = [p for p in path.parent.iterdir() if p.name.startswith("openclaw.json.replaced-")]
+    assert aside.read_bytes() == (text.encode("latin-1") if text == "\xff" else text.encode())
+    assert os.stat(aside).st_uid == UID and stat.S_IMODE(os.stat(aside).st_mode) == 0o600
+    assert any(f"kept as {aside.name}" in a for a in result["actions"])
 
 
 def test_merge_json_needs_a_json_object_as_content(farm):
