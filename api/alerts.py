@@ -25,6 +25,7 @@ import logging
 import queue
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
@@ -92,14 +93,64 @@ def default_rules(cpu_percent: float = 80, memory_percent: float = 90, disk_perc
     ]
 
 
-class AlertEngine:
-    """Evaluates rules on each sample and emits firing/resolved transitions exactly once."""
+class MemoryAlertStore:
+    """The alert engine's state in this process (one replica; the unit tests)."""
 
-    def __init__(self, rules: list[Rule], notify):
+    def __init__(self):
+        self.pending: dict[tuple, float] = {}
+        self.firing: dict[tuple, dict] = {}
+
+    @contextmanager
+    def state(self, mini: str):
+        """``(pending, firing)`` of every Mini: ``{(rule, mini, claw_id): since}`` and ``{(rule, mini, claw_id): alert}``."""
+        yield self.pending, self.firing
+
+
+class DbAlertStore:
+    """The alert engine's state in the job store (table ``alert_states``, one row per Mini), shared by the replicas.
+
+    :meth:`state` holds the Mini's row for the evaluation (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite has one
+    writer) and writes it back in the same transaction, so two replicas evaluating samples of one Mini take turns and
+    an alert fires and resolves once whichever replica runs the next health job.
+    """
+
+    def __init__(self, Session):
+        self.Session = Session
+
+    @contextmanager
+    def state(self, mini: str):
+        """``(pending, firing)`` of ``mini`` (keys ``(rule, mini, claw_id)``), saved when the block ends without error."""
+        from sqlalchemy import select
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        from .db import AlertState, utcnow
+
+        inserts = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+        with self.Session() as s, s.begin():
+            # The row exists before it is locked (a first sample of a Mini on two replicas at once adds it once).
+            insert = inserts[s.get_bind().dialect.name]
+            s.execute(insert(AlertState).values(mini=mini, state={}, updated_at=utcnow()).on_conflict_do_nothing())
+            row = s.execute(select(AlertState).where(AlertState.mini == mini).with_for_update()).scalar_one()
+            stored = row.state or {}
+            pending = {(rule, mini, claw): since for rule, claw, since in stored.get("pending", [])}
+            firing = {(rule, mini, claw): alert for rule, claw, alert in stored.get("firing", [])}
+            yield pending, firing
+            row.state = {"pending": [[k[0], k[2], v] for k, v in sorted(pending.items(), key=str)],
+                         "firing": [[k[0], k[2], v] for k, v in sorted(firing.items(), key=str)]}
+            row.updated_at = utcnow()
+
+
+class AlertEngine:
+    """Evaluates rules on each sample and emits firing/resolved transitions exactly once.
+
+    ``store`` keeps what holds since when and what fired (:class:`MemoryAlertStore` by default; the service uses
+    :class:`DbAlertStore`, shared by its replicas). Messages are sent after the state is saved.
+    """
+
+    def __init__(self, rules: list[Rule], notify, store=None):
         self.rules = rules
         self.notify = notify  # callable(message: dict)
-        self.pending: dict[tuple, float] = {}  # (rule, key) -> when the condition started holding
-        self.firing: dict[tuple, dict] = {}
+        self.store = store or MemoryAlertStore()
         self.lock = threading.Lock()
 
     def evaluate(self, mini: str, sample: dict, now: float | None = None) -> list[dict]:
@@ -113,7 +164,7 @@ class AlertEngine:
         claws_known = sample.get("claws") is not None  # None: the Mini is silent, its claws are not judged
         subjects += [("claw", mini, c.get("claw_id"), c) for c in sample.get("claws") or []]
         sent = []
-        with self.lock:
+        with self.lock, self.store.state(mini) as (pending, firing):
             seen = set()
             for scope, mini_name, claw_id, subject in subjects:
                 for rule in self.rules:
@@ -125,26 +176,28 @@ class AlertEngine:
                         active, value = rule.check(subject)
                     except (KeyError, TypeError):
                         continue  # the sample lacks what the rule reads
-                    sent += self._step(rule, key, active, value, now)
+                    sent += self._step(pending, firing, rule, key, active, value, now)
             # A claw that disappeared from the sample (deprovisioned) resolves its alerts.
-            for key in [k for k in self.firing if k[1] == mini and k not in seen and claws_known]:
-                rule = next(r for r in self.rules if r.id == key[0])
-                sent += self._step(rule, key, False, None, now)
+            for key in [k for k in firing if k[1] == mini and k not in seen and claws_known]:
+                rule = next((r for r in self.rules if r.id == key[0]), None)
+                if rule is not None:
+                    sent += self._step(pending, firing, rule, key, False, None, now)
         for message in sent:
             self.notify(message)
         return sent
 
-    def _step(self, rule: Rule, key: tuple, active: bool, value, now: float) -> list[dict]:
+    @staticmethod
+    def _step(pending: dict, firing: dict, rule: Rule, key: tuple, active: bool, value, now: float) -> list[dict]:
         base = {"rule": rule.id, "severity": rule.severity, "mini": key[1], "claw_id": key[2], "value": value, "summary": rule.summary}
         if active:
-            started = self.pending.setdefault(key, now)
-            if key not in self.firing and now - started >= rule.for_seconds:
-                self.firing[key] = base
+            started = pending.setdefault(key, now)
+            if key not in firing and now - started >= rule.for_seconds:
+                firing[key] = base
                 return [{**base, "state": "firing"}]
             return []
-        self.pending.pop(key, None)
-        if key in self.firing:
-            self.firing.pop(key)
+        pending.pop(key, None)
+        if key in firing:
+            firing.pop(key)
             return [{**base, "state": "resolved"}]
         return []
 

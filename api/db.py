@@ -127,6 +127,16 @@ class Lease(Base):
     until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class AlertState(Base):
+    """The alert engine's memory of one Mini (api/alerts.py): which conditions hold since when (``pending``) and which
+    alerts fired and have not resolved (``firing``). Shared by the replicas: health jobs finish on any of them, and
+    an alert must fire and resolve once whichever replica evaluates the next sample."""
+    __tablename__ = "alert_states"
+    mini: Mapped[str] = mapped_column(String(128), primary_key=True)
+    state: Mapped[dict] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class ScheduleRun(Base):
     """When a fleet-wide schedule (``health``) last fired (UNIX time), shared by the replicas that lead in turn."""
     __tablename__ = "schedule_runs"

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import JSON, Float, String, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .alerts import AlertEngine, default_rules
+from .alerts import AlertEngine, DbAlertStore, default_rules
 from .db import Base, Claw, Job
 
 log = logging.getLogger("clawfarm.api.monitor")
@@ -63,7 +63,7 @@ class Monitor:
                  rules=None):
         self.engine, self.Session, self.inventory = engine, Session, inventory
         self.notify = notifier or (lambda message: log.warning("alert (no Discord webhook configured): %s", message))
-        self.alerts = AlertEngine(rules or default_rules(), self.notify)
+        self.alerts = AlertEngine(rules or default_rules(), self.notify, DbAlertStore(Session))
         self.health_interval, self.backup_schedule = health_interval, backup_schedule
         self.last_backup_run: dict[str, float] = {}
         self.started_at = time.time()

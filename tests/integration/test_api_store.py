@@ -233,3 +233,31 @@ def test_a_job_ended_by_the_reaper_goes_to_the_webhook(url, tmp_path, monkeypatc
     assert sent == [(job.id, "https://hooks.example.com/x")]
     with two.Session() as s:
         assert s.get(Job, job.id).webhook_status == "delivered (attempt 1)"
+
+
+def test_an_alert_fires_and_resolves_once_whichever_replica_evaluates(url):
+    """Health jobs finish on any replica: the alert state is the store's, so a claw that goes down fires once on
+    replica one, is not fired again by replica two, and resolves once there; a condition with a duration that started
+    holding on one replica fires on the other when the duration is over."""
+    from api.alerts import AlertEngine, DbAlertStore, default_rules
+
+    claw = "1a2b3c4d-0000-4000-8000-000000000001"
+
+    def sample(pid=123, cpu=10.0):
+        return {"age_s": 5, "cpu_percent": cpu, "memory": {"percent": 40}, "disks": [{"mount": "/", "percent": 50}],
+                "connector": {"state": "running"},
+                "claws": [{"claw_id": claw, "pid": pid, "health": "ok" if pid else "not running", "launchd_state": "running",
+                           "last_backup_age_s": 3600}]}
+
+    sent = []
+    one, two = (AlertEngine(default_rules(), sent.append, DbAlertStore(make_sessionmaker(url))) for _ in range(2))
+    one.evaluate("m1", sample(), now=0)
+    assert [m["rule"] for m in one.evaluate("m1", sample(pid=None), now=60) if m["state"] == "firing"] == ["gateway_down"]
+    assert two.evaluate("m1", sample(pid=None), now=120) == []
+    assert [(m["rule"], m["state"]) for m in two.evaluate("m1", sample(), now=180)] == [("gateway_down", "resolved")]
+    assert one.evaluate("m1", sample(), now=240) == []
+    # CPU high needs 300 s: it starts holding on one replica and fires on the other, once.
+    assert one.evaluate("m1", sample(cpu=95), now=300) == []
+    assert [m["rule"] for m in two.evaluate("m1", sample(cpu=95), now=600)] == ["cpu_high"]
+    assert one.evaluate("m1", sample(cpu=95), now=660) == []
+    assert [m["state"] for m in sent] == ["firing", "resolved", "firing"]
