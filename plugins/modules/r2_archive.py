@@ -32,9 +32,9 @@ description:
     hard links to anything but an earlier regular file of the archive; a name used twice (including a file or
     directory over an earlier link) or a member under a symlink or file; sparse members, devices, FIFOs and other
     special members; more entries or content bytes than its manifest records (archive bombs). setuid/setgid bits
-    never survive. Then size and sha256 are compared with the manifest, ownership is set to O(owner)/O(group)
-    without following links (the staging directory gets the archive's top mode and its owner last), and only then
-    the staging directory is swapped into place. A failed, refused or corrupt restore leaves O(dest) untouched.
+    never survive. Each entry gets O(owner)/O(group) as it is made, without following links, while only root can
+    reach the staging directory; then size and sha256 are compared with the manifest, the staging directory gets the
+    archive's top mode and its owner last, and only then it is swapped into place. A failed, refused or corrupt restore leaves O(dest) untouched.
   - O(state=pruned) keeps, among complete archives under O(prefix), the newest of each of the O(keep_daily) most
     recent days, O(keep_weekly) most recent ISO weeks and O(keep_monthly) most recent months that have a backup
     (plus always the newest), and deletes the rest one key at a time (DeleteObjects always sends a checksum header R2
