@@ -12,7 +12,6 @@ Runs on CPython 3.9 (the Minis').
 
 from __future__ import annotations
 
-import copy
 import gzip
 import json
 import os
@@ -240,11 +239,6 @@ def source_state_dir(config: dict, given: str | None = None) -> str | None:
     return None
 
 
-_get = _claw.config_get
-_MISSING = _claw.MISSING
-_dotted = _claw.dotted_path
-
-
 def _leaves(tree, prefix=()):
     if isinstance(tree, dict) and tree:
         for key in sorted(tree):
@@ -265,8 +259,8 @@ def rewrite_config(config: dict | None, farm: dict, new_state_dir: str, old_stat
         ``(config, plan)``; ``plan`` is ``{"rewritten": [...], "kept": [...], "source_state_dir"}`` with dotted paths
         (never values: an inline token or the agent's API keys stay out of every message).
     """
-    old = copy.deepcopy(config) if isinstance(config, dict) else {}
-    new, rewritten = _claw.merge_farm_config(old, farm)
+    old = config if isinstance(config, dict) else {}
+    new, rewritten = _claw.merge_farm_config(old, farm)  # a new dict: ``config`` is only read
     rewritten = set(rewritten)
     sections = farm_sections(farm)
     source = source_state_dir(old, old_state_dir)
@@ -281,7 +275,7 @@ def rewrite_config(config: dict | None, farm: dict, new_state_dir: str, old_stat
         if isinstance(value, str):
             for prefix in sources:
                 if prefix != target and (value == prefix or value.startswith(prefix + "/")):
-                    rewritten.add(_dotted(path))
+                    rewritten.add(_claw.dotted_path(path))
                     return target + value[len(prefix):]
         return value
 
@@ -292,9 +286,9 @@ def rewrite_config(config: dict | None, farm: dict, new_state_dir: str, old_stat
     for path, _value in _leaves(old):
         if not path or any(path[:len(owned)] == owned for owned in sections):
             continue
-        if _dotted(path) in rewritten:
+        if _claw.dotted_path(path) in rewritten:
             continue
-        kept.add(_dotted(path[:3]))
+        kept.add(_claw.dotted_path(path[:3]))
     return new, {"rewritten": sorted(rewritten), "kept": sorted(kept - rewritten), "source_state_dir": source}
 
 
