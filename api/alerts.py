@@ -16,6 +16,8 @@ The design's monitoring table as rules (thresholds configurable):
 
 An alert fires once when its condition has held for the rule's duration and resolves once when it stops holding;
 nothing is sent for the samples in between, nor for a condition that clears before its duration (a flap).
+A rule that needs more than the current sample (``browser_crash_loop``: the browser start times of the last 30 min)
+keeps what it remembers in the alert state too, so every replica judges it on the same history.
 Info events (claw provisioned, migration complete, backup success) are sent as they come from job results.
 Delivery runs on a background thread with retries and never blocks the caller.
 """
@@ -37,34 +39,40 @@ SEVERITY_COLORS = {"critical": 0xE01E5A, "warning": 0xECB22E, "info": 0x2EB67D, 
 
 @dataclass(frozen=True)
 class Rule:
-    """One alert rule: ``check(subject) -> (active: bool, value)`` over a Mini or claw record."""
+    """One alert rule: ``check(subject) -> (active: bool, value)`` over a Mini or claw record.
+
+    A rule that ``remembers`` is called ``check(subject, memory, now) -> (active, value, memory)``: ``memory`` is what
+    it returned for the same Mini or claw at the previous evaluation (None at first), JSON-serialisable and kept in the
+    alert store with the rest of the alert state (so shared by the replicas); an empty one is forgotten. The rule holds
+    no state of its own.
+    """
     id: str
     scope: str  # "mini" or "claw"
     severity: str
     summary: str
     for_seconds: float
     check: object
+    remembers: bool = False
 
 
-def browser_crash_loop(max_starts: int = 4, window_seconds: float = 1800, clock=time.time):
-    """A rule check: the claw's browser (mini_health's ``browser``) started more than ``max_starts`` times in the window.
+def browser_crash_loop(max_starts: int = 4, window_seconds: float = 1800):
+    """A remembering rule check: the claw's browser (mini_health's ``browser``) started more than ``max_starts`` times
+    in the last ``window_seconds`` before the evaluation.
 
     OpenClaw starts a claw's browser at its first use and again at the next use after it died, so a browser that keeps
-    crashing shows a new ``started_at`` in sample after sample; the distinct start times seen (remembered per claw,
-    counted by the collection's ``_browser.recent_starts``) are its (re)starts. A claw without browser data is skipped.
+    crashing shows a new ``started_at`` in sample after sample; the distinct start times seen (counted by the
+    collection's ``_browser.recent_starts``) are its (re)starts. They are the rule's memory (sorted UNIX seconds), kept
+    in the alert store: with several replicas each evaluates some of the samples, and the count is of the starts all of
+    them saw. Start times older than the window are forgotten; newer than the evaluation (the Mini's clock ahead of
+    the API's) are kept and counted once they are in it. A sample without browser data adds no start.
     """
     from .validation import browser as _browser
 
-    seen: dict[str, set] = {}
-
-    def check(c):
-        started = c["browser"]["started_at"] if c.get("browser") else None
-        starts = seen.setdefault(c["claw_id"], set())
-        if started:
-            starts.add(started)
-        recent = _browser.recent_starts(starts, clock(), window_seconds)
-        starts.intersection_update(recent)
-        return len(recent) > max_starts, len(recent)
+    def check(c, memory, now):
+        started = (c.get("browser") or {}).get("started_at")
+        starts = {t for t in [*(memory or []), started] if t is not None and t >= now - window_seconds}
+        recent = _browser.recent_starts(starts, now, window_seconds)
+        return len(recent) > max_starts, len(recent), sorted(starts)
     return check
 
 
@@ -89,7 +97,8 @@ def default_rules(cpu_percent: float = 80, memory_percent: float = 90, disk_perc
         Rule("backup_failed", "claw", "warning", "no successful backup for over 24 h", 0,
              lambda c: (c.get("last_backup_age_s") is not None and c["last_backup_age_s"] > backup_max_age_seconds,
                         c.get("last_backup_age_s"))),
-        Rule("browser_crash_loop", "claw", "warning", "browser keeps crashing (more than 4 starts in 30 min)", 0, browser_crash_loop()),
+        Rule("browser_crash_loop", "claw", "warning", "browser keeps crashing (more than 4 starts in 30 min)", 0, browser_crash_loop(),
+             remembers=True),
     ]
 
 
@@ -99,15 +108,18 @@ class MemoryAlertStore:
     def __init__(self):
         self.pending: dict[tuple, float] = {}
         self.firing: dict[tuple, dict] = {}
+        self.memory: dict[tuple, object] = {}
 
     @contextmanager
     def state(self, mini: str):
-        """``(pending, firing)`` of every Mini: ``{(rule, mini, claw_id): since}`` and ``{(rule, mini, claw_id): alert}``."""
-        yield self.pending, self.firing
+        """``(pending, firing, memory)`` of every Mini: ``{(rule, mini, claw_id): since}``, ``{(rule, mini, claw_id):
+        alert}`` and ``{(rule, mini, claw_id): what a remembering rule keeps}``."""
+        yield self.pending, self.firing, self.memory
 
 
 class DbAlertStore:
-    """The alert engine's state in the job store (table ``alert_states``, one row per Mini), shared by the replicas.
+    """The alert engine's state in the job store (table ``alert_states``, one row per Mini: pending conditions, firing
+    alerts and the remembering rules' memory, e.g. ``browser_crash_loop``'s start times), shared by the replicas.
 
     :meth:`state` holds the Mini's row for the evaluation (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite has one
     writer) and writes it back in the same transaction, so two replicas evaluating samples of one Mini take turns and
@@ -119,7 +131,8 @@ class DbAlertStore:
 
     @contextmanager
     def state(self, mini: str):
-        """``(pending, firing)`` of ``mini`` (keys ``(rule, mini, claw_id)``), saved when the block ends without error."""
+        """``(pending, firing, memory)`` of ``mini`` (keys ``(rule, mini, claw_id)``), saved when the block ends
+        without error. (A row written before the rules had memory has none: it starts empty.)"""
         from sqlalchemy import select
         from sqlalchemy.dialects import postgresql, sqlite
 
@@ -134,17 +147,20 @@ class DbAlertStore:
             stored = row.state or {}
             pending = {(rule, mini, claw): since for rule, claw, since in stored.get("pending", [])}
             firing = {(rule, mini, claw): alert for rule, claw, alert in stored.get("firing", [])}
-            yield pending, firing
+            memory = {(rule, mini, claw): kept for rule, claw, kept in stored.get("memory", [])}
+            yield pending, firing, memory
             row.state = {"pending": [[k[0], k[2], v] for k, v in sorted(pending.items(), key=str)],
-                         "firing": [[k[0], k[2], v] for k, v in sorted(firing.items(), key=str)]}
+                         "firing": [[k[0], k[2], v] for k, v in sorted(firing.items(), key=str)],
+                         "memory": [[k[0], k[2], v] for k, v in sorted(memory.items(), key=str)]}
             row.updated_at = utcnow()
 
 
 class AlertEngine:
     """Evaluates rules on each sample and emits firing/resolved transitions exactly once.
 
-    ``store`` keeps what holds since when and what fired (:class:`MemoryAlertStore` by default; the service uses
-    :class:`DbAlertStore`, shared by its replicas). Messages are sent after the state is saved.
+    ``store`` keeps what holds since when, what fired and what the remembering rules remember
+    (:class:`MemoryAlertStore` by default; the service uses :class:`DbAlertStore`, shared by its replicas). Messages
+    are sent after the state is saved.
     """
 
     def __init__(self, rules: list[Rule], notify, store=None):
@@ -164,7 +180,7 @@ class AlertEngine:
         claws_known = sample.get("claws") is not None  # None: the Mini is silent, its claws are not judged
         subjects += [("claw", mini, c.get("claw_id"), c) for c in sample.get("claws") or []]
         sent = []
-        with self.lock, self.store.state(mini) as (pending, firing):
+        with self.lock, self.store.state(mini) as (pending, firing, memory):
             seen = set()
             for scope, mini_name, claw_id, subject in subjects:
                 for rule in self.rules:
@@ -173,15 +189,25 @@ class AlertEngine:
                     key = (rule.id, mini_name, claw_id)
                     seen.add(key)
                     try:
-                        active, value = rule.check(subject)
+                        if rule.remembers:
+                            active, value, kept = rule.check(subject, memory.get(key), now)
+                        else:
+                            active, value = rule.check(subject)
                     except (KeyError, TypeError):
                         continue  # the sample lacks what the rule reads
+                    if rule.remembers:
+                        if kept:
+                            memory[key] = kept
+                        else:
+                            memory.pop(key, None)
                     sent += self._step(pending, firing, rule, key, active, value, now)
-            # A claw that disappeared from the sample (deprovisioned) resolves its alerts.
+            # A claw that disappeared from the sample (deprovisioned) resolves its alerts and is forgotten.
             for key in [k for k in firing if k[1] == mini and k not in seen and claws_known]:
                 rule = next((r for r in self.rules if r.id == key[0]), None)
                 if rule is not None:
                     sent += self._step(pending, firing, rule, key, False, None, now)
+            for key in [k for k in memory if k[1] == mini and k not in seen and claws_known]:
+                memory.pop(key)
         for message in sent:
             self.notify(message)
         return sent

@@ -128,9 +128,11 @@ class Lease(Base):
 
 
 class AlertState(Base):
-    """The alert engine's memory of one Mini (api/alerts.py): which conditions hold since when (``pending``) and which
-    alerts fired and have not resolved (``firing``). Shared by the replicas: health jobs finish on any of them, and
-    an alert must fire and resolve once whichever replica evaluates the next sample."""
+    """The alert engine's memory of one Mini (api/alerts.py): which conditions hold since when (``pending``), which
+    alerts fired and have not resolved (``firing``) and what remembering rules keep (``memory``: the browser start
+    times of ``browser_crash_loop``'s window). Shared by the replicas: health jobs finish on any of them, and an alert
+    must fire and resolve once whichever replica evaluates the next sample. (``state`` is JSON: ``memory`` needed no
+    migration; a row without it starts empty.)"""
     __tablename__ = "alert_states"
     mini: Mapped[str] = mapped_column(String(128), primary_key=True)
     state: Mapped[dict] = mapped_column(JSON)

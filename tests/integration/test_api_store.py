@@ -261,3 +261,46 @@ def test_an_alert_fires_and_resolves_once_whichever_replica_evaluates(url):
     assert [m["rule"] for m in two.evaluate("m1", sample(cpu=95), now=600)] == ["cpu_high"]
     assert one.evaluate("m1", sample(cpu=95), now=660) == []
     assert [m["state"] for m in sent] == ["firing", "resolved", "firing"]
+
+
+def test_a_browser_crash_loop_fires_and_resolves_once_whichever_replica_sees_the_starts(url):
+    """The browser's start times are remembered in the job store, not in each replica: a claw whose browser restarts
+    at every sample, its samples evaluated by two replicas in turn (each sees only every other start), fires
+    ``browser_crash_loop`` once at the fifth start in 30 min, and resolves once when the window no longer holds more
+    than 4 starts; a replica that starts afresh (new rules, new process) goes on from the same memory."""
+    import time
+
+    from api.alerts import AlertEngine, DbAlertStore, default_rules
+
+    claw = "1a2b3c4d-0000-4000-8000-000000000001"
+    base = float(int(time.time()))  # start times are UNIX seconds, as mini_health reports them
+
+    def sample(started_at):
+        return {"age_s": 5, "cpu_percent": 10.0, "memory": {"percent": 40}, "disks": [{"mount": "/", "percent": 50}],
+                "connector": {"state": "running"},
+                "claws": [{"claw_id": claw, "pid": 123, "health": "ok", "launchd_state": "running", "last_backup_age_s": 3600,
+                           "browser": {"running": True, "chromium_pid": 4000 + int(started_at - base), "started_at": started_at}}]}
+
+    sent = []
+    replicas = [AlertEngine(default_rules(), sent.append, DbAlertStore(make_sessionmaker(url))) for _ in range(2)]
+    seen = []
+    # One browser up for three samples, then a new browser at every sample (12 starts), then a steady one.
+    timeline = [(t, base + 10) for t in (0, 60, 120)] + [(t, base + t - 1) for t in range(180, 900, 60)]
+    timeline += [(t, base + 839) for t in range(900, 3000, 60)]
+    for i, (t, started_at) in enumerate(timeline):
+        if i == 20:  # replica two restarts: a new process with its own rules
+            replicas[1] = AlertEngine(default_rules(), sent.append, DbAlertStore(make_sessionmaker(url)))
+        seen += [(t, i % 2, m["rule"], m["state"]) for m in replicas[i % 2].evaluate("m1", sample(started_at), now=base + t)]
+    # The fifth start (base+10, +179, +239, +299, +359; replica one saw +10, +239 and +359 of them) at t=360; at
+    # t=2400 only 4 starts (+659 … +839) are within 30 min: resolved. Nothing fired or resolved twice.
+    assert seen == [(360, 0, "browser_crash_loop", "firing"), (2400, 0, "browser_crash_loop", "resolved")]
+    assert [m["value"] for m in sent] == [5, 4]
+    from api.db import AlertState
+    with make_sessionmaker(url)() as s:  # what is remembered is the store's, and only the window's
+        assert s.get(AlertState, "m1").state["memory"] == []
+    replicas[0].evaluate("m1", sample(base + 2990), now=base + 3000)
+    with make_sessionmaker(url)() as s:
+        assert s.get(AlertState, "m1").state["memory"] == [["browser_crash_loop", claw, [base + 2990]]]
+    replicas[1].evaluate("m1", {**sample(base + 2990), "claws": []}, now=base + 3060)  # deprovisioned: forgotten
+    with make_sessionmaker(url)() as s:
+        assert s.get(AlertState, "m1").state["memory"] == []
