@@ -198,3 +198,35 @@ def test_parallel_part_uploads_keep_every_part_but_the_last_at_the_part_size(tmp
     assert client.most <= r2.UPLOADERS
     assert result["size"] == sum(sizes) and result["parts"] == len(sizes)
     assert result["sha256"] == hashlib.sha256(b"".join(client.parts[n] for n in sorted(client.parts))).hexdigest()
+
+
+class _Discard:
+    def write(self, data) -> int:
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_the_tar_writer_keeps_nothing_per_member(tmp_path):
+    # issue 19: a backup's memory must not grow with the home's member count (tarfile keeps every TarInfo it wrote:
+    # about 450 bytes a member, 90 MiB more for a 200,000-file home)
+    import tracemalloc
+
+    def peak(count: int) -> int:
+        src = tmp_path / f"home-{count}"
+        for n in range(count):
+            folder = src / f"d{n // 100:03d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"note-{n:05d}.md").write_bytes(b"x")
+        counters = {}
+        tracemalloc.start()
+        try:
+            r2.write_tar(str(src), _Discard(), (), counters)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+            assert counters["files"] == count
+
+    few, many = peak(300), peak(3000)
+    assert many - few < 150 * 1024, (few, many)  # was about 1 MB more
