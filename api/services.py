@@ -21,6 +21,10 @@ from .jobs import IdempotencyConflict, JobEngine, playbook_available  # noqa: F4
 from .monitor import Monitor, Sample
 from .pollcache import PollCache
 
+# Jobs that place a claw on their Mini (an import provisions the claw it brings in): while queued or running they
+# count in the Mini's load and say where the claw is.
+PLACING_KINDS = ("provision", "import")
+
 
 @dataclass
 class Service:
@@ -83,12 +87,12 @@ class Service:
 
     def claw_home(self, claw_id: str) -> str | None:
         """The Mini an existing claw is on: the service's record of a present claw, else the Mini of its newest
-        provision still queued or running; None for a claw the service does not know."""
+        provision or import still queued or running; None for a claw the service does not know."""
         with self.Session() as s:
             claw = s.get(Claw, claw_id)
             if claw is not None and claw.present and claw.mini:
                 return claw.mini
-            pending = s.scalars(select(Job.mini).where(Job.claw_id == claw_id, Job.kind == "provision",
+            pending = s.scalars(select(Job.mini).where(Job.claw_id == claw_id, Job.kind.in_(PLACING_KINDS),
                                                        Job.state.in_(("queued", "running"))).order_by(Job.created_at.desc()).limit(1)).first()
             return pending
 
@@ -145,7 +149,7 @@ class Service:
     def provision_target(self, claw_id: str, named: str | None) -> str:
         """The Mini a provision goes to: an existing claw's own Mini (naming another is a 409: migrate it), else the
         named Mini (422 unknown, 409 not ``active``), else the least-loaded active Mini with a free slot (claws
-        present plus provisions queued or running; 409 when none). Call it under
+        present plus provisions and imports queued or running; 409 when none). Call it under
         ``engine.serialized("placement")`` and queue the job in the same block."""
         mini = named
         home = self.claw_home(claw_id)
@@ -158,7 +162,7 @@ class Service:
         else:
             load = {name: len(claws) for name, claws in self.claws_on().items()}
             with self.Session() as s:
-                for job_mini, count in s.execute(select(Job.mini, func.count()).where(Job.kind == "provision",
+                for job_mini, count in s.execute(select(Job.mini, func.count()).where(Job.kind.in_(PLACING_KINDS),
                                                  Job.state.in_(("queued", "running"))).group_by(Job.mini)).all():
                     load[job_mini] = load.get(job_mini, 0) + count
             mini = place(self.inventory.minis(), load)

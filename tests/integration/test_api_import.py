@@ -122,3 +122,26 @@ def test_an_import_is_placed_like_a_provision(api):
     assert jobs(app) == 1
     assert client.post(f"/v1/claws/{CLAW}/import", json={"src": "s3://claw-exports/x.tar"},
                        headers={"Authorization": "Bearer nope"}).status_code == 401
+
+
+def test_a_queued_import_counts_in_placement_and_holds_its_claw(tmp_path):
+    """A queued import is a claw on its Mini: the next new claw goes elsewhere, and a provision of the same claw goes
+    to the import's Mini (never a second copy of the claw on another Mini)."""
+    from api.app import create_app
+
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("minis:\n  hosts:\n    mini-01: {}\n    mini-02: {}\n")
+    state = tmp_path / "state"
+    app = create_app(Settings(tokens=[TOKEN], database_url=f"sqlite:///{tmp_path}/jobs.db", state_dir=state,
+                              run_dir=state / "run", inventory=inventory, health_interval=0, backup_schedule="off"))
+    client = TestClient(app)
+    client.headers["Authorization"] = f"Bearer {TOKEN}"
+    imported = client.post(f"/v1/claws/{CLAW}/import", json={"src": "s3://claw-exports/x.tar"})
+    assert imported.status_code == 202, imported.text
+    home = imported.json()["mini"]
+    other = "3a2b3c4d-0000-4000-8000-000000000002"
+    placed = client.post("/v1/claws", json={"claw_id": other})
+    assert placed.status_code == 202, placed.text
+    assert placed.json()["mini"] != home, "the queued import's claw counts on its Mini"
+    again = client.post("/v1/claws", json={"claw_id": CLAW})
+    assert again.status_code == 202 and again.json()["mini"] == home, again.text
