@@ -223,3 +223,21 @@ def test_dns_never_touches_a_foreign_record(cf_api, run_module):
     assert result.get("failed") and "already has a A record" in result["msg"]
     assert not run_module("cf_tunnel_dns", {**args, "state": "absent"})["changed"]
     assert len(cf_api.records()) == 1
+
+
+def test_api_a_pinned_origin_round_trips(cf_api, run_module, tmp_path):
+    """A claw's route as the claw role sets it (docs/origin-tls.md): https to the gateway, trusting only its certificate.
+    The official SDK carries originRequest's caPool and originServerName to the API unchanged, and a second run is
+    no change."""
+    tunnel = cf_api.add_tunnel(config={"ingress": [{"service": "http_status:404"}]})
+    pin = {"caPool": "/var/db/mirascope-claw-tls/claw-1a2b3c4d/cert.pem", "originServerName": "claw-1a2b3c4d.claws.internal"}
+    args = api(cf_api, tunnel, tmp_path, service="https://localhost:8101", origin_request=pin)
+    assert run_module("cf_tunnel_ingress", args)["changed"]
+    [rule, _] = cf_api.ingress(tunnel)
+    assert rule == {"hostname": host(1), "service": "https://localhost:8101", "originRequest": pin}
+    assert not run_module("cf_tunnel_ingress", args)["changed"]
+    # a route from before origin TLS (plain http, no pin) is replaced in place
+    plain = api(cf_api, tunnel, tmp_path, n=2)
+    run_module("cf_tunnel_ingress", plain)
+    upgraded = run_module("cf_tunnel_ingress", {**plain, "service": "https://localhost:8102", "origin_request": pin})
+    assert upgraded["changed"] and cf_api.ingress(tunnel)[1]["originRequest"] == pin
