@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.mirascope.clawfarm.plugins.module_utils import _claw, _ingress
+from ansible_collections.mirascope.clawfarm.plugins.module_utils import _claw, _ingress, _origin_tls
 
 
 def _wrap(func):
@@ -29,7 +29,8 @@ def claw_tunnel_hostname(claw_id, claws_domain) -> str:
 
 
 class FilterModule:
-    """``claw_identity``, ``claw_port``, ``claw_env``, ``claw_gateway_config``, ``claw_tunnel_hostname``."""
+    """``claw_identity``, ``claw_port``, ``claw_env``, ``claw_gateway_config``, ``claw_tunnel_hostname``,
+    ``claw_origin_tls_paths``."""
 
     def filters(self):
         return {
@@ -38,4 +39,5 @@ class FilterModule:
             "claw_env": _wrap(_claw.validate_env),
             "claw_gateway_config": _wrap(_claw.gateway_config),
             "claw_tunnel_hostname": _wrap(claw_tunnel_hostname),
+            "claw_origin_tls_paths": _wrap(_origin_tls.paths),
         }

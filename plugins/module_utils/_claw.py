@@ -363,22 +363,30 @@ def browser_config(port: int, executable_path: str = "", headless: bool = True, 
 
 
 def gateway_config(port: int, state_dir: str, control_ui: bool = False, browser_executable_path: str = "",
-                   browser_headless: bool = True, browser_allowed_hostnames=()) -> dict:
+                   browser_headless: bool = True, browser_allowed_hostnames=(), tls_cert_path: str = "",
+                   tls_key_path: str = "") -> dict:
     """The claw's ``openclaw.json`` (no secrets: the token is a SecretRef to ``CLAW_GATEWAY_TOKEN``).
 
     Follows docs/reference/openclaw-gateway.md 1.2: ``gateway.mode: local`` (required),
     loopback bind, token auth whose missing secret makes the gateway exit instead of running
     with a random token, logs inside the state dir, no update check, no mDNS, no heartbeat turns;
-    the browser as browser_config says.
+    the browser as browser_config says. With ``tls_cert_path`` and ``tls_key_path`` (the claw's origin TLS pair,
+    ``_origin_tls``) the gateway serves HTTPS/WSS with them (``gateway.tls``; never a generated pair:
+    ``autoGenerate: false``, a missing file makes the gateway exit instead of serving an unpinned certificate).
     """
+    gateway = {
+        "mode": "local",
+        "port": int(port),
+        "bind": "loopback",
+        "auth": {"mode": "token", "token": {"source": "env", "provider": "default", "id": TOKEN_VAR}},
+        "controlUi": {"enabled": bool(control_ui)},
+    }
+    if tls_cert_path or tls_key_path:
+        if not (tls_cert_path and tls_key_path):
+            raise ClawInputError("gateway TLS needs both the certificate and the key path")
+        gateway["tls"] = {"enabled": True, "autoGenerate": False, "certPath": tls_cert_path, "keyPath": tls_key_path}
     return {
-        "gateway": {
-            "mode": "local",
-            "port": int(port),
-            "bind": "loopback",
-            "auth": {"mode": "token", "token": {"source": "env", "provider": "default", "id": TOKEN_VAR}},
-            "controlUi": {"enabled": bool(control_ui)},
-        },
+        "gateway": gateway,
         "logging": {"file": f"{state_dir}/logs/gateway.log"},
         "update": {"checkOnStart": False},
         "discovery": {"mdns": {"mode": "off"}},

@@ -34,6 +34,7 @@ import base64
 import json
 import os
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -179,19 +180,33 @@ class ListenerCheck:
             raise ForeignListener(problem + ": the token was not sent")
 
 
+def tls_context(cafile: str) -> ssl.SSLContext:
+    """A client context that trusts only the certificates in ``cafile`` (the claw's pinned certificate), checks the
+    server name, TLS 1.2 or later. The system's roots are not loaded: the pin is the whole trust."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+    except (AttributeError, ValueError):  # an ssl without the setter: the gateway (Node) serves 1.2+ anyway
+        pass
+    context.load_verify_locations(cafile=cafile)
+    return context
+
+
 class _WebSocket:
     """Just enough of an RFC 6455 client for the gateway's JSON frames."""
 
-    def __init__(self, host: str, port: int, timeout: float, verify=None):
+    def __init__(self, host: str, port: int, timeout: float, verify=None, tls=None):
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.settimeout(timeout)
         self._buf = b""
-        if verify is not None:
-            try:
+        try:
+            if verify is not None:
                 verify(self.sock, port)
-            except BaseException:
-                self.sock.close()
-                raise
+            if tls is not None:
+                self.sock = tls_context(tls["cafile"]).wrap_socket(self.sock, server_hostname=tls["server_name"])
+        except BaseException:
+            self.sock.close()
+            raise
         key = base64.b64encode(os.urandom(16)).decode()
         request = (
             "GET / HTTP/1.1\r\n"
@@ -301,7 +316,7 @@ def port_accepts(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bo
         return False
 
 
-def probe_gateway(port: int, token: str, host: str = "127.0.0.1", timeout: float = 5.0, verify=None) -> dict:
+def probe_gateway(port: int, token: str, host: str = "127.0.0.1", timeout: float = 5.0, verify=None, tls=None) -> dict:
     """Check one gateway with its token.
 
     Args:
@@ -311,6 +326,10 @@ def probe_gateway(port: int, token: str, host: str = "127.0.0.1", timeout: float
         timeout: seconds for the whole exchange.
         verify: ``verify(sock, port)`` called on the new connection before anything is sent on it (a
             :class:`ListenerCheck`); raising :class:`ForeignListener` ends the probe with FOREIGN.
+        tls: ``{"cafile", "server_name"}`` (``_origin_tls.probe_tls``) for a gateway that serves its pinned
+            certificate: the WebSocket runs over TLS that trusts only ``cafile``; a listener without the claw's key
+            fails the handshake (UNREACHABLE, the error names the certificate check) before the token is sent.
+            ``None``: plain WebSocket (a claw provisioned before origin TLS).
 
     Returns:
         ``{"result": HEALTHY|AUTH_FAILED|STARTING|UNREACHABLE|FOREIGN, "version": str|None,
@@ -326,7 +345,7 @@ def probe_gateway(port: int, token: str, host: str = "127.0.0.1", timeout: float
     outcome = {"result": UNREACHABLE, "version": None, "error": None}
     ws = None
     try:
-        ws = _WebSocket(host, port, timeout, verify)
+        ws = _WebSocket(host, port, timeout, verify, tls)
         challenge = json.loads(ws.recv_text())
         if challenge.get("event") != "connect.challenge":
             raise ProbeError(f"unexpected first frame: {challenge.get('type')}/{challenge.get('event')}")
@@ -360,6 +379,10 @@ def probe_gateway(port: int, token: str, host: str = "127.0.0.1", timeout: float
     except ForeignListener as exc:
         outcome["result"] = FOREIGN
         outcome["error"] = str(exc)
+    except ssl.SSLCertVerificationError as exc:
+        outcome["result"] = FOREIGN
+        outcome["error"] = (f"port {port}: the listener did not present the claw's pinned certificate "
+                            f"({exc.verify_message or exc}): the token was not sent")
     except (OSError, ValueError, ProbeError) as exc:
         outcome["result"] = UNREACHABLE
         outcome["error"] = f"{type(exc).__name__}: {exc}"

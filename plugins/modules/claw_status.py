@@ -68,6 +68,14 @@ options:
   state_dir:
     description: The claw's OpenClaw state dir; given, RV(chromium_pid) and RV(browser) report its browser.
     type: path
+  origin_tls_root:
+    description:
+      - Directory of the claws' origin TLS pairs (module M(mirascope.clawfarm.claw_origin_tls)). When
+        C(<origin_tls_root>/<user>/cert.pem) exists (root's), the probe speaks TLS and trusts only that certificate:
+        a listener without the claw's key fails the handshake and gets nothing. A claw without one (provisioned
+        before origin TLS) is probed over plain WebSocket.
+    type: path
+    default: /var/db/mirascope/claw-tls
 """
 
 EXAMPLES = r"""
@@ -158,7 +166,7 @@ import pwd
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.mirascope.clawfarm.plugins.module_utils import _browser, _claw
+from ansible_collections.mirascope.clawfarm.plugins.module_utils import _browser, _claw, _origin_tls
 from ansible_collections.mirascope.clawfarm.plugins.module_utils import _gateway_probe as probe
 from ansible_collections.mirascope.clawfarm.plugins.module_utils import _launchd as ld
 from ansible_collections.mirascope.clawfarm.plugins.module_utils._command import CommandRunner
@@ -195,7 +203,7 @@ def snapshot(runner: CommandRunner, p: dict, tools: dict) -> dict:
         else:
             check = probe.ListenerCheck(runner.run, tools["lsof"], tools["ps"], p["label"], uid,
                                         info.get("pid") if result.rc == 0 else None)
-            outcome = probe.probe_gateway(p["port"], token, verify=check)
+            outcome = probe.probe_gateway(p["port"], token, verify=check, tls=_origin_tls.probe_tls(p["user"], p.get("origin_tls_root") or _origin_tls.ROOT))
             status["health"] = HEALTH_WORDS.get(outcome["result"], "failed")
             status["health_error"] = outcome["error"]
             status["version"] = outcome["version"]
@@ -224,6 +232,7 @@ def main():
             wait_timeout=dict(type="int", default=0),
             fail_unhealthy=dict(type="bool", default=False),
             state_dir=dict(type="path"),
+            origin_tls_root=dict(type="path", default=_origin_tls.ROOT),
         ),
         supports_check_mode=True,
     )

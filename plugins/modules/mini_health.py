@@ -54,6 +54,14 @@ options:
     description: Seconds allowed for each gateway handshake.
     type: float
     default: 5.0
+  origin_tls_root:
+    description:
+      - Directory of the claws' origin TLS pairs (module M(mirascope.clawfarm.claw_origin_tls)). When
+        C(<origin_tls_root>/<user>/cert.pem) exists (root's), the probe speaks TLS and trusts only that certificate:
+        a listener without the claw's key fails the handshake and gets nothing. A claw without one (provisioned
+        before origin TLS) is probed over plain WebSocket.
+    type: path
+    default: /var/db/mirascope/claw-tls
   connector_label:
     description: launchd label of the Mini's tunnel connector, reported as RV(connector). Empty - not checked.
     type: str
@@ -104,7 +112,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ..module_utils import _browser, _claw
+from ..module_utils import _browser, _claw, _origin_tls
 from ..module_utils import _gateway_probe as probe
 from ..module_utils import _health as health
 from ..module_utils import _launchd as ld
@@ -142,7 +150,8 @@ def claw_record(runner, psutil, port: int, claw_id: str, p: dict, tools: dict, p
             check = probe.ListenerCheck(runner.run, tools["lsof"], tools["ps"], ident["label"], uid,
                                         info.get("pid") if result.rc == 0 else None)
             started = time.monotonic()
-            outcome = probe.probe_gateway(port, token, timeout=p["handshake_timeout"], verify=check)
+            outcome = probe.probe_gateway(port, token, timeout=p["handshake_timeout"], verify=check,
+                                          tls=_origin_tls.probe_tls(ident["user"], p.get("origin_tls_root") or _origin_tls.ROOT))
             record["handshake_ms"] = round((time.monotonic() - started) * 1000, 1)
             record["health"] = HEALTH_WORDS.get(outcome["result"], "failed")
             record["health_error"] = outcome["error"]
@@ -169,6 +178,7 @@ def main():
             users_dir=dict(type="path", default="/Users"),
             cpu_interval=dict(type="float", default=1.0),
             handshake_timeout=dict(type="float", default=5.0),
+            origin_tls_root=dict(type="path", default=_origin_tls.ROOT),
             connector_label=dict(type="str", default="com.cloudflare.cloudflared"),
         ),
         supports_check_mode=True,

@@ -4,7 +4,10 @@ get its neighbour's gateway token from root's health probes and from re-provisio
 - its ``.env`` becomes a symlink to the neighbour's ``.env`` (and, planted by root as the issue's reproduction, a
   hard link): the probes must not read it, re-provisioning must not keep a token from it;
 - the neighbour is stopped (as every nightly backup stops it) and the tenant listens on the neighbour's port with a
-  trap that answers the WebSocket upgrade and logs every unmasked frame: the probes must send it nothing.
+  trap that answers the WebSocket upgrade and logs every unmasked frame: the probes must send it nothing;
+- the same trap behind the Mini's tunnel: the neighbour's customer's requests (with its token) reach the connector
+  (the cloudflared stand-in's edge), which must not deliver them to the trap - neither in plain text nor to a trap
+  that serves TLS with a certificate for the neighbour's own server name (docs/origin-tls.md).
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import os
 import subprocess
 
 import pytest
+from ansible_collections.mirascope.clawfarm.plugins.module_utils import _origin_tls
 from conftest import BIN, REPO, wait_for
 
 ATTACKER = "a77ac4e5-1111-4111-8111-111111111111"
@@ -26,7 +30,7 @@ B_TOKEN = "neighbour-token-" + "b" * 32
 # a probe that trusts it goes on to send its connect frame with the token), and logs every byte it receives with
 # the client frames unmasked.
 TRAP = r'''
-import os, socket, struct, sys
+import os, socket, ssl, struct, sys
 port = int(sys.argv[1])
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -34,9 +38,21 @@ s.bind(("127.0.0.1", port))
 s.listen(16)
 open("trap.pid", "w").write(str(os.getpid()))
 challenge = b'{"type":"event","event":"connect.challenge","payload":{"nonce":"n","ts":1}}'
+context = None
+if len(sys.argv) > 3:  # serve TLS with the given certificate and key
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(sys.argv[2], sys.argv[3])
 while True:
     conn, _ = s.accept()
     conn.settimeout(3)
+    if context is not None:
+        try:
+            conn = context.wrap_socket(conn, server_side=True)
+        except (OSError, ssl.SSLError) as exc:
+            with open("trap.log", "ab") as handle:
+                handle.write(("handshake failed: %s\n--\n" % exc).encode())
+            conn.close()
+            continue
     data, upgraded, log = b"", False, b""
     try:
         while True:
@@ -136,12 +152,51 @@ def test_a_linked_env_is_never_read_and_reprovision_keeps_no_foreign_token(mini,
     assert mini.sh(f"stat -c '%h' {B_HOME}/.openclaw/.env").stdout.strip() == "1"
 
 
+# A request as the Cloudflare edge hands it to the Mini's connector: to the stand-in's edge listener, by Host header.
+EDGE_REQUEST = r'''
+import http.client, sys
+conn = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=20)
+conn.request("GET", "/healthz", headers={"Host": sys.argv[2], "Authorization": "Bearer " + sys.argv[3]})
+response = conn.getresponse()
+print(response.status, response.read().decode(errors="replace").strip())
+'''
+
+
+def through_tunnel(mini, hostname: str, token: str) -> str:
+    """``"<status> <body>"`` of a request for ``hostname`` through the Mini's connector (its edge stand-in)."""
+    edge = json.loads(mini.sh("cat /var/run/cloudflared-standin.json").stdout)["edge"]
+    mini.sh(f"cat > /root/edge_request.py <<'EOF'\n{EDGE_REQUEST}\nEOF")
+    return mini.sh(f"/usr/bin/python3 /root/edge_request.py {edge.rsplit(':', 1)[1]} {hostname} {token}").stdout.strip()
+
+
+def neighbour_route(mini, port: int) -> dict:
+    rules = json.loads(mini.sh("cat /var/run/cloudflared-standin.json").stdout)["ingress"]
+    return next(rule for rule in rules if rule.get("service", "").endswith(f":{port}"))
+
+
+def start_trap(mini, port: int, *tls_files: str) -> None:
+    mini.sh(f"rm -f {A_HOME}/trap.pid {A_HOME}/trap.log; cat > {A_HOME}/trap.py <<'EOF'\n{TRAP}\nEOF\nchown {A_USER} {A_HOME}/trap.py")
+    as_tenant(mini, f"setsid nohup /usr/bin/python3 trap.py {port} {' '.join(tls_files)} >trap.out 2>&1 </dev/null &")
+    assert wait_for(lambda: mini.sh(f"test -s {A_HOME}/trap.pid", check=False).returncode == 0, 30)
+
+
+def stop_trap(mini) -> None:
+    as_tenant(mini, "kill $(cat trap.pid)", check=False)
+    wait_for(lambda: mini.sh(f"kill -0 $(cat {A_HOME}/trap.pid) 2>/dev/null", check=False).returncode != 0, 10)
+
+
 def test_a_tenant_listening_on_a_stopped_neighbours_port_gets_nothing(mini, claws):
     port = port_of(mini, NEIGHBOUR)
+    # The neighbour's route reaches its gateway over TLS and trusts only the neighbour's own certificate.
+    route = neighbour_route(mini, port)
+    pin = f"/var/db/mirascope/claw-tls/{B_USER}/cert.pem"
+    assert route["service"] == f"https://localhost:{port}", route
+    assert route["originRequest"] == {"caPool": pin, "originServerName": f"{B_USER}.claws.internal"}, route
+    assert mini.sh(f"stat -c '%U %a' {pin} /var/db/mirascope/claw-tls/{B_USER}/key.pem").stdout.split("\n")[:2] == \
+        ["root 644", f"{B_USER} 400"]
+    assert through_tunnel(mini, route["hostname"], B_TOKEN).startswith("200 "), "the tunnel must reach the running gateway"
     mini.playbook("stop", "-e", f"claw_id={NEIGHBOUR}", check=True)
-    mini.sh(f"cat > {A_HOME}/trap.py <<'EOF'\n{TRAP}\nEOF\nchown {A_USER} {A_HOME}/trap.py")
-    as_tenant(mini, f"setsid nohup /usr/bin/python3 trap.py {port} >trap.out 2>&1 </dev/null &")
-    assert wait_for(lambda: mini.sh(f"test -s {A_HOME}/trap.pid", check=False).returncode == 0, 30)
+    start_trap(mini, port)
     try:
         # claw_status (status.yml and every wait for health) and mini_health (the API's schedule) as root.
         found = status(mini, NEIGHBOUR, B_USER, B_HOME)
@@ -152,9 +207,33 @@ def test_a_tenant_listening_on_a_stopped_neighbours_port_gets_nothing(mini, claw
         record = next(c for c in sample["claws"] if c["claw_id"] == NEIGHBOUR)
         assert record["health"] == "foreign listener" and f"of user {A_USER}" in record["health_error"]
         assert mini.playbook("status", "-e", f"claw_id={NEIGHBOUR}").returncode == 0
-        log = mini.sh(f"cat {A_HOME}/trap.log 2>/dev/null; true").stdout
+        # The neighbour's customer's request, through the tunnel: the connector's TLS handshake fails, 502.
+        assert through_tunnel(mini, route["hostname"], B_TOKEN).startswith("502 ")
+        log = mini.sh(f"cat -v {A_HOME}/trap.log 2>/dev/null; true").stdout
         assert B_TOKEN not in log and "Upgrade: websocket" not in log and '"connect"' not in log, log[-2000:]
+        assert "GET /healthz" not in log and "Authorization" not in log, log[-2000:]
     finally:
-        as_tenant(mini, "kill $(cat trap.pid)", check=False)
+        stop_trap(mini)
+    # The tenant serves TLS with a certificate for the neighbour's own server name (its own key): still nothing.
+    key_pem, cert_pem = forged_pair(f"{B_USER}.claws.internal")
+    mini.sh(f"cat > {A_HOME}/forged.pem <<'EOF'\n{cert_pem}EOF\ncat > {A_HOME}/forged.key <<'EOF'\n{key_pem}EOF\n"
+            f"chown {A_USER} {A_HOME}/forged.pem {A_HOME}/forged.key")
+    start_trap(mini, port, "forged.pem", "forged.key")
+    try:
+        assert through_tunnel(mini, route["hostname"], B_TOKEN).startswith("502 ")
+        found = status(mini, NEIGHBOUR, B_USER, B_HOME)
+        assert found["health"] == "foreign listener" and B_TOKEN not in json.dumps(found), found
+        log = mini.sh(f"cat -v {A_HOME}/trap.log 2>/dev/null; true").stdout
+        assert "handshake failed" in log and B_TOKEN not in log and "GET " not in log, log[-2000:]
+        assert "SSLCertVerificationError" in mini.sh("tail -n 5 /var/log/cloudflared-standin.log").stdout
+    finally:
+        stop_trap(mini)
     mini.playbook("start", "-e", f"claw_id={NEIGHBOUR}", check=True)
     assert status(mini, NEIGHBOUR, B_USER, B_HOME)["health"] == "ok"
+    assert through_tunnel(mini, route["hostname"], B_TOKEN).startswith("200 ")
+
+
+def forged_pair(name: str) -> tuple:
+    """A key and a self-signed certificate for ``name`` made by the attacker (PEM text): right name, wrong key."""
+    key, cert = _origin_tls.make_pair(name)
+    return key.decode(), cert.decode()
