@@ -13,7 +13,7 @@ description:
     rule (C(originRequest.caPool), C(originServerName)) and the farm's health probes trust only its certificate.
     Another claw's code listening on that port while the gateway is stopped cannot complete a handshake, so no
     request and no token ever reaches it (docs/origin-tls.md).
-  - Keeps C(<root>/<user>/cert.pem) (root, 0644) and C(<root>/<user>/key.pem) (the claw's user, 0400): a new ECDSA
+  - Keeps C(<root>/<user>/cert.pem) (root, 0644) and C(<root>/<user>/key.pem) (the claw's user, 0400). A new ECDSA
     P-256 key and self-signed certificate for C(<user>.claws.internal) are made when either file is missing, does
     not parse, is not for that name, ends within O(renew_days) days, or the key is not the certificate's. A pair
     that is fine is kept as it is (owner and mode are corrected).
@@ -117,12 +117,14 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.mirascope.clawfarm.plugins.module_utils import _origin_tls as tls
 
 try:
-    import cryptography  # noqa: F401  (only to say it is missing before anything is done)
+    # only to say it is missing before anything is done
+    import cryptography  # noqa: F401  # pylint: disable=unused-import
     HAS_CRYPTOGRAPHY = True
 except ImportError:
     HAS_CRYPTOGRAPHY = False
 
-CERT_MODE, KEY_MODE = 0o644, 0o400
+CERT_MODE = 0o644
+KEY_MODE = 0o400
 
 
 def ensure(p: dict, uid: int, check_mode: bool) -> dict:

@@ -71,7 +71,7 @@ options:
   origin_tls_root:
     description:
       - Directory of the claws' origin TLS pairs (module M(mirascope.clawfarm.claw_origin_tls)). When
-        C(<origin_tls_root>/<user>/cert.pem) exists (root's), the probe speaks TLS and trusts only that certificate:
+        C(<origin_tls_root>/<user>/cert.pem) exists (root's), the probe speaks TLS and trusts only that certificate;
         a listener without the claw's key fails the handshake and gets nothing. A claw without one (provisioned
         before origin TLS) is probed over plain WebSocket.
     type: path

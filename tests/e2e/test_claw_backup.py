@@ -223,7 +223,7 @@ def test_resubscribe_restores_the_archive(mini, farm, tmp_path):
     assert healthy(mini)
     # A re-subscribe is a new placement: only the port (and the route that points at it) may differ.
     after = same(mini, farm, "archived", "a re-subscribe", allowed=("port", "route"))
-    assert after["route"] == [f"http://localhost:{after['port']['configured']}"] and after["port"]["claimed"] == [after["port"]["configured"]]
+    assert after["route"] == [f"https://localhost:{after['port']['configured']}"] and after["port"]["claimed"] == [after["port"]["configured"]]
     cleanup = mini.playbook("deprovision", "-e", f"claw_id={CLAW_ID}", "-e", "archive=false", "-e", "claw_purge_home=true", check=True)
     assert recap(cleanup.stdout)[mini.name]["failed"] == 0
 

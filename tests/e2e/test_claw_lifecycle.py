@@ -107,7 +107,7 @@ def test_provision_brings_up_a_healthy_gateway(mini, claw_vars, tmp_path_factory
     seed(mini, CLAW)
     BASELINE.update(ClawInvariants.capture(mini, CLAW, cf=farm["cf"]))
     assert BASELINE["data_bytes"] > 2_000_000 and sorted(BASELINE["env"]) == ["ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "PRIMARY_MODEL_ID"]
-    assert BASELINE["launchd"]["loaded"] and BASELINE["route"] == ["http://localhost:8100"] and BASELINE["state_db"] == {"has_tables": True}
+    assert BASELINE["launchd"]["loaded"] and BASELINE["route"] == ["https://localhost:8100"] and BASELINE["state_db"] == {"has_tables": True}
 
 
 def test_claw_user_is_hidden_non_admin_and_isolated(mini):

@@ -42,7 +42,7 @@ def test_provision_adds_exactly_one_rule_and_restarts_the_connector(mini, farm):
     assert f"hostname {HOSTNAME}" in " ".join(result.stdout.split()), result.stdout[-3000:]
     rules = config_rules(mini)
     mine = [r for r in rules if r.get("hostname") == HOSTNAME]
-    assert len(mine) == 1 and mine[0]["service"].startswith("http://localhost:81")
+    assert len(mine) == 1 and mine[0]["service"].startswith("https://localhost:81")
     assert rules[-1] == {"service": "http_status:404"}
     loaded = connector(mini)
     assert loaded["pid"] != before["pid"], "the connector was not restarted after its config.yml changed"

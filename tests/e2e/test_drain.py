@@ -44,7 +44,7 @@ def test_drain_moves_every_claw_off_the_mini(fleet, farm, tmp_path):
         after = ClawInvariants.capture(FleetMini(fleet, inventory, name), Claw(claw), cf=farm["cf"])
         ClawInvariants.assert_same(before[claw], after, allowed=("mini", "port", "route", "dns"), operation="drain")
         port = after["port"]["configured"]
-        assert after["port"]["claimed"] == [port] and after["route"] == [f"http://localhost:{port}"]
+        assert after["port"]["claimed"] == [port] and after["route"] == [f"https://localhost:{port}"]
         assert [r.split(".")[0] for r in after["dns"]] == [fleet.hosts[name]["cf_tunnel_id"]]
 
     # A draining Mini takes no new claw: provision without -e mini= goes elsewhere.

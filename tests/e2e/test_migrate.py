@@ -32,7 +32,7 @@ def assert_moved(fleet, farm, before, target, method):
     after = capture(fleet, farm, target)
     ClawInvariants.assert_same(before, after, allowed=MOVED, operation=f"a migration by {method}")
     port = after["port"]["configured"]
-    assert after["port"]["claimed"] == [port] and after["route"] == [f"http://localhost:{port}"]
+    assert after["port"]["claimed"] == [port] and after["route"] == [f"https://localhost:{port}"]
     assert [record.split(".")[0] for record in after["dns"]] == [fleet.hosts[target]["cf_tunnel_id"]]
 
 
@@ -108,7 +108,7 @@ def test_precopy_migration_keeps_data_token_and_hostname(fleet, inventory, farm,
     assert fleet.sh("fl1", f"ls /var/db/mirascope/tombstones | grep -c {CLAW}").stdout.strip() == "1"
 
     assert rule_port(fleet, "fl1") is None
-    assert rule_port(fleet, target) == f"http://localhost:{match.group(4)}"
+    assert rule_port(fleet, target) == f"https://localhost:{match.group(4)}"
     assert cname(fleet, farm) == fleet.hosts[target]["cf_tunnel_id"]
     assert "claw-migrate" not in fleet.sh(target, "cat /Users/admin/.ssh/authorized_keys").stdout
     assert fleet.sh("fl1", f"test -e /var/db/mirascope/migrate/{CLAW}", check=False).returncode != 0

@@ -162,7 +162,7 @@ def test_reprovision_moves_a_claw_off_the_old_layout(claws):
     assert claws.sh(f"sha256sum {home}/.openclaw/.env").stdout.split()[0] == before["env"]  # token and env untouched
     assert claws.sh(f"cat {home}/.openclaw/workspace/marker.txt").stdout == before["marker"]
     route = claws.sh("cat /etc/cloudflared/config.yml").stdout
-    assert f"claw-{B}.{CLAWS_DOMAIN}" in route and "http://localhost:8228" in route and "http://localhost:8101" not in route
+    assert f"claw-{B}.{CLAWS_DOMAIN}" in route and "https://localhost:8228" in route and "https://localhost:8101" not in route
     assert "block return out quick on lo0 proto tcp from any to any port 8228:8338\n" in claws.sh(
         "cat /etc/pf.anchors/com.mirascope.clawfarm").stdout
     assert connect(claws, 8228, USER[A]) == "ConnectionRefusedError" and connect(claws, 8228, USER[B]) == "connected"
