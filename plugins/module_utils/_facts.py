@@ -119,3 +119,27 @@ def port_plan_anomalies(claims: dict, base_port: int, max_claws: int) -> list:
                           "detail": f"{claw_id} holds port {port}, which is no slot's gateway port ({base_port} + slot x {PORT_STRIDE}); "
                                     "re-provision it to move it to the port plan"})
     return found
+
+
+def route_pinned(rule) -> bool:
+    """Whether an ingress rule reaches its origin over TLS trusting a pinned certificate (docs/origin-tls.md):
+    an ``https://``/``wss://`` service with ``originRequest.caPool`` set and ``noTLSVerify`` not on."""
+    if not isinstance(rule, dict):
+        return False
+    origin = rule.get("originRequest") or {}
+    service = str(rule.get("service") or "").lower()
+    return service.startswith(("https://", "wss://")) and bool(origin.get("caPool")) and not origin.get("noTLSVerify")
+
+
+def route_anomalies(claws: list) -> list:
+    """Claws whose route is not pinned to their own certificate, as find_anomalies' entries.
+
+    ``claws`` carry ``route_present`` and ``route_pinned`` (claw_facts, from the local tunnel's config.yml). Kind
+    ``route_unpinned``: the claw's rule reaches its gateway in plain HTTP (a claw provisioned before origin TLS) or
+    without a caPool, so a tenant listening on its port while the gateway is stopped would get its traffic.
+    """
+    return [{"kind": "route_unpinned", "claw_id": claw.get("claw_id"),
+             "detail": f"the tunnel route of {claw.get('claw_id')} does not trust only its own certificate (plain http, "
+                       "no caPool or noTLSVerify); re-provision the claw (docs/origin-tls.md)"}
+            for claw in claws if claw.get("route_present") and claw.get("route_pinned") is False]
+

@@ -13,11 +13,13 @@ description:
     (C(dscl . -list /Users UniqueID)) matching O(managed_pattern), the port claims in O(claim_dir), each claw's gateway
     config (C(<state dir>/openclaw.json), its port) and C(.env) (a sha256 prefix of its token, never the token),
     C(launchctl print system/<label>) (state, pid) and whether the port is listening.
-  - With O(ingress_config) and O(claws_domain), also whether the claw's hostname has a rule in the local tunnel config.
+  - With O(ingress_config) and O(claws_domain), also whether the claw's hostname has a rule in the local tunnel config,
+    and whether that rule trusts only the claw's own certificate (docs/origin-tls.md).
   - Returns one record per claw, the Mini's capacity, and the anomalies that break the unique-tuple contract
     (label, port, state dir, token unique per claw) - a user with no job, a job with no user, a plist whose user or
     state dir disagrees with its claw id, two claws on one port, a shared state dir or token, claims without jobs,
-    and claims that break the port plan (docs/port-plan.md) - overlapping port families, a port that is no slot's.
+    and claims that break the port plan (docs/port-plan.md) - overlapping port families, a port that is no slot's -
+    and routes not pinned to the claw's certificate (C(route_unpinned): plain http from before origin TLS).
   - Read only; runs C(dscl) once and C(launchctl print) once per claw.
   - Sets the host facts C(clawfarm_claws), C(clawfarm_capacity) and C(clawfarm_anomalies) (the same as RV(claws),
     RV(capacity) and RV(anomalies)).
@@ -84,7 +86,8 @@ RETURN = r"""
 claws:
   description:
     - One record per claw plist - claw_id, label, user, uid, state_dir, port, claim_port, token_fingerprint,
-      launchd_state, pid, listening, route_present.
+      launchd_state, pid, listening, route_present, route_pinned (the route trusts only the claw's certificate,
+      docs/origin-tls.md; null without a route).
   returned: always
   type: list
   elements: dict
@@ -165,7 +168,8 @@ def gateway_port(state_dir: str | None, max_bytes: int = 1 << 20):
         os.close(fd)
 
 
-def route_hostnames(path: str | None) -> set | None:
+def route_rules(path: str | None) -> dict | None:
+    """``{hostname: rule}`` of the local tunnel's config.yml (JSON or YAML), or ``None`` when it cannot be read."""
     if not path:
         return None
     try:
@@ -179,7 +183,7 @@ def route_hostnames(path: str | None) -> set | None:
                 doc = yaml.safe_load(handle)
         except Exception:  # noqa: BLE001 - no route info, not an error of the facts
             return None
-    return {r.get("hostname") for r in (doc or {}).get("ingress") or [] if isinstance(r, dict)}
+    return {r.get("hostname"): r for r in (doc or {}).get("ingress") or [] if isinstance(r, dict)}
 
 
 def main():
@@ -202,7 +206,7 @@ def main():
     listed = runner.run(mu.cmd_list_uids())
     users = mu.parse_uid_list(listed.stdout) if listed.rc == 0 else {}
     claims = _claw.read_port_claims(p["claim_dir"])
-    hostnames = route_hostnames(p["ingress_config"])
+    rules = route_rules(p["ingress_config"])
     claim_of = {claw_id: port for port, claw_id in claims.items()}
     claws = read_plists(p["launch_daemons_dir"], p["label_prefix"])
     for claw in claws:
@@ -226,8 +230,9 @@ def main():
                     claw["listening"] = True
             except OSError:
                 pass
-        claw["route_present"] = None if hostnames is None or not p["claws_domain"] else (
-            f"claw-{claw['claw_id']}.{p['claws_domain'].lower()}" in hostnames)
+        rule = None if rules is None or not p["claws_domain"] else rules.get(f"claw-{claw['claw_id']}.{p['claws_domain'].lower()}")
+        claw["route_present"] = None if rules is None or not p["claws_domain"] else rule is not None
+        claw["route_pinned"] = None if rule is None else facts.route_pinned(rule)
     expected = {}
     for claw in claws:
         if claw["claw_id"]:
@@ -235,6 +240,7 @@ def main():
             expected[claw["claw_id"]] = {"user": ident["user"], "state_dir": ident["state_dir"]}
     anomalies = facts.find_anomalies(claws, users, claims, p["managed_pattern"], expected)
     anomalies += facts.port_plan_anomalies(claims, p["base_port"], p["max_claws"])
+    anomalies += facts.route_anomalies(claws)
     capacity = facts.capacity(claims, p["base_port"], p["max_claws"])
     module.exit_json(changed=False, claws=claws, capacity=capacity, anomalies=anomalies,
                      ansible_facts={"clawfarm_claws": claws, "clawfarm_capacity": capacity, "clawfarm_anomalies": anomalies})

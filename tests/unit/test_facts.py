@@ -74,3 +74,15 @@ def test_gateway_port_never_blocks_or_floods_on_a_tenant_trap(tmp_path):
     config.symlink_to("/dev/zero")
     assert claw_facts.gateway_port(str(tmp_path)) is None
     assert claw_facts.gateway_port(None) is None
+
+
+def test_a_route_is_pinned_only_over_tls_to_a_ca_pool():
+    pinned = {"hostname": "h", "service": "https://localhost:8100",
+              "originRequest": {"caPool": "/var/db/mirascope/claw-tls/claw-1a2b3c4d/cert.pem", "originServerName": "n"}}
+    assert _facts.route_pinned(pinned)
+    assert not _facts.route_pinned({"hostname": "h", "service": "http://localhost:8100"})
+    assert not _facts.route_pinned({"hostname": "h", "service": "https://localhost:8100"})
+    assert not _facts.route_pinned(dict(pinned, originRequest={"caPool": "/x", "noTLSVerify": True}))
+    claws = [{"claw_id": "a", "route_present": True, "route_pinned": False},
+             {"claw_id": "b", "route_present": True, "route_pinned": True}, {"claw_id": "c", "route_present": None, "route_pinned": None}]
+    assert [(a["kind"], a["claw_id"]) for a in _facts.route_anomalies(claws)] == [("route_unpinned", "a")]
