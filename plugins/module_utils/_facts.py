@@ -142,4 +142,3 @@ def route_anomalies(claws: list) -> list:
              "detail": f"the tunnel route of {claw.get('claw_id')} does not trust only its own certificate (plain http, "
                        "no caPool or noTLSVerify); re-provision the claw (docs/origin-tls.md)"}
             for claw in claws if claw.get("route_present") and claw.get("route_pinned") is False]
-

@@ -12,8 +12,9 @@ trusts only that certificate (``originRequest.caPool``, the certificate itself; 
 tenant cannot read another claw's key (0400, owned by that claw's user), so it cannot complete the handshake, and
 cloudflared answers 502 instead of sending it anything (docs/origin-tls.md).
 
-Layout (``root`` = ``/var/db/mirascope/claw-tls`` by default; outside the tenant's home, so no step here acts through
-a path a tenant controls)::
+Layout (``root`` = ``/var/db/mirascope-claw-tls`` by default; outside the tenant's home, so no step here acts through
+a path a tenant controls; not under ``/var/db/mirascope``, which is root-only 0700, because each gateway - running as
+its claw's user - must reach its own files)::
 
     <root>/                 root:wheel 0755
     <root>/<user>/          root:wheel 0755
@@ -33,7 +34,7 @@ import hashlib
 import os
 import stat
 
-ROOT = "/var/db/mirascope/claw-tls"
+ROOT = "/var/db/mirascope-claw-tls"
 CERT_NAME = "cert.pem"
 KEY_NAME = "key.pem"
 SERVER_NAME_SUFFIX = ".claws.internal"

@@ -19,7 +19,7 @@ description:
     (label, port, state dir, token unique per claw) - a user with no job, a job with no user, a plist whose user or
     state dir disagrees with its claw id, two claws on one port, a shared state dir or token, claims without jobs,
     and claims that break the port plan (docs/port-plan.md) - overlapping port families, a port that is no slot's -
-    and routes not pinned to the claw's certificate (C(route_unpinned): plain http from before origin TLS).
+    and routes not pinned to the claw's certificate (C(route_unpinned), plain http from before origin TLS).
   - Read only; runs C(dscl) once and C(launchctl print) once per claw.
   - Sets the host facts C(clawfarm_claws), C(clawfarm_capacity) and C(clawfarm_anomalies) (the same as RV(claws),
     RV(capacity) and RV(anomalies)).

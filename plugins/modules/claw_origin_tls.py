@@ -44,7 +44,7 @@ options:
   root:
     description: The root-owned directory holding one directory per claw user.
     type: path
-    default: /var/db/mirascope/claw-tls
+    default: /var/db/mirascope-claw-tls
   state:
     description: C(present) keeps a valid pair; C(absent) removes the claw's directory (deprovision, a migration's source).
     type: str
@@ -89,7 +89,7 @@ cert_path:
   description: The certificate (the pin; the gateway's C(certPath)).
   returned: always
   type: str
-  sample: /var/db/mirascope/claw-tls/claw-1a2b3c4d/cert.pem
+  sample: /var/db/mirascope-claw-tls/claw-1a2b3c4d/cert.pem
 key_path:
   description: The private key (the gateway's C(keyPath)); its content is never returned.
   returned: always
@@ -124,6 +124,7 @@ except ImportError:
     HAS_CRYPTOGRAPHY = False
 
 CERT_MODE = 0o644
+DIR_MODE = 0o755
 KEY_MODE = 0o400
 
 
@@ -137,6 +138,11 @@ def ensure(p: dict, uid: int, check_mode: bool) -> dict:
     try:
         if root_fd is not None:
             dir_fd = _user_dir(root_fd, p["user"], create=not check_mode)
+        for fd in (root_fd, dir_fd):  # the claw's gateway (its user) must traverse both
+            if fd is not None and os.fstat(fd).st_mode & 0o7777 != DIR_MODE:
+                result["changed"] = True
+                if not check_mode:
+                    os.fchmod(fd, DIR_MODE)
         cert = key = None
         if dir_fd is not None:
             cert, key = tls.read_file(dir_fd, tls.CERT_NAME), tls.read_file(dir_fd, tls.KEY_NAME)

@@ -75,7 +75,7 @@ options:
         a listener without the claw's key fails the handshake and gets nothing. A claw without one (provisioned
         before origin TLS) is probed over plain WebSocket.
     type: path
-    default: /var/db/mirascope/claw-tls
+    default: /var/db/mirascope-claw-tls
 """
 
 EXAMPLES = r"""

@@ -61,7 +61,7 @@ options:
         a listener without the claw's key fails the handshake and gets nothing. A claw without one (provisioned
         before origin TLS) is probed over plain WebSocket.
     type: path
-    default: /var/db/mirascope/claw-tls
+    default: /var/db/mirascope-claw-tls
   connector_label:
     description: launchd label of the Mini's tunnel connector, reported as RV(connector). Empty - not checked.
     type: str

@@ -23,7 +23,7 @@ NEIGHBOUR_ID = "badc1a41-7e4a-4c1a-9d2b-0000000000a8"
 NEIGHBOUR = "claw-badc1a41"
 TOKEN = "e2e-hostile-token-Qm3xT7vW9yB2dF4hJ6kL8nP0rS"
 LAUNCHD_LOGS = "/Library/Logs/mirascope/claws"
-ROOT_TREES = ("/opt/mirascope", "/Library/LaunchDaemons", "/Library/Logs", "/etc", "/var/db/mirascope")
+ROOT_TREES = ("/opt/mirascope", "/Library/LaunchDaemons", "/Library/Logs", "/etc", "/var/db/mirascope", "/var/db/mirascope-claw-tls")
 
 
 @pytest.fixture(scope="module")

@@ -189,10 +189,10 @@ def test_a_tenant_listening_on_a_stopped_neighbours_port_gets_nothing(mini, claw
     port = port_of(mini, NEIGHBOUR)
     # The neighbour's route reaches its gateway over TLS and trusts only the neighbour's own certificate.
     route = neighbour_route(mini, port)
-    pin = f"/var/db/mirascope/claw-tls/{B_USER}/cert.pem"
+    pin = f"/var/db/mirascope-claw-tls/{B_USER}/cert.pem"
     assert route["service"] == f"https://localhost:{port}", route
     assert route["originRequest"] == {"caPool": pin, "originServerName": f"{B_USER}.claws.internal"}, route
-    assert mini.sh(f"stat -c '%U %a' {pin} /var/db/mirascope/claw-tls/{B_USER}/key.pem").stdout.split("\n")[:2] == \
+    assert mini.sh(f"stat -c '%U %a' {pin} /var/db/mirascope-claw-tls/{B_USER}/key.pem").stdout.split("\n")[:2] == \
         ["root 644", f"{B_USER} 400"]
     assert through_tunnel(mini, route["hostname"], B_TOKEN).startswith("200 "), "the tunnel must reach the running gateway"
     mini.playbook("stop", "-e", f"claw_id={NEIGHBOUR}", check=True)

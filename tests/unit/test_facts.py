@@ -78,7 +78,7 @@ def test_gateway_port_never_blocks_or_floods_on_a_tenant_trap(tmp_path):
 
 def test_a_route_is_pinned_only_over_tls_to_a_ca_pool():
     pinned = {"hostname": "h", "service": "https://localhost:8100",
-              "originRequest": {"caPool": "/var/db/mirascope/claw-tls/claw-1a2b3c4d/cert.pem", "originServerName": "n"}}
+              "originRequest": {"caPool": "/var/db/mirascope-claw-tls/claw-1a2b3c4d/cert.pem", "originServerName": "n"}}
     assert _facts.route_pinned(pinned)
     assert not _facts.route_pinned({"hostname": "h", "service": "http://localhost:8100"})
     assert not _facts.route_pinned({"hostname": "h", "service": "https://localhost:8100"})

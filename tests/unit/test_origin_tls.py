@@ -28,8 +28,8 @@ TOKEN = "T" * 40
 
 
 def test_paths_and_server_name():
-    assert tls.paths(USER) == {"dir": f"/var/db/mirascope/claw-tls/{USER}", "cert": f"/var/db/mirascope/claw-tls/{USER}/cert.pem",
-                               "key": f"/var/db/mirascope/claw-tls/{USER}/key.pem", "server_name": NAME}
+    assert tls.paths(USER) == {"dir": f"/var/db/mirascope-claw-tls/{USER}", "cert": f"/var/db/mirascope-claw-tls/{USER}/cert.pem",
+                               "key": f"/var/db/mirascope-claw-tls/{USER}/key.pem", "server_name": NAME}
 
 
 def test_a_new_pair_is_kept_and_every_defect_is_named():
@@ -95,6 +95,10 @@ def test_ensure_makes_keeps_and_renews_the_pair(tmp_path):
     os.chmod(first["key_path"], 0o644)
     fixed = module.ensure(params(root), nobody_uid(), check_mode=False)
     assert fixed["changed"] and fixed["action"] == "kept" and os.lstat(first["key_path"]).st_mode & 0o777 == 0o400
+    # a directory the claw's gateway could not traverse is opened again
+    os.chmod(root, 0o700)
+    reopened = module.ensure(params(root), nobody_uid(), check_mode=False)
+    assert reopened["changed"] and reopened["action"] == "kept" and os.stat(root).st_mode & 0o777 == 0o755
     removed = module.remove(params(root, state="absent"), check_mode=False)
     assert removed["changed"] and not (root / "nobody").exists()
     assert not module.remove(params(root, state="absent"), check_mode=False)["changed"]
