@@ -22,17 +22,23 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="plants other users' tickets (chown)"),
 ]
 
-# The gateway stand-in: records that it ran, then serves /readyz 503 until a file exists, then 200; exits on a file.
+# The gateway stand-in: records that it ran, then serves /readyz 503 until a file exists, then 200 (over HTTPS with the
+# configured pair when gateway.tls is enabled, as the gateway does); exits on a file.
 MAIN = """
 import fs from "node:fs";
 import http from "node:http";
+import https from "node:https";
 import { spawnSync } from "node:child_process";
 const dir = process.env.GATE_TEST_DIR;
 fs.writeFileSync(`${dir}/ran`, String(Date.now()));
 const child = spawnSync(process.execPath, [...process.execArgv, "-e", "1"], { encoding: "utf8" });
 fs.writeFileSync(`${dir}/child-stderr`, child.stderr);
-const port = JSON.parse(fs.readFileSync(`${process.env.OPENCLAW_STATE_DIR}/openclaw.json`, "utf8")).gateway.port;
-const server = http.createServer((req, res) => { res.statusCode = fs.existsSync(`${dir}/ready`) ? 200 : 503; res.end(); });
+const gateway = JSON.parse(fs.readFileSync(`${process.env.OPENCLAW_STATE_DIR}/openclaw.json`, "utf8")).gateway;
+const port = gateway.port;
+const answer = (req, res) => { res.statusCode = fs.existsSync(`${dir}/ready`) ? 200 : 503; res.end(); };
+const server = gateway.tls?.enabled
+  ? https.createServer({ key: fs.readFileSync(gateway.tls.keyPath), cert: fs.readFileSync(gateway.tls.certPath) }, answer)
+  : http.createServer(answer);
 server.listen(port, "127.0.0.1");
 const timer = setInterval(() => { if (fs.existsSync(`${dir}/stop`)) { clearInterval(timer); server.close(); } }, 100);
 """
@@ -102,6 +108,24 @@ def test_an_empty_queue_starts_at_once_and_the_place_is_given_back_on_readyz(gat
     assert proc.returncode == 0 and "start gate" not in err
     # A process the gateway spawns with its exec arguments does not queue again.
     assert (gate.dir / "child-stderr").read_text() == ""
+
+
+def test_a_gateway_serving_tls_gives_its_place_back_on_readyz(gate):
+    from ansible_collections.mirascope.clawfarm.plugins.module_utils import _origin_tls
+
+    key, cert = _origin_tls.make_pair("claw-1a2b3c4d.claws.internal")
+    (gate.dir / "key.pem").write_bytes(key)
+    (gate.dir / "cert.pem").write_bytes(cert)
+    config = gate.dir / "state" / "openclaw.json"
+    gateway = json.loads(config.read_text())["gateway"]
+    gateway["tls"] = {"enabled": True, "autoGenerate": False, "certPath": str(gate.dir / "cert.pem"), "keyPath": str(gate.dir / "key.pem")}
+    config.write_text(json.dumps({"gateway": gateway}))
+    proc = gate.start()
+    wait(lambda: (gate.dir / "ran").exists())
+    assert gate.ticket.exists()
+    (gate.dir / "ready").write_text("")
+    wait(lambda: not gate.ticket.exists(), timeout=10)  # well before the hold (180 s): /readyz over HTTPS answered
+    gate.stop(proc)
 
 
 def test_a_start_waits_for_an_earlier_one_then_goes(gate):
