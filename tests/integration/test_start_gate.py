@@ -121,11 +121,13 @@ def test_a_gateway_serving_tls_gives_its_place_back_on_readyz(gate):
     gateway["tls"] = {"enabled": True, "autoGenerate": False, "certPath": str(gate.dir / "cert.pem"), "keyPath": str(gate.dir / "key.pem")}
     config.write_text(json.dumps({"gateway": gateway}))
     proc = gate.start()
-    wait(lambda: (gate.dir / "ran").exists())
-    assert gate.ticket.exists()
-    (gate.dir / "ready").write_text("")
-    wait(lambda: not gate.ticket.exists(), timeout=10)  # well before the hold (180 s): /readyz over HTTPS answered
-    gate.stop(proc)
+    try:
+        wait(lambda: (gate.dir / "ran").exists())
+        assert gate.ticket.exists()
+        (gate.dir / "ready").write_text("")
+        wait(lambda: not gate.ticket.exists(), timeout=10)  # well before the hold (180 s): /readyz over HTTPS answered
+    finally:
+        gate.stop(proc)
 
 
 def test_a_start_waits_for_an_earlier_one_then_goes(gate):
