@@ -40,7 +40,9 @@ KEY_NAME = "key.pem"
 SERVER_NAME_SUFFIX = ".claws.internal"
 VALID_DAYS = 825
 RENEW_DAYS = 30
-MAX_PEM_BYTES = 64 * 1024  # a P-256 key or certificate is < 1 KiB; a bigger file is not ours
+MAX_PEM_BYTES = 64 * 1024  # read at most this much of either file; a bigger file is not ours
+MAX_KEY_BYTES = 4096  # a P-256 PKCS#8 PEM key is ~240 bytes
+MAX_CERT_BYTES = 8192  # ours is ~600 bytes
 
 
 class OriginTlsError(Exception):
@@ -129,11 +131,14 @@ def pair_problem(cert_pem: bytes, key_pem: bytes, name: str, now: datetime.datet
     """
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
 
     now = now or datetime.datetime.now(datetime.timezone.utc)
+    if len(cert_pem) > MAX_CERT_BYTES:
+        return "the certificate is too big"
     try:
         cert = x509.load_pem_x509_certificate(cert_pem)
-    except ValueError:
+    except Exception:  # noqa: BLE001 - whatever the parser raises on what a tenant wrote, the pair is replaced
         return "the certificate does not parse"
     try:
         names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
@@ -143,10 +148,16 @@ def pair_problem(cert_pem: bytes, key_pem: bytes, name: str, now: datetime.datet
         return f"the certificate is not for {name}"
     if _not_after(cert) - now <= datetime.timedelta(days=renew_days):
         return f"the certificate ends {_not_after(cert).strftime('%Y-%m-%d')} (renewed {renew_days} days before)"
+    # The claw's user owns its key file and may write anything there (up to MAX_PEM_BYTES): only a small P-256 key is
+    # loaded (no big RSA key to validate), and any error of the parser means "replace it", never a failed run.
+    if len(key_pem) > MAX_KEY_BYTES:
+        return "the key is too big"
     try:
-        key = serialization.load_pem_private_key(key_pem, password=None)
-    except (ValueError, TypeError):
+        key = serialization.load_pem_private_key(key_pem, password=None, unsafe_skip_rsa_key_validation=True)
+    except Exception:  # noqa: BLE001 - see above
         return "the key does not parse"
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+        return "the key is not an ECDSA P-256 key"
     spki = serialization.PublicFormat.SubjectPublicKeyInfo
     if (key.public_key().public_bytes(serialization.Encoding.DER, spki)
             != cert.public_key().public_bytes(serialization.Encoding.DER, spki)):
@@ -168,15 +179,19 @@ def describe(cert_pem: bytes) -> dict:
 # ---- files (root acts only in root-owned directories; nothing is followed) ----
 
 def open_root_dir(path: str, create: bool, mode: int = 0o755) -> int | None:
-    """An ``O_DIRECTORY|O_NOFOLLOW`` descriptor of ``path``, a real directory owned by root (uid 0).
+    """An ``O_DIRECTORY|O_NOFOLLOW`` descriptor of ``path``, a real directory that only root can change.
 
-    Missing components are created (``create``) with ``mode``, owned by root. Returns ``None`` when it is missing and
-    ``create`` is false. Raises :class:`OriginTlsError` when a component is a link, not a directory, or not root's.
+    ``path`` is resolved first (``realpath``: on macOS ``/var`` is root's link to ``private/var``); then every component
+    of the resolved path is opened with ``O_NOFOLLOW`` and must be owned by root and not writable by group or others
+    (unless sticky, as ``/private/tmp``: then no one else can replace root's entries in it). Missing components are
+    created (``create``) with ``mode``, owned by root. Returns ``None`` when it is missing and ``create`` is false.
+    Raises :class:`OriginTlsError` when a component is a link, not a directory, or could be changed by someone else.
     """
-    parts = [part for part in os.path.abspath(path).split("/") if part]
+    parts = [part for part in os.path.realpath(path).split("/") if part]
     fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
     try:
         for index, part in enumerate(parts):
+            where = "/" + "/".join(parts[:index + 1])
             try:
                 child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
             except FileNotFoundError:
@@ -187,19 +202,39 @@ def open_root_dir(path: str, create: bool, mode: int = 0o755) -> int | None:
                 os.fchown(child, 0, 0)
                 os.fchmod(child, mode)
             except OSError as exc:
-                raise OriginTlsError(f"{'/' + '/'.join(parts[:index + 1])} is not a directory that can be used: "
-                                     f"{exc.strerror} (a link or a file; remove it)") from None
+                raise OriginTlsError(f"{where} is not a directory that can be used: {exc.strerror} "
+                                     "(it changed while it was opened, or it is a file)") from None
             os.close(fd)
             fd = child
             info = os.fstat(fd)
             if info.st_uid != 0:
-                raise OriginTlsError(f"{'/' + '/'.join(parts[:index + 1])} is owned by uid {info.st_uid}, not root: "
+                raise OriginTlsError(f"{where} is owned by uid {info.st_uid}, not root: refusing to keep TLS keys under it")
+            if info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
+                raise OriginTlsError(f"{where} is writable by group or others (mode {stat.S_IMODE(info.st_mode):04o}): "
                                      "refusing to keep TLS keys under it")
         result, fd = fd, -1
         return result
     finally:
         if fd >= 0:
             os.close(fd)
+
+
+def clear_flags(path: str) -> bool:
+    """Clear the BSD file flags of ``path`` (not following a link) when it has any; returns whether it had some.
+
+    On macOS the owner of a file may set ``uchg``/``uappnd`` (``chflags``), and then not even root can rename over it,
+    change its mode or delete it. A claw owns its key file: root clears the flags before it renews, repairs or removes
+    it (root may clear the user flags). A no-op where the system has no file flags (``os.chflags`` missing).
+    """
+    chflags = getattr(os, "chflags", None)
+    try:
+        flags = getattr(os.lstat(path), "st_flags", 0)
+    except FileNotFoundError:
+        return False
+    if not flags or chflags is None:
+        return False
+    chflags(path, 0, follow_symlinks=False)
+    return True
 
 
 def read_file(dir_fd: int, name: str):
@@ -219,24 +254,39 @@ def read_file(dir_fd: int, name: str):
         os.close(fd)
 
 
-def write_file(dir_fd: int, name: str, data: bytes, uid: int, gid: int, mode: int) -> None:
-    """Write ``data`` as ``name`` in ``dir_fd`` atomically: a new file (``O_EXCL``) owned ``uid:gid`` with ``mode``,
-    flushed, then renamed over ``name``."""
+def write_file(dir_fd: int, name: str, data: bytes, uid: int, gid: int, mode: int, path: str | None = None) -> None:
+    """Write ``data`` as ``name`` in ``dir_fd`` atomically: a new root-owned file (``O_EXCL``) with ``mode``, flushed,
+    renamed over ``name``, and only then given to ``uid:gid`` through its descriptor - so a claw never owns a file of
+    root's before it is in place (an owner could set ``uchg`` on it and make the rename fail). ``path`` (the full
+    path of ``name``): the file flags of the file it replaces are cleared first (:func:`clear_flags`), again if the
+    rename is refused (a claw that set them again in between), at most 3 times."""
     temp = f".{name}.{os.getpid()}.{os.urandom(4).hex()}"
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
     try:
-        os.fchown(fd, uid, gid)
         os.fchmod(fd, mode)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
         os.fsync(fd)
+        for attempt in range(3):
+            if path:
+                clear_flags(path)
+            try:
+                os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                break
+            except PermissionError:
+                if attempt == 2 or not path:
+                    raise
+        if (uid, gid) != (0, 0):
+            os.fchown(fd, uid, gid)
     except BaseException:
-        os.close(fd)
-        os.unlink(temp, dir_fd=dir_fd)
+        try:
+            os.unlink(temp, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
         raise
-    os.close(fd)
-    os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    finally:
+        os.close(fd)
 
 
 def file_owner_mode(dir_fd: int, name: str):

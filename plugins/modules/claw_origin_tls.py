@@ -17,9 +17,11 @@ description:
     P-256 key and self-signed certificate for C(<user>.claws.internal) are made when either file is missing, does
     not parse, is not for that name, ends within O(renew_days) days, or the key is not the certificate's. A pair
     that is fine is kept as it is (owner and mode are corrected).
-  - Root acts only in root-owned directories (each component opened with C(O_NOFOLLOW) and checked to be root's),
-    never in the claw's home. The key is generated on the Mini and never leaves it; it is never in the module's
-    output.
+  - Root acts only in directories only root can change (the path resolved, then each component opened with
+    C(O_NOFOLLOW) and checked to be root's and not writable by others), never in the claw's home. The claw owns its
+    key file and may set file flags on it (macOS C(chflags uchg)); they are cleared before the file is renewed,
+    repaired or removed, and a new key is given to the claw only once it is in place.
+  - The key is generated on the Mini and never leaves it; it is never in the module's output.
   - Needs the C(cryptography) package (the farm venv on each Mini, role C(mini_python)).
 author:
   - Mirascope platform team (@mirascope)
@@ -159,14 +161,16 @@ def ensure(p: dict, uid: int, check_mode: bool) -> dict:
                 return result
             key, cert = tls.make_pair(where["server_name"], days=p["valid_days"])
             # the key first: a certificate is never in force without its key
-            tls.write_file(dir_fd, tls.KEY_NAME, key, uid, p["group"], KEY_MODE)
-            tls.write_file(dir_fd, tls.CERT_NAME, cert, 0, 0, CERT_MODE)
+            tls.write_file(dir_fd, tls.KEY_NAME, key, uid, p["group"], KEY_MODE, where["key"])
+            tls.write_file(dir_fd, tls.CERT_NAME, cert, 0, 0, CERT_MODE, where["cert"])
         else:
             for name, owner, mode in ((tls.KEY_NAME, (uid, p["group"]), KEY_MODE), (tls.CERT_NAME, (0, 0), CERT_MODE)):
                 current = tls.file_owner_mode(dir_fd, name)
-                if current != (owner[0], owner[1], mode):
+                flagged = getattr(os.stat(name, dir_fd=dir_fd, follow_symlinks=False), "st_flags", 0)
+                if current != (owner[0], owner[1], mode) or flagged:
                     result["changed"] = True
                     if not check_mode:
+                        tls.clear_flags(os.path.join(where["dir"], name))  # the claw may have frozen its key (uchg)
                         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
                         try:
                             os.fchown(fd, *owner)
@@ -217,6 +221,8 @@ def remove(p: dict, check_mode: bool) -> dict:
         os.close(root_fd)
     result.update(changed=True, action="removed")
     if not check_mode:
+        for name in (tls.KEY_NAME, tls.CERT_NAME):  # the claw may have frozen its key (chflags uchg): root clears it
+            tls.clear_flags(os.path.join(where["dir"], name))
         shutil.rmtree(where["dir"])  # fd-based walk (rmtree's safe variant): never follows a link
     return result
 
