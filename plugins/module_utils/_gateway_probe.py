@@ -34,7 +34,6 @@ import base64
 import json
 import os
 import socket
-import ssl
 import struct
 import sys
 import time
@@ -180,16 +179,93 @@ class ListenerCheck:
             raise ForeignListener(problem + ": the token was not sent")
 
 
-def tls_context(cafile: str) -> ssl.SSLContext:
-    """A client context that trusts only the certificates in ``cafile`` (the claw's pinned certificate), checks the
-    server name, TLS 1.2 or later. The system's roots are not loaded: the pin is the whole trust."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    try:
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-    except (AttributeError, ValueError):  # an ssl without the setter: the gateway (Node) serves 1.2+ anyway
-        pass
-    context.load_verify_locations(cafile=cafile)
-    return context
+class PinMismatch(ProbeError):
+    """The listener completed a TLS handshake with a certificate that is not the claw's pinned one."""
+
+
+class TlsUnavailable(ProbeError):
+    """This Python cannot speak TLS to the gateway (no pyOpenSSL): the probe must run with the farm venv's Python."""
+
+
+class PinnedTls:
+    """A TLS client connection whose server must present exactly the pinned certificate (``cafile``'s first one).
+
+    Why pyOpenSSL and not the ``ssl`` module: OpenClaw's gateway serves TLS 1.3 only (its runtime sets
+    ``minVersion: "TLSv1.3"``), and a Mac's ``/usr/bin/python3`` - the Command Line Tools' CPython 3.9, which the farm
+    venv is made from - links LibreSSL 2.8.3, which has no TLS 1.3. pyOpenSSL (in the farm venv, role mini_python) runs
+    on the OpenSSL 3 that the ``cryptography`` wheel bundles. Trust is the pin itself: the handshake proves the server
+    holds the key of the certificate it presents, and that certificate must be byte for byte the claw's
+    (``/var/db/mirascope-claw-tls/<user>/cert.pem``); the server name is sent as SNI. Only ``recv``, ``sendall``,
+    ``getsockname`` and ``close`` are offered (what :class:`_WebSocket` uses), honouring the socket's timeout.
+    """
+
+    def __init__(self, sock, cafile: str, server_name: str, timeout: float):
+        try:
+            from cryptography import x509
+            from cryptography.hazmat.primitives.serialization import Encoding
+            from OpenSSL import SSL
+        except ImportError:
+            raise TlsUnavailable("the gateway serves TLS 1.3 and this Python has no pyOpenSSL: run the probe with the "
+                                 "farm venv's Python (mini_python_interpreter)") from None
+        with open(cafile, "rb") as handle:
+            pinned = x509.load_pem_x509_certificate(handle.read()).public_bytes(Encoding.DER)
+        self._SSL, self.sock, self.timeout = SSL, sock, timeout
+        context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+        context.set_min_proto_version(SSL.TLS1_2_VERSION)
+        context.set_verify(SSL.VERIFY_NONE)  # the pin below is the whole trust: exactly the claw's certificate
+        self.conn = SSL.Connection(context, sock)
+        self.conn.set_tlsext_host_name(server_name.encode("ascii"))
+        self.conn.set_connect_state()
+        self._io(self.conn.do_handshake)
+        try:
+            peer = self.conn.get_peer_certificate(as_cryptography=True)
+        except TypeError:  # pyOpenSSL < 24.3
+            peer = self.conn.get_peer_certificate()
+            peer = peer.to_cryptography() if peer is not None else None
+        if peer is None or peer.public_bytes(Encoding.DER) != pinned:
+            raise PinMismatch("the listener did not present the claw's pinned certificate")
+
+    def _io(self, call):
+        import select
+
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                return call()
+            except self._SSL.WantReadError:
+                wait = ([self.sock], [], [])
+            except self._SSL.WantWriteError:
+                wait = ([], [self.sock], [])
+            except self._SSL.ZeroReturnError:
+                return b""
+            except self._SSL.SysCallError as exc:
+                if exc.args and exc.args[0] == -1:  # unexpected EOF
+                    return b""
+                raise ProbeError(f"TLS: {exc}") from None
+            except self._SSL.Error as exc:
+                raise ProbeError(f"TLS: {exc}") from None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not any(select.select(*wait, remaining)):
+                raise ProbeError("TLS: timed out")
+
+    def recv(self, size: int) -> bytes:
+        return self._io(lambda: self.conn.recv(size))
+
+    def sendall(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            sent = self._io(lambda chunk=view: self.conn.send(chunk))
+            view = view[sent:]
+
+    def getsockname(self):
+        return self.sock.getsockname()
+
+    def close(self) -> None:
+        try:
+            self.conn.shutdown()
+        except Exception:  # noqa: BLE001 - closing anyway
+            pass
+        self.sock.close()
 
 
 class _WebSocket:
@@ -203,7 +279,7 @@ class _WebSocket:
             if verify is not None:
                 verify(self.sock, port)
             if tls is not None:
-                self.sock = tls_context(tls["cafile"]).wrap_socket(self.sock, server_hostname=tls["server_name"])
+                self.sock = PinnedTls(self.sock, tls["cafile"], tls["server_name"], timeout)
         except BaseException:
             self.sock.close()
             raise
@@ -284,7 +360,7 @@ class _WebSocket:
     def close(self) -> None:
         try:
             self.sock.sendall(bytes([0x88, 0x82]) + b"\0\0\0\0" + struct.pack("!H", 1000))
-        except OSError:
+        except (OSError, ProbeError):
             pass
         self.sock.close()
 
@@ -327,9 +403,9 @@ def probe_gateway(port: int, token: str, host: str = "127.0.0.1", timeout: float
         verify: ``verify(sock, port)`` called on the new connection before anything is sent on it (a
             :class:`ListenerCheck`); raising :class:`ForeignListener` ends the probe with FOREIGN.
         tls: ``{"cafile", "server_name"}`` (``_origin_tls.probe_tls``) for a gateway that serves its pinned
-            certificate: the WebSocket runs over TLS that trusts only ``cafile``; a listener without the claw's key
-            fails the handshake (UNREACHABLE, the error names the certificate check) before the token is sent.
-            ``None``: plain WebSocket (a claw provisioned before origin TLS).
+            certificate: the WebSocket runs over TLS (:class:`PinnedTls`, pyOpenSSL) and the listener must present
+            exactly that certificate, else FOREIGN before the token is sent; without pyOpenSSL, UNREACHABLE saying
+            so. ``None``: plain WebSocket (a claw provisioned before origin TLS).
 
     Returns:
         ``{"result": HEALTHY|AUTH_FAILED|STARTING|UNREACHABLE|FOREIGN, "version": str|None,
@@ -379,10 +455,9 @@ def probe_gateway(port: int, token: str, host: str = "127.0.0.1", timeout: float
     except ForeignListener as exc:
         outcome["result"] = FOREIGN
         outcome["error"] = str(exc)
-    except ssl.SSLCertVerificationError as exc:
+    except PinMismatch as exc:
         outcome["result"] = FOREIGN
-        outcome["error"] = (f"port {port}: the listener did not present the claw's pinned certificate "
-                            f"({exc.verify_message or exc}): the token was not sent")
+        outcome["error"] = f"port {port}: {exc}: the token was not sent"
     except (OSError, ValueError, ProbeError) as exc:
         outcome["result"] = UNREACHABLE
         outcome["error"] = f"{type(exc).__name__}: {exc}"

@@ -106,7 +106,7 @@ def module(mini, name: str, args: dict, python: str | None = None) -> dict:
 
 def status(mini, claw_id: str, user: str, home: str) -> dict:
     return module(mini, "claw_status", {"label": f"com.mirascope.claw.{claw_id}", "user": user, "port": port_of(mini, claw_id),
-                                        "env_file": f"{home}/.openclaw/.env"})
+                                        "env_file": f"{home}/.openclaw/.env"}, python="/opt/mirascope/python/bin/python3")
 
 
 @pytest.fixture(scope="module")

@@ -149,6 +149,26 @@ def find_mini_python() -> str:
              "(scripts/setup.sh checks this).")
 
 
+# Bump when the copy's contents change (a copy with another marker is made again).
+PYTHON_COPY_VERSION = "\ncopy 2: ssl held to TLS 1.2"
+LIBRESSL_LIKE_SSL = '''"""Sandbox only (tests/sandbox/README.md "Python on the Mini"): a Mac's /usr/bin/python3 links LibreSSL 2.8.3,
+which has no TLS 1.3. This copy links OpenSSL 3: every SSLContext is held to TLS 1.2, as on a Mac."""
+import ssl as _ssl
+
+_ssl.HAS_TLSv1_3 = False
+_new = _ssl.SSLContext.__new__
+
+
+def _libressl_2_8(cls, *args, **kwargs):
+    context = _new(cls, *args, **kwargs)
+    context.maximum_version = _ssl.TLSVersion.TLSv1_2
+    return context
+
+
+_ssl.SSLContext.__new__ = _libressl_2_8
+'''
+
+
 def mini_python() -> str:
     """The shared read-only copy of the Mini's CPython 3.9 (run/python3.9), made on first use; returns its path."""
     source = find_mini_python()
@@ -157,7 +177,7 @@ def mini_python() -> str:
     os.makedirs(RUN, exist_ok=True)
     with open(os.path.join(RUN, ".python.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # several Minis boot at once
-        if os.path.exists(marker) and open(marker).read() == source:
+        if os.path.exists(marker) and open(marker).read() == source + PYTHON_COPY_VERSION:
             return dest
         if not shutil.which("patchelf"):
             sys.exit("patchelf is missing (it makes the Mini's Python relocatable): run scripts/setup.sh")
@@ -176,12 +196,17 @@ def mini_python() -> str:
         # Built --enable-shared with RUNPATH=<pyenv prefix>/lib: claw users cannot read /root, so load libpython
         # from the copy itself.
         sh("patchelf", "--set-rpath", "$ORIGIN/../lib", os.path.join(tmp, "bin", "python" + MINI_PYTHON))
+        # A Mac's Command Line Tools CPython 3.9 links LibreSSL 2.8.3: no TLS 1.3. This build links OpenSSL 3, so its
+        # ssl module is held to TLS 1.2 as on a Mac (the farm venv, made from it, too); what must speak TLS 1.3 (the
+        # gateway probe) uses pyOpenSSL, as on a Mac.
+        with open(os.path.join(tmp, "lib", "python" + MINI_PYTHON, "sitecustomize.py"), "w") as handle:
+            handle.write(LIBRESSL_LIKE_SSL)
         sh("chmod", "-R", "a+rX,go-w", tmp)
         check = sh(os.path.join(tmp, "bin", "python" + MINI_PYTHON), "-c", "import sys; print(sys.prefix)", check=False)
         if check.returncode != 0 or os.path.realpath(check.stdout.strip()) != os.path.realpath(tmp):
             sys.exit(f"the copy of {source} in {tmp} does not run on its own: {check.stdout}{check.stderr}")
         with open(os.path.join(tmp, ".clawfarm-source"), "w") as handle:
-            handle.write(source)
+            handle.write(source + PYTHON_COPY_VERSION)
         if os.path.exists(dest):
             shutil.rmtree(dest)
         os.rename(tmp, dest)

@@ -132,12 +132,14 @@ def test_root_never_keeps_keys_under_a_directory_it_does_not_own(tmp_path):
 # ---- the probe trusts only the pin -------------------------------------------------------------------------------
 
 class TlsTrap:
-    """A TLS listener presenting ``cert``/``key`` that records every byte it receives after the handshake."""
+    """A TLS 1.3-only listener (as OpenClaw's gateway) presenting ``cert``/``key`` that records every byte it receives
+    after the handshake."""
 
     def __init__(self, tmp_path, key_pem: bytes, cert_pem: bytes):
         (tmp_path / "trap-key.pem").write_bytes(key_pem)
         (tmp_path / "trap-cert.pem").write_bytes(cert_pem)
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.minimum_version = ssl.TLSVersion.TLSv1_3
         self.context.load_cert_chain(str(tmp_path / "trap-cert.pem"), str(tmp_path / "trap-key.pem"))
         self.server = socket.socket()
         self.server.bind(("127.0.0.1", 0))
@@ -169,7 +171,7 @@ def test_a_listener_with_a_forged_certificate_for_the_claws_name_gets_nothing(tm
     outcome = probe.probe_gateway(trap.port, TOKEN, timeout=3, tls={"cafile": str(tmp_path / "pin.pem"), "server_name": NAME})
     trap.thread.join(5)
     assert outcome["result"] == probe.FOREIGN and "pinned certificate" in outcome["error"], outcome
-    assert trap.received == b""
+    assert TOKEN.encode() not in trap.received and b"GET" not in trap.received
 
 
 def test_the_pinned_listener_gets_the_websocket_upgrade(tmp_path):
@@ -240,3 +242,22 @@ def test_flags_are_cleared_where_the_system_has_them(tmp_path, monkeypatch):
     monkeypatch.setattr(tls.os, "chflags", lambda path, flags, follow_symlinks=True: calls.append((path, flags, follow_symlinks)),
                         raising=False)
     assert tls.clear_flags(str(target)) and calls == [(str(target), 0, False)]
+
+
+def test_without_pyopenssl_the_probe_says_to_use_the_farm_venv(tmp_path, monkeypatch):
+    import builtins
+
+    key, cert = tls.make_pair(NAME, NOW)
+    (tmp_path / "pin.pem").write_bytes(cert)
+    trap = TlsTrap(tmp_path, key, cert)
+    real_import = builtins.__import__
+
+    def no_openssl(name, *args, **kwargs):
+        if name == "OpenSSL" or name.startswith("OpenSSL."):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_openssl)
+    outcome = probe.probe_gateway(trap.port, TOKEN, timeout=2, tls={"cafile": str(tmp_path / "pin.pem"), "server_name": NAME})
+    assert outcome["result"] == probe.UNREACHABLE and "farm venv" in outcome["error"], outcome
+    assert trap.received == b""
