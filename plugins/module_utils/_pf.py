@@ -25,7 +25,6 @@ from ._macos_user import cmd_list_uids, parse_uid_list
 PFCTL = "/sbin/pfctl"
 ANCHOR = "com.apple/com.mirascope.clawfarm"
 ANCHOR_FILE = "/etc/pf.anchors/com.mirascope.clawfarm"
-BOOT_LABEL = "com.mirascope.pf"
 TAILNET = ("100.64.0.0/10", "fd7a:115c:a1e0::/48")
 HEADER = "# mirascope.clawfarm tenant network isolation (docs/tenant-network.md)."
 RULE = re.compile(r"^(pass|block return) out quick ")
@@ -124,11 +123,6 @@ def cmd_load(anchor: str = ANCHOR, path: str = ANCHOR_FILE) -> list:
 def cmd_show(anchor: str = ANCHOR) -> list:
     """The anchor's loaded rules, one a line."""
     return [PFCTL, "-a", anchor, "-s", "rules"]
-
-
-def boot_program(anchor: str = ANCHOR, path: str = ANCHOR_FILE) -> list:
-    """ProgramArguments of the boot LaunchDaemon (BOOT_LABEL): enable pf and load the anchor, as at provision."""
-    return [PFCTL, "-E", "-a", anchor, "-f", path]
 
 
 def parse_enabled(text: str) -> bool:

@@ -189,6 +189,11 @@ def test_reboot_brings_the_claw_back(mini, farm):
     assert wait_for(lambda: tmp_dirs() == ["root", "755", USER, "700"], timeout=30), tmp_dirs()
     assert wait_for(lambda: f"ready /tmp/openclaw-state-locks-{uid} for {USER}" in
                     mini.sh("cat /var/log/mirascope/com.mirascope.openclaw-tmp.log", check=False).stdout, timeout=30)
+    # The pf boot job wrote its marker this boot (the sandbox's /var/run is a new tmpfs at every boot; the gate also
+    # compares its time with the boot's), and the claw's start gate found it: the gateway, which the sandbox's launchd
+    # starts before the pf boot job (it loads daemons in name order), did not listen before the tenant isolation rules.
+    assert mini.sh("stat -c '%U:%F' /var/run/com.mirascope.pf.loaded").stdout.strip() == "root:regular empty file"
+    assert "without the tenant network rules" not in mini.sh(f"cat /Library/Logs/mirascope/claws/{USER}/launchd.err.log").stdout
 
 
 def test_boot_job_moves_aside_what_another_user_put_in_openclaws_place(mini):

@@ -70,12 +70,17 @@ def gate(tmp_path):
     (state / "openclaw.json").write_text(json.dumps({"gateway": {"port": free_port()}}))
     (tmp_path / "main.mjs").write_text(MAIN)
 
-    def start(concurrency=1, max_wait=60, hold=180):
+    # The pf boot job's marker, written now (pf loaded since the boot) unless a test says otherwise.
+    marker = tmp_path / "pf.loaded"
+    marker.write_text("")
+
+    def start(concurrency=1, max_wait=60, hold=180, network_wait=60):
         env = jinja2.Environment(undefined=jinja2.StrictUndefined)
         env.filters["to_json"] = json.dumps
         (tmp_path / "gate.mjs").write_text(env.from_string(TEMPLATE.read_text()).render(
             ansible_managed="test", openclaw_runtime_start_gate_dir=str(queue), openclaw_runtime_start_concurrency=concurrency,
-            openclaw_runtime_start_max_wait=max_wait, openclaw_runtime_start_hold=hold))
+            openclaw_runtime_start_max_wait=max_wait, openclaw_runtime_start_hold=hold,
+            openclaw_runtime_start_network_wait=network_wait, tenant_network_loaded_marker=str(marker)))
         environ = {k: v for k, v in os.environ.items() if k != "CLAWFARM_START_GATE_PASSED"}
         environ.update(GATE_TEST_DIR=str(tmp_path), OPENCLAW_STATE_DIR=str(state))
         return subprocess.Popen([NODE, "--import", str(tmp_path / "gate.mjs"), str(tmp_path / "main.mjs")], env=environ,
@@ -94,7 +99,8 @@ def gate(tmp_path):
         return proc.communicate(timeout=30)
 
     return type("Gate", (), {"start": staticmethod(start), "plant": staticmethod(plant), "stop": staticmethod(stop),
-                             "queue": queue, "dir": tmp_path, "ticket": queue / str(os.geteuid())})
+                             "queue": queue, "dir": tmp_path, "ticket": queue / str(os.geteuid()),
+                             "marker": marker})
 
 
 def test_an_empty_queue_starts_at_once_and_the_place_is_given_back_on_readyz(gate):
@@ -193,3 +199,58 @@ def test_another_users_file_in_the_claws_place_is_left_and_the_gateway_starts(ga
     wait(lambda: (gate.dir / "ran").exists())
     _, err = gate.stop(proc)
     assert "is not this claw's file" in err and planted.stat().st_uid == 4242
+
+
+def boot_time() -> float:
+    with open("/proc/uptime") as handle:
+        return time.time() - float(handle.read().split()[0])
+
+
+def test_a_start_waits_for_the_tenant_network_rules_of_this_boot(gate):
+    """At boot launchd may run a claw's job before the pf boot job: the gateway must not listen before the rules that
+    keep its neighbours off its ports. A marker from before the boot says nothing about this boot."""
+    then = boot_time() - 3600
+    os.utime(gate.marker, (then, then))
+    proc = gate.start()
+    time.sleep(1.5)
+    assert not (gate.dir / "ran").exists() and proc.poll() is None, "started before the tenant network rules were loaded"
+    assert not gate.ticket.exists(), "a start waiting for pf holds no start slot"
+    gate.marker.touch()  # the boot job: pfctl loaded the anchor
+    wait(lambda: (gate.dir / "ran").exists())
+    _, err = gate.stop(proc)
+    assert "for the tenant network rules" in err and "waited" in err
+
+
+def test_a_missing_marker_delays_a_start_by_network_wait_and_says_so(gate):
+    gate.marker.unlink()
+    proc = gate.start(network_wait=1)
+    wait(lambda: (gate.dir / "ran").exists())
+    _, err = gate.stop(proc)
+    assert "starting after 1 s without the tenant network rules" in err and "bootstrap.yml --tags pf" in err
+
+
+def test_a_marker_the_tenant_could_plant_does_not_count(gate):
+    """Only root's regular file counts: not another user's file, not a link to a fresh root file."""
+    os.chown(gate.marker, 4242, 4242)
+    proc = gate.start(network_wait=1)
+    wait(lambda: (gate.dir / "ran").exists())
+    _, err = gate.stop(proc)
+    assert "without the tenant network rules" in err
+    gate.marker.unlink()
+    fresh = gate.dir / "fresh"
+    fresh.write_text("")
+    gate.marker.symlink_to(fresh)
+    (gate.dir / "ran").unlink()
+    (gate.dir / "stop").unlink()
+    proc = gate.start(network_wait=1)
+    wait(lambda: (gate.dir / "ran").exists())
+    _, err = gate.stop(proc)
+    assert "without the tenant network rules" in err
+
+
+def test_network_wait_0_never_waits(gate):
+    gate.marker.unlink()
+    proc = gate.start(network_wait=0)
+    wait(lambda: (gate.dir / "ran").exists())
+    _, err = gate.stop(proc)
+    assert "start gate" not in err

@@ -81,8 +81,6 @@ def test_command_lines():
     assert _pf.cmd_load() == ["/sbin/pfctl", "-a", "com.apple/com.mirascope.clawfarm", "-f", "/etc/pf.anchors/com.mirascope.clawfarm"]
     assert _pf.cmd_show() == ["/sbin/pfctl", "-a", "com.apple/com.mirascope.clawfarm", "-s", "rules"]
     assert _pf.cmd_info() == ["/sbin/pfctl", "-s", "info"]
-    assert _pf.boot_program() == ["/sbin/pfctl", "-E", "-a", "com.apple/com.mirascope.clawfarm", "-f",
-                                  "/etc/pf.anchors/com.mirascope.clawfarm"]
 
 
 def test_parse_enabled():
