@@ -6,10 +6,27 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO = Path(__file__).resolve().parents[1]
+# The farm-wide settings' one default each (roles/farm/defaults/main.yml, which the playbooks read): a Mini without its
+# own claw_max_per_mini / claw_base_port has these, in the service as in an operator's ansible-playbook.
+FARM_DEFAULTS_FILE = REPO / "roles" / "farm" / "defaults" / "main.yml"
+
+
+def farm_default(name: str) -> int:
+    """The farm role's default of the integer setting ``name`` (``claw_max_per_mini``, ``claw_base_port``).
+
+    Raises KeyError for a setting the farm role does not define; ValueError when its default is not a plain integer
+    (a template).
+    """
+    return int(yaml.safe_load(FARM_DEFAULTS_FILE.read_text())[name])
+
+
+DEFAULT_MAX_CLAWS = farm_default("claw_max_per_mini")
+DEFAULT_BASE_PORT = farm_default("claw_base_port")
 
 
 @dataclass

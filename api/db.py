@@ -17,6 +17,8 @@ from pathlib import Path
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine, event, inspect, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
+from .config import DEFAULT_BASE_PORT, DEFAULT_MAX_CLAWS
+
 JOB_STATES = ("queued", "running", "succeeded", "failed", "canceled", "interrupted")
 TERMINAL = ("succeeded", "failed", "canceled", "interrupted")
 
@@ -166,8 +168,8 @@ class Mini(Base):
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     address: Mapped[str | None] = mapped_column(String(255))
     tunnel_id: Mapped[str | None] = mapped_column(String(36))
-    max_claws: Mapped[int] = mapped_column(Integer, default=12)
-    base_port: Mapped[int] = mapped_column(Integer, default=8100)
+    max_claws: Mapped[int] = mapped_column(Integer, default=DEFAULT_MAX_CLAWS)
+    base_port: Mapped[int] = mapped_column(Integer, default=DEFAULT_BASE_PORT)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     status: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

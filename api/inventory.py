@@ -2,7 +2,8 @@
 --list``) and the Minis registered through ``POST /v1/minis`` (table ``minis``, :class:`api.db.Mini`).
 
 Per Mini only these host vars are used and shown: ``mini_status`` (active | draining | offline | maintenance,
-default active), ``claw_max_per_mini`` (default 12), ``claw_base_port`` (default 8100), ``mini_timezone``
+default active), ``claw_max_per_mini`` and ``claw_base_port`` (default: the farm role's, :data:`api.config.DEFAULT_MAX_CLAWS`
+and :data:`api.config.DEFAULT_BASE_PORT`), ``mini_timezone``
 (IANA name for the nightly backup time, default UTC). A Mini's status and capacity set through
 ``PATCH /v1/minis/{name}`` (table ``mini_settings``) override the first two, here and in the playbooks
 (:meth:`Inventory.override_sources`). A registered Mini reaches the playbooks through the same generated inventory
@@ -20,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from .config import REPO
+from .config import DEFAULT_BASE_PORT, DEFAULT_MAX_CLAWS, REPO
 
 log = logging.getLogger("clawfarm.api.inventory")
 STATUSES = ("active", "draining", "offline", "maintenance")
@@ -147,7 +148,8 @@ class Inventory:
             hv = hostvars.get(name, {})
             status = hv.get("mini_status", "active")
             minis[name] = {"name": name, "status": status if status in STATUSES else "active",
-                           "max_claws": int(hv.get("claw_max_per_mini", 12)), "base_port": int(hv.get("claw_base_port", 8100)),
+                           "max_claws": int(hv.get("claw_max_per_mini", DEFAULT_MAX_CLAWS)),
+                           "base_port": int(hv.get("claw_base_port", DEFAULT_BASE_PORT)),
                            "timezone": str(hv.get("mini_timezone", "UTC")), "source": "inventory",
                            "address": str(hv.get("ansible_host", name)), "tunnel_id": hv.get("cf_tunnel_id") or None}
         return minis

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, field_validator, model_validator
 
+from .config import DEFAULT_BASE_PORT, DEFAULT_MAX_CLAWS
 from .validation import check_env, check_env_change, check_env_names, claw, mini
 
 UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
@@ -180,8 +181,8 @@ class MiniCreate(BaseModel):
     name: str = Field(pattern=MINI_PATTERN, description="The Mini's inventory name")
     address: str = Field(max_length=253, description="Where the control node reaches it (ansible_host): a host name or IP address")
     tunnel_id: str | None = Field(None, max_length=36, description="Its Cloudflare tunnel's UUID (cf_tunnel_id)")
-    max_claws: int = Field(12, ge=0, le=1000, description="Claws it may hold (claw_max_per_mini)")
-    base_port: int = Field(8100, ge=1024, le=65535, description="First gateway port (claw_base_port)")
+    max_claws: int = Field(DEFAULT_MAX_CLAWS, ge=0, le=1000, description="Claws it may hold (claw_max_per_mini)")
+    base_port: int = Field(DEFAULT_BASE_PORT, ge=1024, le=65535, description="First gateway port (claw_base_port)")
     timezone: str = Field("UTC", max_length=100, description="IANA time zone of the nightly backup (mini_timezone)")
     status: Literal["active", "draining", "offline", "maintenance"] = Field("active", description="See PATCH")
     bootstrap: bool = Field(True, description="Queue playbooks/bootstrap.yml for it")

@@ -29,3 +29,17 @@ def test_a_bad_value_is_named_and_not_shown(name, value):
 def test_no_token_is_refused():
     with pytest.raises(RuntimeError, match="no API token"):
         load_settings({"CLAWFARM_API_TOKENS": " , "})
+
+
+def test_a_minis_capacity_and_first_port_default_to_the_farm_roles():
+    """One default each (roles/farm/defaults/main.yml): a Mini registered without them, or an inventory Mini without
+    the host vars, gets what an operator's ansible-playbook would use."""
+    import yaml
+
+    from api.config import DEFAULT_BASE_PORT, DEFAULT_MAX_CLAWS
+    from api.schemas import MiniCreate
+
+    farm = yaml.safe_load((REPO / "roles/farm/defaults/main.yml").read_text())
+    assert (DEFAULT_MAX_CLAWS, DEFAULT_BASE_PORT) == (farm["claw_max_per_mini"], farm["claw_base_port"])
+    mini = MiniCreate(name="mini-01", address="10.0.0.5", bootstrap=False)
+    assert (mini.max_claws, mini.base_port) == (farm["claw_max_per_mini"], farm["claw_base_port"])
