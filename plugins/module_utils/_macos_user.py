@@ -258,6 +258,92 @@ def write_high_water(path: str, uid: int) -> None:
 
 
 # ---------------------------------------------------------------------------
+# cron (a claw's code may not schedule itself outside launchd)
+# ---------------------------------------------------------------------------
+# crontab(1) on macOS: /usr/lib/cron/cron.allow, when it exists, lists the only users who may use crontab; else
+# /usr/lib/cron/cron.deny lists the users who may not (one name a line, no whitespace; other lines are ignored). A
+# user's table is /usr/lib/cron/tabs/NAME, and cron runs the tables whether or not the user may still edit them.
+# /usr/lib/cron is a link to /private/var/at, made by macOS.
+CRON_DENY = "/usr/lib/cron/cron.deny"
+CRON_TABS = "/usr/lib/cron/tabs"
+
+
+def cron_deny_edit(text, name: str, denied: bool):
+    """The new text of cron.deny with ``name`` listed (``denied``) or not, or None when ``text`` is right already.
+
+    ``text`` is the file's content (None: no file). crontab compares whole lines, so only a line that is exactly
+    ``name`` counts and is removed; every other line (other users, comments) is kept as it is.
+    """
+    lines = (text or "").splitlines()
+    if denied:
+        if name in lines:
+            return None
+        body = text or ""
+        return body + ("" if not body or body.endswith("\n") else "\n") + name + "\n"
+    if name not in lines:
+        return None
+    return "".join(line + "\n" for line in lines if line != name)
+
+
+def _root_directory(path: str) -> str:
+    """``path`` resolved (macOS makes /usr/lib/cron a link), checked to be root's and writable by nobody else."""
+    real = os.path.realpath(path)
+    try:
+        st = os.stat(real)
+    except OSError as exc:
+        raise UserSafetyError(f"{path} ({real}): {exc.strerror}; macOS keeps cron's files there (crontab(1))") from None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o022:
+        raise UserSafetyError(f"{path} ({real}) must be a directory of root that others cannot write to; fix its "
+                              "owner and mode (root, 0755) and run again")
+    return real
+
+
+def read_cron_deny(path: str = CRON_DENY):
+    """cron.deny's text (None when there is none). The file must be root's regular file (a link is not followed).
+
+    Raises:
+        UserSafetyError: its directory or the file is not root's, or the file is not a regular file.
+    """
+    real = os.path.join(_root_directory(os.path.dirname(path)), os.path.basename(path))
+    try:
+        fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise UserSafetyError(f"cannot read {path}: {exc.strerror} (a link is refused); make it a regular file of "
+                              "root, 0644") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != 0:
+            raise UserSafetyError(f"{path} must be a regular file of root; fix it and run again")
+        chunks = []
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("utf-8", "surrogateescape")
+
+
+def write_cron_deny(path: str, text: str) -> None:
+    """Replace cron.deny with ``text``: a fresh root 0644 file renamed over it (never written through a link)."""
+    dfd = os.open(_root_directory(os.path.dirname(path)), os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        replace_file(os.path.basename(path), dfd, text.encode("utf-8", "surrogateescape"), 0, 0, 0o644)
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def cron_table(name: str, tabs_dir: str = CRON_TABS):
+    """The path of ``name``'s crontab when one exists (any kind of entry, not followed), else None."""
+    path = os.path.join(_root_directory(tabs_dir), name)
+    return path if os.path.lexists(path) else None
+
+
+# ---------------------------------------------------------------------------
 # Processes of a user (deprovision leaves nothing running)
 # ---------------------------------------------------------------------------
 

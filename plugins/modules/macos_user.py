@@ -38,6 +38,11 @@ description:
     person's account.
   - When O(real_name) records the claw id, an existing user with the same name but another real name
     (a second claw whose id shares the first 8 hex characters) is refused instead of shared.
+  - With O(deny_cron) (the default) the account may not use cron - a claw's code must not run outside its launchd
+    job, for example while its gateway is stopped for a backup or a migration. A present account is listed in
+    O(cron_deny_path) (crontab(1) then refuses it) and a table it made before is removed from O(cron_tabs_dir) (cron
+    runs existing tables whether or not their user may still edit them); an absent account's line and table are
+    removed. The file is replaced as a whole (root, 0644), never written through a link; other lines are kept.
   - Follows dscl(1), sysadminctl(8) usage, dseditgroup(8), docs/reference/macos-admin.md sections
     2.1-2.3 and the collection's docs/macos-tcc.md.
 author:
@@ -120,6 +125,18 @@ options:
     description: Python regular expression every managed name must match.
     type: str
     default: "^claw-[0-9a-f]{8}$"
+  deny_cron:
+    description: Keep the account from cron (see the description); false leaves cron's files alone.
+    type: bool
+    default: true
+  cron_deny_path:
+    description: crontab's deny list (macOS, crontab(1)); its directory must be root's and writable by nobody else.
+    type: path
+    default: /usr/lib/cron/cron.deny
+  cron_tabs_dir:
+    description: cron's directory of user tables (macOS, crontab(1)); root's, writable by nobody else.
+    type: path
+    default: /usr/lib/cron/tabs
   lock_path:
     description:
       - File locked (C(flock), exclusive) while the module reads the directory and changes it, so that two runs on
@@ -199,6 +216,14 @@ changed_attributes:
   type: list
   elements: str
   sample: [UserShell]
+cron_changed:
+  description:
+    - What was changed to keep the account from cron (O(deny_cron)) - O(cron_deny_path) when the account's line was
+      added or removed, the account's table in O(cron_tabs_dir) when it was removed; empty when nothing changed.
+  returned: always
+  type: list
+  elements: str
+  sample: [/usr/lib/cron/cron.deny]
 commands:
   description: Every command run, as argv lists, in order (the password is never among them).
   returned: always
@@ -283,8 +308,10 @@ class MacosUser:
                 self.runner.run(mu.cmd_flush_cache())
             self.verify(after)
             self.ensure_home(after["uid"], after["gid"])
+        cron_changed = self.keep_from_cron(denied=True)
         return {
-            "changed": changed,
+            "changed": changed or bool(cron_changed),
+            "cron_changed": cron_changed,
             "uid": after["uid"],
             "gid": after["gid"],
             "home": self.home,
@@ -293,6 +320,28 @@ class MacosUser:
             "processes_killed": [],
             "diff": {"before": before, "after": after},
         }
+
+    def keep_from_cron(self, denied: bool) -> list:
+        """List the account in cron.deny (``denied``) or take it out, and remove its table either way.
+
+        Runs under the module's host-wide lock (two provisions edit cron.deny one after the other). Returns the paths
+        changed (or that would be, in check mode).
+        """
+        if not self.p["deny_cron"]:
+            return []
+        changed = []
+        path = self.p["cron_deny_path"]
+        text = mu.cron_deny_edit(mu.read_cron_deny(path), self.name, denied)
+        if text is not None:
+            changed.append(path)
+            if not self.module.check_mode:
+                mu.write_cron_deny(path, text)
+        table = mu.cron_table(self.name, self.p["cron_tabs_dir"])
+        if table is not None:
+            changed.append(table)
+            if not self.module.check_mode:
+                os.unlink(table)  # unlink never follows a link; the table directory is root's
+        return changed
 
     def choose_uid(self) -> int:
         """A UID never handed out before: above the high-water mark and every claw's UID in the range."""
@@ -382,8 +431,10 @@ class MacosUser:
     # -- absent -------------------------------------------------------------
     def absent(self, record) -> dict:
         if record is None:
-            return {"changed": False, "uid": None, "gid": None, "home": None, "home_moved_from": None,
-                    "changed_attributes": [], "processes_killed": [], "diff": {"before": {}, "after": {}}}
+            cron_changed = self.keep_from_cron(denied=False)
+            return {"changed": bool(cron_changed), "cron_changed": cron_changed, "uid": None, "gid": None, "home": None,
+                    "home_moved_from": None, "changed_attributes": [], "processes_killed": [],
+                    "diff": {"before": {}, "after": {}}}
         self.check_owner(record)
         before = mu.current_view(record)
         home = before["home"] or self.home
@@ -422,7 +473,8 @@ class MacosUser:
                 except ValueError as exc:
                     raise mu.UserSafetyError(str(exc)) from None
                 r2.remove_tree(home)  # directory fds, never following the tenant's links, at any depth
-        return {"changed": True, "uid": before["uid"], "gid": before["gid"], "home": home,
+        cron_changed = self.keep_from_cron(denied=False)
+        return {"changed": True, "cron_changed": cron_changed, "uid": before["uid"], "gid": before["gid"], "home": home,
                 "home_moved_from": moved_from, "changed_attributes": [], "processes_killed": killed,
                 "diff": {"before": before, "after": {}}}
 
@@ -467,6 +519,9 @@ def main():
             managed_pattern=dict(type="str", default=mu.DEFAULT_MANAGED_PATTERN),
             lock_path=dict(type="path", default="/var/run/mirascope.macos_user.lock"),
             uid_high_water_path=dict(type="path", default=mu.DEFAULT_UID_HIGH_WATER),
+            deny_cron=dict(type="bool", default=True),
+            cron_deny_path=dict(type="path", default=mu.CRON_DENY),
+            cron_tabs_dir=dict(type="path", default=mu.CRON_TABS),
         ),
         supports_check_mode=True,
     )

@@ -93,3 +93,31 @@ def test_a_detached_process_of_a_deprovisioned_claw_never_becomes_the_next_claw(
     assert live_processes(mini, new_uid) == []
     assert int(mini.sh(f"cat {HIGH_WATER}").stdout) == new_uid
     mini.sh(f"rm -f {HOPPER} {LOOT} /tmp/e2e-hopper.pid")
+
+
+CRON_ID = "0d1ecb00-7e4a-4c1a-9d2b-0000000000b3"
+CRON_USER = "claw-0d1ecb00"
+
+
+def test_a_claw_cannot_schedule_its_code_outside_its_launchd_job(mini, tmp_path_factory):
+    """cron runs a user's table whatever happens to the user's launchd job: a claw with a crontab would keep running
+    code while its gateway is stopped for a backup or a migration (and between the kills of a deprovision). The claw's
+    user is refused by crontab, and a table from before the farm denied cron is removed by the next provision."""
+    claw_vars = vars_file(tmp_path_factory, "e2e-cron-token-Tq7wE2rY5uI8oP1aS4dF6g")
+    mini.playbook("provision", "-e", f"claw_id={CRON_ID}", "-e", f"@{claw_vars}", check=True)
+    schedule = shlex.quote('echo "* * * * * id >> /tmp/e2e-cron" | crontab -')
+    attempt = mini.sh(f"su -s /bin/sh {CRON_USER} -c {schedule}", check=False)
+    assert attempt.returncode != 0, "the claw installed a crontab"
+    assert f"You ({CRON_USER}) are not allowed to use this program (crontab)" in attempt.stderr
+    assert mini.sh(f"test -e /usr/lib/cron/tabs/{CRON_USER}", check=False).returncode != 0
+    assert CRON_USER in mini.sh("cat /usr/lib/cron/cron.deny").stdout.splitlines()
+
+    # A table from before the farm denied cron (root installs one as the claw had): the next provision removes it.
+    mini.sh(f"echo '* * * * * id' | crontab -u {CRON_USER} -")
+    again = mini.playbook("provision", "-e", f"claw_id={CRON_ID}", "-e", f"@{claw_vars}", check=True)
+    assert recap(again.stdout)[mini.name]["changed"] >= 1
+    assert mini.sh(f"test -e /usr/lib/cron/tabs/{CRON_USER}", check=False).returncode != 0
+
+    done = mini.playbook("deprovision", "-e", f"claw_id={CRON_ID}", "-e", "archive=false", "-e", "claw_purge_home=true")
+    assert done.returncode == 0, done.stdout[-4000:]
+    assert CRON_USER not in mini.sh("cat /usr/lib/cron/cron.deny").stdout.splitlines()

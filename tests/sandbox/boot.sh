@@ -39,7 +39,7 @@ for f in "$R"/usr/local/libexec/sandbox-macos/bin/* "$R"/usr/local/libexec/sandb
   if [ -f "$f" ]; then sed -i "1s|^#!/usr/bin/python3\$|#!$HOST_PYTHON|" "$f"; fi
 done
 for tool in sysadminctl createhomedir dseditgroup systemsetup scutil pfctl; do ln -sf /usr/local/libexec/sandbox-macos/bin/$tool "$R/usr/sbin/$tool"; done
-for tool in dscl dscacheutil sw_vers launchctl pmset fdesetup vm_stat; do ln -sf /usr/local/libexec/sandbox-macos/bin/$tool "$R/usr/bin/$tool"; done
+for tool in dscl dscacheutil sw_vers launchctl pmset fdesetup vm_stat crontab; do ln -sf /usr/local/libexec/sandbox-macos/bin/$tool "$R/usr/bin/$tool"; done
 # pf forgets its rules at every restart: so does the pfctl stand-in's nftables table (the namespace outlives a reboot).
 nft delete table inet sandbox_pf 2>/dev/null || true
 chroot "$R" "$HOST_PYTHON" /usr/local/libexec/sandbox-macos/firstboot.py "$NAME"

@@ -47,10 +47,24 @@ def high_water_file(tmp_path_factory):
     return HIGH_WATER["path"]
 
 
+CRON = {}
+
+
+@pytest.fixture(autouse=True)
+def cron_dir(tmp_path_factory):
+    """Every test gets its own cron directory (as /usr/lib/cron: root's, 0755; tabs 0700) with no cron.deny yet."""
+    directory = tmp_path_factory.mktemp("cron")
+    directory.chmod(0o755)
+    (directory / "tabs").mkdir(mode=0o700)
+    CRON.update(deny=str(directory / "cron.deny"), tabs=str(directory / "tabs"))
+    return directory
+
+
 def params(**overrides):
     base = dict(name=NAME, state="present", uid=None, uid_range=[600, 999], group_id=20, home=None, home_mode="0700",
                 shell="/usr/bin/false", real_name=REAL, hidden=True, remove_home=False,
-                managed_pattern=mu.DEFAULT_MANAGED_PATTERN, uid_high_water_path=HIGH_WATER["path"])
+                managed_pattern=mu.DEFAULT_MANAGED_PATTERN, uid_high_water_path=HIGH_WATER["path"],
+                deny_cron=True, cron_deny_path=CRON["deny"], cron_tabs_dir=CRON["tabs"])
     base.update(overrides)
     return base
 
@@ -531,3 +545,85 @@ def test_a_linked_high_water_directory_is_refused(tmp_path):
     with pytest.raises(mu.UserSafetyError, match="a link is refused"):
         mu.write_high_water(str(tmp_path / "db" / "claw-uid-high-water"), 601)
     assert list((tmp_path / "real").iterdir()) == []
+
+
+def test_cron_deny_edit():
+    assert mu.cron_deny_edit(None, NAME, True) == f"{NAME}\n"
+    assert mu.cron_deny_edit("# comment\nclaw-00000000", NAME, True) == f"# comment\nclaw-00000000\n{NAME}\n"
+    assert mu.cron_deny_edit(f"a\n{NAME}\n", NAME, True) is None
+    # crontab compares whole lines: " NAME" does not deny, and is left alone
+    assert mu.cron_deny_edit(f" {NAME}\n", NAME, True) == f" {NAME}\n{NAME}\n"
+    assert mu.cron_deny_edit(f"a\n{NAME}\nb\n{NAME}\n", NAME, False) == "a\nb\n"
+    assert mu.cron_deny_edit("a\n", NAME, False) is None and mu.cron_deny_edit(None, NAME, False) is None
+
+
+def existing_user(tmp_path, **overrides):
+    import os
+
+    home = tmp_path / NAME
+    home.mkdir(mode=0o700)
+    os.chown(home, 601, 20)
+    module = FakeModule(params(home=str(home), **overrides), {
+        tuple(mu.cmd_read(NAME)): (0, record_plist(home=str(home)), ""),
+        tuple(mu.cmd_checkmember(NAME)): (67, f"no {NAME} is NOT a member of admin\n", ""),
+    })
+    return MacosUser(module, CommandRunner(module))
+
+
+def test_a_present_account_is_kept_from_cron_and_its_table_removed(tmp_path, cron_dir):
+    """A claw's code must not schedule itself outside its launchd job (it would run while the gateway is stopped
+    for a backup or a migration): listed in cron.deny, and a table it made before the farm denied cron is removed."""
+    import os
+
+    (cron_dir / "cron.deny").write_text("# the operator's\nclaw-00000000\n")
+    table = cron_dir / "tabs" / NAME
+    table.write_text("* * * * * /Users/claw-1a2b3c4d/persist.sh\n")
+    user = existing_user(tmp_path)
+    result = user.present(user.read())
+    assert result["changed"] and result["cron_changed"] == [CRON["deny"], str(table)]
+    assert (cron_dir / "cron.deny").read_text() == f"# the operator's\nclaw-00000000\n{NAME}\n"
+    st = os.stat(cron_dir / "cron.deny")
+    assert (st.st_uid, st.st_mode & 0o777) == (0, 0o644) and not table.exists()
+    again = user.present(user.read())
+    assert not again["changed"] and again["cron_changed"] == []
+
+
+def test_check_mode_reports_the_cron_change_and_makes_none(tmp_path, cron_dir):
+    user = existing_user(tmp_path)
+    user.module.check_mode = True
+    result = user.present(user.read())
+    assert result["changed"] and result["cron_changed"] == [CRON["deny"]] and not (cron_dir / "cron.deny").exists()
+
+
+def test_an_absent_account_leaves_cron_deny_and_its_table_is_removed(cron_dir):
+    (cron_dir / "cron.deny").write_text(f"claw-00000000\n{NAME}\n")
+    (cron_dir / "tabs" / NAME).write_text("* * * * * true\n")
+    module = FakeModule(params(state="absent"), {tuple(mu.cmd_read(NAME)): DSCL_NOT_FOUND})
+    user = MacosUser(module, CommandRunner(module))
+    result = user.absent(user.read())
+    assert result["changed"] and (cron_dir / "cron.deny").read_text() == "claw-00000000\n"
+    assert not (cron_dir / "tabs" / NAME).exists()
+    assert user.absent(user.read())["changed"] is False
+
+
+def test_a_link_as_cron_deny_is_refused_and_never_written_through(tmp_path, cron_dir):
+    victim = tmp_path / "victim"
+    victim.write_text("keep\n")
+    (cron_dir / "cron.deny").symlink_to(victim)
+    user = existing_user(tmp_path)
+    with pytest.raises(mu.UserSafetyError, match="a link is refused"):
+        user.present(user.read())
+    assert victim.read_text() == "keep\n"
+
+
+def test_a_cron_directory_others_can_write_is_refused(tmp_path, cron_dir):
+    cron_dir.chmod(0o777)
+    user = existing_user(tmp_path)
+    with pytest.raises(mu.UserSafetyError, match="must be a directory of root that others cannot write to"):
+        user.present(user.read())
+
+
+def test_deny_cron_false_leaves_cron_alone(tmp_path, cron_dir):
+    user = existing_user(tmp_path, deny_cron=False)
+    result = user.present(user.read())
+    assert result["cron_changed"] == [] and not (cron_dir / "cron.deny").exists()

@@ -35,6 +35,16 @@ os.chmod("/Users/admin/.ssh/authorized_keys", 0o600)
 with open("/etc/sudoers.d/admin", "w") as handle:
     handle.write("admin ALL=(ALL) NOPASSWD: ALL\n")
 os.chmod("/etc/sudoers.d/admin", 0o440)
+# cron as macOS lays it out: /usr/lib/cron is a link to /private/var/at (cron.allow, cron.deny, tabs/). The crontab
+# stand-in (bin/crontab) is setuid root on a Mac; here its privileged part runs through sudo for any user.
+for path, mode in (("/private/var/at", 0o755), ("/private/var/at/tabs", 0o700)):
+    os.makedirs(path, exist_ok=True)
+    os.chmod(path, mode)
+if not os.path.lexists("/usr/lib/cron"):
+    os.symlink("../../private/var/at", "/usr/lib/cron")
+with open("/etc/sudoers.d/sandbox-crontab", "w") as handle:
+    handle.write("ALL ALL=(root) NOPASSWD: /usr/local/libexec/sandbox-macos/crontab.py\n")
+os.chmod("/etc/sudoers.d/sandbox-crontab", 0o440)
 # The Mini's own host key where macOS keeps it (/etc/ssh/ssh_host_ed25519_key), replacing the host's copy that
 # the overlay shows; migration reads it to pin the target in the source's known_hosts.
 if not os.path.exists("/etc/sandbox/host-key-generated"):
