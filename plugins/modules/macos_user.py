@@ -126,7 +126,9 @@ options:
     type: str
     default: "^claw-[0-9a-f]{8}$"
   deny_cron:
-    description: Keep the account from cron (see the description); false leaves cron's files alone.
+    description:
+      - Keep the account from cron (see the description); false leaves cron's files alone.
+      - On a Mac without the directory of O(cron_deny_path) there is no cron to deny and nothing is done.
     type: bool
     default: true
   cron_deny_path:
@@ -327,10 +329,10 @@ class MacosUser:
         Runs under the module's host-wide lock (two provisions edit cron.deny one after the other). Returns the paths
         changed (or that would be, in check mode).
         """
-        if not self.p["deny_cron"]:
-            return []
-        changed = []
         path = self.p["cron_deny_path"]
+        if not self.p["deny_cron"] or not os.path.isdir(os.path.dirname(path)):
+            return []  # no cron directory: crontab has nowhere to keep a table, there is nothing to deny
+        changed = []
         text = mu.cron_deny_edit(mu.read_cron_deny(path), self.name, denied)
         if text is not None:
             changed.append(path)

@@ -627,3 +627,10 @@ def test_deny_cron_false_leaves_cron_alone(tmp_path, cron_dir):
     user = existing_user(tmp_path, deny_cron=False)
     result = user.present(user.read())
     assert result["cron_changed"] == [] and not (cron_dir / "cron.deny").exists()
+
+
+def test_a_mac_without_crons_directory_has_nothing_to_deny(tmp_path):
+    user = existing_user(tmp_path, cron_deny_path=str(tmp_path / "no-cron" / "cron.deny"),
+                         cron_tabs_dir=str(tmp_path / "no-cron" / "tabs"))
+    result = user.present(user.read())
+    assert result["cron_changed"] == [] and not result["changed"]
