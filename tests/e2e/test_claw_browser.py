@@ -31,13 +31,19 @@ def home(claw: str) -> str:
 
 
 def openclaw(mini, claw: str, *args: str, timeout: int = 120) -> dict:
-    """``openclaw browser --json ARGS`` as the claw's user, with the claw's environment (its state dir and token)."""
+    """``openclaw browser --json ARGS`` as the claw's user, with the claw's environment (its state dir and token).
+
+    The CLI's own request timeout (``--timeout``, default 30 s) is set to the outer ``timeout`` less the 10 s the CLI
+    keeps for its transport: the first request starts the claw's browser lazily, which takes longer than 30 s when
+    the suite's other lane loads the machine (the request was aborted: "AbortError: This operation was aborted").
+    """
     program = re.search(r"program = (\S+)", mini.sh(f"launchctl print system/com.mirascope.claw.{claw}").stdout).group(1)
     entry = program.rsplit("/bin/node", 1)[0] + "/lib/node_modules/openclaw/openclaw.mjs"
     state = f"{home(claw)}/.openclaw"
     command = (f"cd {home(claw)} && exec env -i HOME={home(claw)} USER={USER[claw]} PATH={program.rsplit('/', 1)[0]}:/usr/bin:/bin "
                f"OPENCLAW_STATE_DIR={state} TMPDIR={state}/tmp XDG_CACHE_HOME={state}/cache "
-               f"timeout {timeout} {program} {entry} browser --json {' '.join(shlex.quote(a) for a in args)}")
+               f"timeout {timeout} {program} {entry} browser --json --timeout {(timeout - 15) * 1000} "
+               f"{' '.join(shlex.quote(a) for a in args)}")
     result = mini.sh(f"su -s /bin/sh {USER[claw]} -c {shlex.quote(command)}", check=False)
     assert result.returncode == 0, f"openclaw browser {' '.join(args)} as {USER[claw]}: {result.stdout[-2000:]}{result.stderr[-2000:]}"
     return json.loads(result.stdout[result.stdout.index("{"):])

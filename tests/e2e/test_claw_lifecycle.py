@@ -143,11 +143,14 @@ def test_second_provision_changes_nothing(mini, claw_vars, farm):
 
 
 def test_wrong_token_is_refused_by_the_gateway(mini):
+    # Over TLS to the claw's pinned certificate (docs/origin-tls.md), with the farm venv's Python (pyOpenSSL: the
+    # gateway speaks TLS 1.3 only, a Mac's /usr/bin/python3 has none).
+    tls = {"cafile": f"/var/db/mirascope-claw-tls/{USER}/cert.pem", "server_name": f"{USER}.claws.internal"}
     probe = ("import sys; sys.path.insert(0, '/tmp/probe'); import _gateway_probe as p; "
-             "print(p.probe_gateway(8100, 'wrong-token-0000000000000000000000000')['error'])")
+             f"print(p.probe_gateway(8100, 'wrong-token-0000000000000000000000000', tls={tls!r})['error'])")
     src = Path(__file__).resolve().parents[2] / "plugins/module_utils/_gateway_probe.py"
     mini.sh(f"mkdir -p /tmp/probe && cat > /tmp/probe/_gateway_probe.py <<'PY'\n{src.read_text()}\nPY")
-    assert mini.sh(f"python3 -c \"{probe}\"").stdout.strip() == "AUTH_TOKEN_MISMATCH"
+    assert mini.sh(f"/opt/mirascope/python/bin/python3 -c \"{probe}\"").stdout.strip() == "AUTH_TOKEN_MISMATCH"
 
 
 def test_launchd_restarts_a_killed_gateway(mini):
