@@ -20,18 +20,23 @@ CLAW = "3a2b3c4d-0000-4000-8000-000000000001"
 GATEWAY_TOKEN = "gw-import-0123456789abcdef0123456789abcdef"
 
 
-@pytest.fixture
-def api(tmp_path):
+def make_api(tmp_path, inventory_text: str):
+    """The service on SQLite in ``tmp_path`` with the inventory ``inventory_text``: ``(app, client)``."""
     from api.app import create_app
 
     inventory = tmp_path / "hosts.yml"
-    inventory.write_text("minis:\n  hosts:\n    mini-01: {}\n    mini-02:\n      mini_status: draining\n")
+    inventory.write_text(inventory_text)
     state = tmp_path / "state"
     app = create_app(Settings(tokens=[TOKEN], database_url=f"sqlite:///{tmp_path}/jobs.db", state_dir=state,
                               run_dir=state / "run", inventory=inventory, health_interval=0, backup_schedule="off"))
     client = TestClient(app)
     client.headers["Authorization"] = f"Bearer {TOKEN}"
     return app, client
+
+
+@pytest.fixture
+def api(tmp_path):
+    return make_api(tmp_path, "minis:\n  hosts:\n    mini-01: {}\n    mini-02:\n      mini_status: draining\n")
 
 
 def jobs(app) -> int:
@@ -127,15 +132,7 @@ def test_an_import_is_placed_like_a_provision(api):
 def test_a_queued_import_counts_in_placement_and_holds_its_claw(tmp_path):
     """A queued import is a claw on its Mini: the next new claw goes elsewhere, and a provision of the same claw goes
     to the import's Mini (never a second copy of the claw on another Mini)."""
-    from api.app import create_app
-
-    inventory = tmp_path / "hosts.yml"
-    inventory.write_text("minis:\n  hosts:\n    mini-01: {}\n    mini-02: {}\n")
-    state = tmp_path / "state"
-    app = create_app(Settings(tokens=[TOKEN], database_url=f"sqlite:///{tmp_path}/jobs.db", state_dir=state,
-                              run_dir=state / "run", inventory=inventory, health_interval=0, backup_schedule="off"))
-    client = TestClient(app)
-    client.headers["Authorization"] = f"Bearer {TOKEN}"
+    app, client = make_api(tmp_path, "minis:\n  hosts:\n    mini-01: {}\n    mini-02: {}\n")
     imported = client.post(f"/v1/claws/{CLAW}/import", json={"src": "s3://claw-exports/x.tar"})
     assert imported.status_code == 202, imported.text
     home = imported.json()["mini"]
