@@ -34,8 +34,9 @@ def openclaw(mini, claw: str, *args: str, timeout: int = 120) -> dict:
     """``openclaw browser --json ARGS`` as the claw's user, with the claw's environment (its state dir and token).
 
     The CLI's own request timeout (``--timeout``, default 30 s) is set to the outer ``timeout`` less the 10 s the CLI
-    keeps for its transport: the first request starts the claw's browser lazily, which takes longer than 30 s when
-    the suite's other lane loads the machine (the request was aborted: "AbortError: This operation was aborted").
+    keeps for its transport. ``start`` honours it; ``open`` and ``tabs`` do not (OpenClaw 2026.9 fixes their budget at
+    45 s, browser-cli-manage), so a caller starts the browser first: its lazy start takes longer than that when the
+    suite's other lane loads the machine (the request was aborted: "AbortError: This operation was aborted").
     """
     program = re.search(r"program = (\S+)", mini.sh(f"launchctl print system/com.mirascope.claw.{claw}").stdout).group(1)
     entry = program.rsplit("/bin/node", 1)[0] + "/lib/node_modules/openclaw/openclaw.mjs"
@@ -97,6 +98,7 @@ def test_two_claws_drive_their_browsers_at_once(claws):
     url = {claw: f"http://127.0.0.1:{PAGE_PORT}/?claw={claw[:8]}" for claw in (A, B)}
 
     def drive(claw):
+        openclaw(claws, claw, "start")  # the lazy start under --timeout; open's own budget is a fixed 45 s
         opened = openclaw(claws, claw, "open", url[claw])
         tabs = openclaw(claws, claw, "tabs")["tabs"]
         shot = openclaw(claws, claw, "screenshot")
