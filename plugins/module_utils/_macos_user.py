@@ -272,9 +272,10 @@ def cron_deny_edit(text, name: str, denied: bool):
     """The new text of cron.deny with ``name`` listed (``denied``) or not, or None when ``text`` is right already.
 
     ``text`` is the file's content (None: no file). crontab compares whole lines, so only a line that is exactly
-    ``name`` counts and is removed; every other line (other users, comments) is kept as it is.
+    ``name`` counts and is removed; every other line (other users, comments) is kept byte for byte. Lines end at
+    ``"\n"`` only, as crontab(1) reads them: ``"name\r"`` is another line, which does not deny ``name``.
     """
-    lines = (text or "").splitlines()
+    lines = (text or "").split("\n")
     if denied:
         if name in lines:
             return None
@@ -282,7 +283,7 @@ def cron_deny_edit(text, name: str, denied: bool):
         return body + ("" if not body or body.endswith("\n") else "\n") + name + "\n"
     if name not in lines:
         return None
-    return "".join(line + "\n" for line in lines if line != name)
+    return "\n".join(line for line in lines if line != name)
 
 
 def _root_directory(path: str) -> str:

@@ -555,6 +555,10 @@ def test_cron_deny_edit():
     assert mu.cron_deny_edit(f" {NAME}\n", NAME, True) == f" {NAME}\n{NAME}\n"
     assert mu.cron_deny_edit(f"a\n{NAME}\nb\n{NAME}\n", NAME, False) == "a\nb\n"
     assert mu.cron_deny_edit("a\n", NAME, False) is None and mu.cron_deny_edit(None, NAME, False) is None
+    # crontab(1) splits the file on "\n" only: a line "NAME\r" does not deny NAME, and other lines keep their bytes.
+    assert mu.cron_deny_edit(f"{NAME}\r\n", NAME, True) == f"{NAME}\r\n{NAME}\n"
+    assert mu.cron_deny_edit(f"a\rb\n{NAME}\n", NAME, False) == "a\rb\n"
+    assert mu.cron_deny_edit(f"a\n{NAME}", NAME, False) == "a"
 
 
 def existing_user(tmp_path, **overrides):
