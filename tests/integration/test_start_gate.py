@@ -80,7 +80,8 @@ def gate(tmp_path):
         (tmp_path / "gate.mjs").write_text(env.from_string(TEMPLATE.read_text()).render(
             ansible_managed="test", openclaw_runtime_start_gate_dir=str(queue), openclaw_runtime_start_concurrency=concurrency,
             openclaw_runtime_start_max_wait=max_wait, openclaw_runtime_start_hold=hold,
-            openclaw_runtime_start_network_wait=network_wait, tenant_network_loaded_marker=str(marker)))
+            openclaw_runtime_start_network_wait=network_wait, tenant_network_loaded_marker=str(marker),
+            claw_uid_range=[600, 29999]))
         environ = {k: v for k, v in os.environ.items() if k != "CLAWFARM_START_GATE_PASSED"}
         environ.update(GATE_TEST_DIR=str(tmp_path), OPENCLAW_STATE_DIR=str(state))
         return subprocess.Popen([NODE, "--import", str(tmp_path / "gate.mjs"), str(tmp_path / "main.mjs")], env=environ,
@@ -177,6 +178,32 @@ def test_tickets_that_do_not_count(gate):
     wait(lambda: (gate.dir / "ran").exists())
     _, err = gate.stop(proc)
     assert "start gate" not in err
+
+
+def test_a_hard_link_to_a_system_file_named_after_its_owner_takes_no_place(gate):
+    """macOS lets any user hard-link a file it cannot write (no protected_hardlinks): a claw links root's pf marker,
+    fresh since the boot, into the queue as "0". Only uids of claw_uid_range (the farm role's) hold places."""
+    os.link(gate.marker, gate.queue / "0")
+    daemon = gate.plant("1", 1)  # a system account's file (daemon) named after its owner
+    assert daemon.stat().st_uid == 1
+    proc = gate.start(concurrency=1, max_wait=30)
+    wait(lambda: (gate.dir / "ran").exists())
+    _, err = gate.stop(proc)
+    assert "start gate" not in err
+
+
+def test_a_ticket_given_back_keeps_no_arrival_time(gate):
+    """A claw that hard-links a neighbour's live ticket into its home and links it back into the queue after the
+    neighbour gave it back would hold a place in the neighbour's name: the gate sets a ticket's time to 0 through
+    its descriptor before it removes it, so every copy of a given-back ticket is stale."""
+    proc = gate.start()
+    wait(lambda: (gate.dir / "ran").exists())
+    kept = gate.dir / "kept-ticket"
+    os.link(gate.ticket, kept)
+    (gate.dir / "ready").write_text("")
+    wait(lambda: not gate.ticket.exists())
+    assert kept.stat().st_mtime == 0, "a copy of the given-back ticket still says when its claw arrived"
+    gate.stop(proc)
 
 
 def test_a_link_planted_as_the_claws_ticket_is_never_followed_and_the_gateway_starts(gate):
