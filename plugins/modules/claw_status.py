@@ -258,8 +258,9 @@ def main():
             first_config_error_runs = None
         # A look costs launchctl, lsof and ps. While the port does not accept connections, a cheap connect every
         # 0.2 s finds the moment it does (then look at once), with a look every 2 s to see an exit or a config error.
-        # A gateway that accepts but is not healthy yet (startup sidecars, a refused token) is looked at every second.
-        time.sleep(1.0 if status["listening"] else 0.2)
+        # A gateway that accepts but is not healthy yet (its startup sidecars run for a second or two after it
+        # listens) is looked at every 0.3 s, so the wait ends within a look of the gateway's readiness.
+        time.sleep(0.3 if status["listening"] else 0.2)
         next_look = time.monotonic() + 1.8
         while time.monotonic() < next_look and time.monotonic() - started < p["wait_timeout"] \
                 and not probe.port_accepts(p["port"]):
