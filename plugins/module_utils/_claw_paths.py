@@ -386,7 +386,7 @@ def _plan_file(home: str, rel: str, dfd, data: bytes, uid: int, gid: int, mode: 
 
 
 def ensure_claw_tree(home: str, uid: int, gid: int, directories=(), files=(), mode: int = 0o700,
-                     check_mode: bool = False) -> dict:
+                     check_mode: bool = False, lstat=()) -> dict:
     """Create or repair directories inside a claw's home and write root-managed files there, never following a link.
 
     Args:
@@ -400,9 +400,14 @@ def ensure_claw_tree(home: str, uid: int, gid: int, directories=(), files=(), mo
             show the farm's sections and only the names of the rest (the agent's settings may hold secrets).
         mode: the directories' mode.
         check_mode: only report what would change.
+        lstat: paths relative to ``home`` (their directory must be in ``directories``) to look at after the rest is
+            done, without following a link and without opening them (the caller decides whether to trust a file).
 
     Returns:
-        ``{"changed": bool, "actions": [str], "files": {rel: {"before": str|None, "after": str}}}``.
+        ``{"changed": bool, "actions": [str], "files": {rel: {"before": str|None, "after": str}},
+        "lstat": {rel: {"type": "file"|"directory"|"symlink"|"other"|"missing", "uid": int|None, "links": int|None}}}``
+        (keyed by each path asked for; ``missing`` when there is no such entry, or its directory does not exist yet in
+        check mode).
 
     Raises:
         PathRefused: a link or a non-directory where a directory must be, a foreign owner, a race; raised before
@@ -426,6 +431,13 @@ def ensure_claw_tree(home: str, uid: int, gid: int, directories=(), files=(), mo
             if farm is None:
                 raise PathRefused(f"{rel}: merge_json needs content that is a JSON object")
         specs.append((rel, data, int(item.get("mode", 0o600)), farm))
+    looked_at = []
+    for item in lstat:
+        rel = validate_relative(item)
+        head = rel.rpartition("/")[0]
+        if head and head not in managed:
+            raise PathRefused(f"{rel}: its directory {head} must be listed in directories")
+        looked_at.append(rel)
     for apply in ((False,) if check_mode else (False, True)):
         actions = []
         fds = _walk(home, uid, gid, managed, mode, apply, actions)
@@ -441,12 +453,23 @@ def ensure_claw_tree(home: str, uid: int, gid: int, directories=(), files=(), mo
                         if aside:
                             replace_file(aside[0], dfd, aside[1], uid, gid, fmode)
                         replace_file(rel.rpartition("/")[2], dfd, write, uid, gid, fmode)
+            entries = {rel: _entry(rel, fds.get(rel.rpartition("/")[0])) for rel in looked_at}
         finally:
             for fd in fds.values():
                 os.close(fd)
         if not actions:
             break
-    return {"changed": bool(actions), "actions": actions, "files": report}
+    return {"changed": bool(actions), "actions": actions, "files": report, "lstat": entries}
+
+
+def _entry(rel: str, dfd) -> dict:
+    """``{"type", "uid", "links"}`` of ``rel``'s last component in the directory ``dfd`` (lstat, never followed)."""
+    st = _lstat(rel.rpartition("/")[2], dfd) if dfd is not None else None
+    if st is None:
+        return {"type": "missing", "uid": None, "links": None}
+    kind = ("file" if stat.S_ISREG(st.st_mode) else "directory" if stat.S_ISDIR(st.st_mode) else
+            "symlink" if stat.S_ISLNK(st.st_mode) else "other")
+    return {"type": kind, "uid": st.st_uid, "links": st.st_nlink}
 
 
 def make_aside_dir(name: str, pfd: int):
@@ -563,3 +586,78 @@ def ensure_lock_dir(path: str, uid: int, gid: int, mode: int = 0o700, check_mode
     finally:
         os.close(pfd)
     return {"changed": bool(actions), "actions": actions, "moved_aside": moved}
+
+
+# Groups whose write permission on a parent directory is trusted: wheel (0) and admin (80, the Mac's admins; a claw
+# user is never a member). macOS ships some of /Library's directories group-writable by admin.
+TRUSTED_WRITE_GIDS = (0, 80)
+
+
+def ensure_root_dir(path: str, mode: int = 0o755, check_mode: bool = False) -> dict:
+    """Make ``path`` a directory of root (``0:0``, ``mode``), with any missing parents, never following a link.
+
+    For directories outside every home that launchd opens as root (a claw's launchd log directory,
+    ``/Library/Logs/mirascope/claws/<user>``). The deepest existing parent is opened as a whole path (root-owned
+    links such as macOS's ``/var -> private/var`` are followed there) and must be root's and not writable by other
+    users (group write only for wheel or admin, :data:`TRUSTED_WRITE_GIDS`); from it, every missing directory is made
+    with ``mkdir`` relative to its parent's descriptor, opened ``O_NOFOLLOW`` and given ``0:0`` and ``mode``. An
+    existing ``path`` is kept when it is a real directory of root (its owner and mode repaired).
+
+    Returns:
+        ``{"changed": bool, "actions": [str]}`` (``create <dir> (0:0 0755)`` / ``repair <dir>: ...`` lines).
+
+    Raises:
+        PathRefused: ``path`` not absolute; a parent not trusted; a link, a non-directory or a directory of another
+        user at ``path`` or a parent made meanwhile.
+    """
+    path = str(path).rstrip("/")
+    names = path.split("/")[1:]
+    if not path.startswith("/") or not names or any(name in ("", ".", "..") for name in names):
+        raise PathRefused(f"directory {path!r} must be an absolute path without '.' or '..'")
+    depth = len(names) - 1
+    while depth > 0 and not os.path.lexists("/" + "/".join(names[:depth])):
+        depth -= 1
+    shown = "/" + "/".join(names[:depth])
+    try:
+        fd = os.open(shown, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise PathRefused(f"cannot open {shown}: {exc.strerror}") from None
+    st = os.fstat(fd)
+    if st.st_uid != 0 or st.st_mode & 0o002 or (st.st_mode & 0o020 and st.st_gid not in TRUSTED_WRITE_GIDS):
+        os.close(fd)
+        raise PathRefused(f"{shown} must be a root-owned directory that other users cannot write to "
+                          f"(owner uid {st.st_uid}, group {st.st_gid}, mode {stat.S_IMODE(st.st_mode):04o})")
+    actions = []
+    try:
+        for i in range(depth, len(names)):
+            name = names[i]
+            shown = "/" + "/".join(names[:i + 1])
+            st = _lstat(name, fd)
+            if st is None:
+                if check_mode:
+                    actions.extend(f"create /{'/'.join(names[:j + 1])} (0:0 {mode:04o})" for j in range(i, len(names)))
+                    break
+                actions.append(f"create {shown} (0:0 {mode:04o})")
+                try:
+                    os.mkdir(name, 0o700, dir_fd=fd)  # root's alone until its owner and mode are set below
+                except FileExistsError:
+                    pass
+                st = _lstat(name, fd)
+                if st is None:
+                    raise PathRefused(f"{shown} vanished while being created; run again")
+            if not stat.S_ISDIR(st.st_mode):
+                _refuse_not_dir(shown, name, fd, st)
+            if st.st_uid != 0:
+                raise PathRefused(f"{shown} belongs to uid {st.st_uid}, not to root; move it aside and run again")
+            sub, sst = _open_dir(shown, name, fd, st)
+            os.close(fd)
+            fd = sub
+            todo = _needs(sst, 0, 0, mode)
+            if todo and not (actions and actions[-1].startswith(f"create {shown} ")):
+                actions.append(f"repair {shown}: {', '.join(todo)}")
+            if todo and not check_mode:
+                os.fchown(fd, 0, 0)
+                os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+    return {"changed": bool(actions), "actions": actions}

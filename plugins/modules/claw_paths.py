@@ -6,7 +6,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: claw_paths
-short_description: Make a claw's directories, root-managed files and /tmp lock directory without following links
+short_description: Make a claw's directories, root-managed files, /tmp lock and log directories without following links
 version_added: 0.1.0
 description:
   - Creates or repairs directories inside a claw's home (owner, group, mode) and writes files root manages there
@@ -24,6 +24,9 @@ description:
     else (a symlink, a file, another uid's directory) is moved, never followed, INTO a fresh directory of root
     with an unpredictable name, C(<lock_dir>.moved-<16 random hex>/), made with C(mkdir) (which fails on any
     existing name, so no neighbour can take it first), and a new directory is made.
+  - The launchd log directory (O(log_dir)) is root's, outside the home, and made with its missing parents from the
+    deepest existing one (which must be root's and not writable by other users) with C(mkdir) relative to a
+    directory descriptor, never through a link.
   - Text that comes from the tenant (the old content of a file in the diff, a link's target in a message) is shown
     with its control characters escaped (C(\x1b)), so it cannot drive the operator's terminal.
   - Not for secrets (the diff shows file contents, but for O(files[].merge_json) files only the writer's own
@@ -103,6 +106,21 @@ options:
       - An absolute path in a root-owned sticky directory (C(/tmp/openclaw-state-locks-<uid>)) that must be a
         directory of O(owner) with mode O(mode). Omitted - no lock directory is touched.
     type: path
+  log_dir:
+    description:
+      - An absolute path outside the home that must be a directory of root (C(0:0), mode C(0755)), made with its
+        missing parents (C(0:0 0755)): the gateway's launchd log directory, which launchd opens as root
+        (C(/Library/Logs/mirascope/claws/<user>)). Omitted - none is touched.
+    type: path
+  lstat:
+    description:
+      - Paths relative to O(home) (their directory must be in O(directories)) to look at once the rest is done,
+        with C(lstat) (a link is reported, never followed; nothing is opened). Returned in RV(lstat).
+      - The claw role asks for the C(.env), to know before writing it whether the claw already has a token of its
+        own (a link, a hard link or another user's file is not the claw's).
+    type: list
+    elements: str
+    default: []
 """
 
 EXAMPLES = r"""
@@ -117,6 +135,8 @@ EXAMPLES = r"""
         content: "{{ claw_config | to_nice_json }}\n"
         merge_json: true  # the agent's own settings in the file are kept
     lock_dir: /tmp/openclaw-state-locks-{{ claw_user.uid }}
+    log_dir: /Library/Logs/mirascope/claws/claw-1a2b3c4d
+    lstat: [.openclaw/.env]
   become: true
 """
 
@@ -137,6 +157,13 @@ files_changed:
   returned: always
   type: list
   elements: str
+lstat:
+  description:
+    - For each path of O(lstat), what is there after the run, never followed - C(type) (V(file), V(directory),
+      V(symlink), V(other) or V(missing)), the owner's C(uid) and the number of hard C(links).
+  returned: always
+  type: dict
+  sample: {".openclaw/.env": {"type": "file", "uid": 601, "links": 1}}
 """
 
 import pwd
@@ -170,6 +197,8 @@ def main():
                 merge_json=dict(type="bool", default=False),
             )),
             lock_dir=dict(type="path"),
+            log_dir=dict(type="path"),
+            lstat=dict(type="list", elements="str", default=[]),
         ),
         supports_check_mode=True,
     )
@@ -182,10 +211,13 @@ def main():
     files = [{"path": f["path"], "content": f["content"], "mode": _mode(f["mode"], f"mode of {f['path']}", module),
               "merge_json": f["merge_json"]} for f in p["files"]]
     try:
-        for item in p["directories"] + [f["path"] for f in files]:
+        for item in p["directories"] + [f["path"] for f in files] + p["lstat"]:
             _claw_paths.validate_relative(item)
+        logs = {"actions": []}
+        if p["log_dir"]:
+            logs = _claw_paths.ensure_root_dir(p["log_dir"], 0o755, check_mode=module.check_mode)
         tree = _claw_paths.ensure_claw_tree(p["home"], uid, p["group"], p["directories"], files, mode=mode,
-                                            check_mode=module.check_mode)
+                                            check_mode=module.check_mode, lstat=p["lstat"])
         lock = {"changed": False, "actions": [], "moved_aside": []}
         if p["lock_dir"]:
             lock = _claw_paths.ensure_lock_dir(p["lock_dir"], uid, p["group"], mode=mode, check_mode=module.check_mode)
@@ -193,7 +225,7 @@ def main():
         module.fail_json(msg=f"refused: {exc}")
     except OSError as exc:
         module.fail_json(msg=f"cannot prepare the claw's paths under {p['home']}: {exc}")
-    actions = tree["actions"] + lock["actions"]
+    actions = logs["actions"] + tree["actions"] + lock["actions"]
     home = p['home'].rstrip('/')
     changed_files = [rel for rel in tree["files"]
                      if any(a.startswith((f"write {home}/{rel} ", f"replace {home}/{rel} ")) for a in tree["actions"])]
@@ -203,7 +235,7 @@ def main():
         diff.append({"before_header": f"{p['home']}/{rel}", "after_header": f"{p['home']}/{rel}",
                      "before": tree["files"][rel]["before"] or "", "after": tree["files"][rel]["after"]})
     module.exit_json(changed=bool(actions), actions=actions, moved_aside=lock["moved_aside"], files_changed=changed_files,
-                     diff=diff)
+                     lstat=tree["lstat"], diff=diff)
 
 
 if __name__ == "__main__":

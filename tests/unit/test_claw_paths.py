@@ -64,8 +64,8 @@ def test_fresh_tree_then_nothing_to_do(farm):
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (UID, GID, 0o600)
     assert (home / CONFIG["path"]).read_text() == CONFIG["content"]
     again = cp.ensure_claw_tree(str(home), UID, GID, DIRS, [CONFIG])
-    assert again == {"changed": False, "actions": [], "files": {CONFIG["path"]: {"before": CONFIG["content"],
-                                                                                "after": CONFIG["content"]}}}
+    assert again == {"changed": False, "actions": [], "lstat": {},
+                     "files": {CONFIG["path"]: {"before": CONFIG["content"], "after": CONFIG["content"]}}}
     assert not [n for n in os.listdir(home / ".openclaw") if "clawfarm-" in n]  # no temporary file left
 
 
@@ -256,6 +256,92 @@ def test_directory_swapped_for_another_directory_is_refused(farm, monkeypatch):
     monkeypatch.setattr(cp, "_lstat", racing_lstat)
     with pytest.raises(cp.PathRefused, match="was replaced while being checked"):
         cp.ensure_claw_tree(str(home), UID, GID, DIRS)
+
+
+# ---- what is at a path (lstat), for the caller to decide whether to trust it ----
+
+def test_lstat_reports_what_is_there_without_following_it(farm):
+    home, target, _ = farm
+    cp.ensure_claw_tree(str(home), UID, GID, DIRS)
+    env = home / ".openclaw/.env"
+    assert cp.ensure_claw_tree(str(home), UID, GID, DIRS, lstat=[".openclaw/.env"])["lstat"] == {
+        ".openclaw/.env": {"type": "missing", "uid": None, "links": None}}
+    env.write_text("CLAW_GATEWAY_TOKEN=x\n")
+    as_tenant(env)
+    assert cp.ensure_claw_tree(str(home), UID, GID, DIRS, lstat=[".openclaw/.env"])["lstat"][".openclaw/.env"] == {
+        "type": "file", "uid": UID, "links": 1}
+    os.link(env, home / ".openclaw/hard")
+    assert cp.ensure_claw_tree(str(home), UID, GID, DIRS, lstat=[".openclaw/.env"])["lstat"][".openclaw/.env"]["links"] == 2
+    os.unlink(home / ".openclaw/hard")
+    os.unlink(env)
+    os.symlink(target / "boot.sh", env)
+    assert cp.ensure_claw_tree(str(home), UID, GID, DIRS, lstat=[".openclaw/.env"])["lstat"][".openclaw/.env"]["type"] == "symlink"
+
+
+def test_lstat_in_check_mode_before_the_state_dir_exists(farm):
+    home, _, _ = farm
+    result = cp.ensure_claw_tree(str(home), UID, GID, DIRS, lstat=[".openclaw/.env"], check_mode=True)
+    assert result["lstat"] == {".openclaw/.env": {"type": "missing", "uid": None, "links": None}}
+    with pytest.raises(cp.PathRefused, match="must be listed in directories"):
+        cp.ensure_claw_tree(str(home), UID, GID, DIRS, lstat=["elsewhere/.env"])
+
+
+# ---- a root-owned directory outside the home (launchd's log directory) ----
+
+@pytest.fixture
+def logs(tmp_path):
+    """A root-owned ``Library/Logs`` (0775 root:admin, as macOS ships group-writable system directories)."""
+    library = tmp_path / "Library"
+    (library / "Logs").mkdir(parents=True)
+    os.chmod(library / "Logs", 0o775)
+    os.chown(library / "Logs", 0, 80)
+    return library / "Logs"
+
+
+def test_root_dir_and_its_parents_are_made_root_0755_then_kept(logs):
+    path = logs / "mirascope/claws/claw-1a2b3c4d"
+    check = cp.ensure_root_dir(str(path), check_mode=True)
+    assert check["actions"] == [f"create {logs}/mirascope (0:0 0755)", f"create {logs}/mirascope/claws (0:0 0755)",
+                                f"create {path} (0:0 0755)"] and not (logs / "mirascope").exists()
+    assert cp.ensure_root_dir(str(path)) == {"changed": True, "actions": check["actions"]}
+    for made in (logs / "mirascope", logs / "mirascope/claws", path):
+        st = os.lstat(made)
+        assert stat.S_ISDIR(st.st_mode) and (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o755)
+    assert cp.ensure_root_dir(str(path)) == {"changed": False, "actions": []}
+    os.chmod(path, 0o700)
+    assert cp.ensure_root_dir(str(path))["actions"] == [f"repair {path}: mode 0700 -> 0755"]
+    assert stat.S_IMODE(os.lstat(path).st_mode) == 0o755
+
+
+@pytest.mark.parametrize("plant", ["leaf_symlink", "parent_symlink_to_claws_dir", "claws_dir"])
+def test_root_dir_never_goes_through_a_link_or_a_users_directory(logs, tmp_path, plant):
+    """A parent may be a root-owned link (macOS's /var); what it leads to must be root's. The leaf is never a link."""
+    (logs / "mirascope/claws").mkdir(mode=0o755, parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.chown(elsewhere, UID, GID)
+    path = logs / "mirascope/claws/claw-1a2b3c4d"
+    if plant == "leaf_symlink":
+        path.symlink_to(elsewhere)
+    elif plant == "parent_symlink_to_claws_dir":
+        (logs / "mirascope/claws").rmdir()
+        (logs / "mirascope/claws").symlink_to(elsewhere)
+    else:
+        path.mkdir()
+        os.chown(path, UID, GID)
+    with pytest.raises(cp.PathRefused, match="must be a root-owned directory|not to root|is a symlink to"):
+        cp.ensure_root_dir(str(path))
+    assert os.listdir(elsewhere) == [] and os.lstat(elsewhere).st_uid == UID
+
+
+def test_root_dir_parent_writable_by_others_is_refused(logs):
+    os.chmod(logs, 0o777)
+    with pytest.raises(cp.PathRefused, match="other users cannot write to"):
+        cp.ensure_root_dir(str(logs / "mirascope"))
+    os.chmod(logs, 0o775)
+    os.chown(logs, 0, GID)  # group-writable by staff, the claws' group
+    with pytest.raises(cp.PathRefused, match="other users cannot write to"):
+        cp.ensure_root_dir(str(logs / "mirascope"))
 
 
 # ---- the lock directory in /tmp ----
