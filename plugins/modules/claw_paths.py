@@ -109,7 +109,7 @@ options:
   log_dir:
     description:
       - An absolute path outside the home that must be a directory of root (C(0:0), mode C(0755)), made with its
-        missing parents (C(0:0 0755)): the gateway's launchd log directory, which launchd opens as root
+        missing parents (C(0:0 0755)) - the gateway's launchd log directory, which launchd opens as root
         (C(/Library/Logs/mirascope/claws/<user>)). Omitted - none is touched.
     type: path
   lstat:
