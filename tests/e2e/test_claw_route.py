@@ -85,8 +85,9 @@ def test_deprovision_removes_the_rule_and_the_dns_record(mini, farm):
 
 
 def test_a_new_claw_that_never_becomes_healthy_leaves_no_dns_record(mini, farm):
-    """The DNS record is set while the gateway starts: when the start fails (here: a 1 s health timeout, shorter
-    than any cold start), the record this provision created is taken back, and the failure says why."""
+    """The DNS record and the ingress rule are set while the gateway starts: when the start fails (here: a 1 s health
+    timeout, shorter than any cold start), the record and the rule this provision created are taken back (the
+    connector restarted without the rule), and the failure says why."""
     claw_id = "5e1f0c2a-0000-4c3e-8f21-0a6b4c8d2e11"
     hostname = f"claw-{claw_id}.{CLAWS_DOMAIN}"
     result = mini.playbook("provision", "-e", f"claw_id={claw_id}", "-e", "claw_health_timeout=1")
@@ -95,6 +96,10 @@ def test_a_new_claw_that_never_becomes_healthy_leaves_no_dns_record(mini, farm):
         out = " ".join(result.stdout.split())
         assert "Remove the DNS record this provision created" in out and "not healthy" in out, out[-3000:]
         assert [r for r in farm["cf"].records() if r["name"] == hostname] == []
+        # the ingress rule was added while the gateway started: it is taken back too, from the file and the connector
+        assert "Remove the ingress rule this provision added" in out, out[-3000:]
+        assert all(r.get("hostname") != hostname for r in config_rules(mini))
+        assert all(r.get("hostname") != hostname for r in connector(mini)["ingress"])
     finally:
         mini.playbook("deprovision", "-e", f"claw_id={claw_id}", "-e", "archive=false", "-e", "claw_purge_home=true",
                       check=True)
