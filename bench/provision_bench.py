@@ -7,7 +7,7 @@ Each round measures, on the same Mini and runtime:
   - **provision**: ``provision.yml`` of a new claw (placement included), wall time;
   - **no-op**: ``provision.yml`` again for the same claw (nothing to change).
 Prints each round, the medians, the ratios provision / bare start (goal <= 1.3) and no-op / provision (goal <= 0.15),
-and a per-phase table of the median provision from per-task times (bench/callback_plugins/task_timer.py).
+and per-phase tables of the median provision and no-op from per-task times (bench/callback_plugins/task_timer.py).
 
     .venv/bin/python bench/provision_bench.py [--rounds 3] [--workdir /var/tmp/clawfarm-bench-provision]
 
@@ -56,7 +56,7 @@ def phases(times_file: Path) -> dict:
 def measure(rounds: int, workdir: Path) -> dict:
     """Run the rounds; returns ``{"bare": [s], "provision": [s], "noop": [s], "phases": {phase: median s}}``."""
     runs = {"bare": [], "provision": [], "noop": []}
-    phase_runs = []
+    phase_runs, noop_phase_runs = [], []
     timer_env = {"ANSIBLE_CALLBACK_PLUGINS": str(REPO / "bench/callback_plugins"), "ANSIBLE_CALLBACKS_ENABLED": "task_timer"}
     with sandbox_farm((MINI,), workdir) as farm:
         # A claw whose user runs the bare starts (a port outside the Mini's port plan, unused).
@@ -70,18 +70,24 @@ def measure(rounds: int, workdir: Path) -> dict:
             _, seconds = farm.playbook("provision", "-e", f"claw_id={claw_id}", env=dict(timer_env, CLAWFARM_TASK_TIMES=str(times)))
             runs["provision"].append(seconds)
             phase_runs.append(phases(times))
-            _, seconds = farm.playbook("provision", "-e", f"claw_id={claw_id}")
+            noop_times = workdir / f"noop-{n}.jsonl"
+            noop_times.unlink(missing_ok=True)
+            _, seconds = farm.playbook("provision", "-e", f"claw_id={claw_id}", env=dict(timer_env, CLAWFARM_TASK_TIMES=str(noop_times)))
             runs["noop"].append(seconds)
+            noop_phase_runs.append(phases(noop_times))
             print(f"round {n + 1}: bare start {runs['bare'][-1]:.1f} s, provision {runs['provision'][-1]:.1f} s, "
                   f"no-op {runs['noop'][-1]:.1f} s", flush=True)
-    names = sorted({p for run in phase_runs for p in run})
-    return {**runs, "phases": {p: statistics.median(run.get(p, 0.0) for run in phase_runs) for p in names}}
+    def medians(per_run):
+        names = sorted({p for run in per_run for p in run})
+        return {p: statistics.median(run.get(p, 0.0) for run in per_run) for p in names}
+    return {**runs, "phases": medians(phase_runs), "noop_phases": medians(noop_phase_runs)}
 
 
 def rows(quick: bool, workdir: Path = Path("/var/tmp/clawfarm-bench-provision")) -> list:
     """The issue's figures: ``[{figure, now, baseline, ratio, goal, ok}]`` (medians; 3 rounds, or 2 when quick)."""
     result = measure(2 if quick else 3, workdir)
     print_phases(result["phases"])
+    print_phases(result["noop_phases"], "no-op re-provision")
     bare, prov, noop = (statistics.median(result[k]) for k in ("bare", "provision", "noop"))
     return [
         {"figure": "provision of a new claw ÷ bare gateway first start", "now": f"{prov:.1f} s",
@@ -91,9 +97,9 @@ def rows(quick: bool, workdir: Path = Path("/var/tmp/clawfarm-bench-provision"))
     ]
 
 
-def print_phases(phase_seconds: dict) -> None:
-    """Print the median provision's seconds per phase, longest first."""
-    print("\nprovision by phase (median s):")
+def print_phases(phase_seconds: dict, what: str = "provision") -> None:
+    """Print the median run's seconds per phase, longest first."""
+    print(f"\n{what} by phase (median s):")
     for phase, seconds in sorted(phase_seconds.items(), key=lambda item: -item[1]):
         print(f"  {phase:<34} {seconds:6.1f}")
 
@@ -109,6 +115,7 @@ def main() -> None:
     print(f"provision / bare start: {prov / bare:.2f}x (goal <= {GOAL_PROVISION}x)")
     print(f"no-op / provision:      {noop / prov:.2f}x (goal <= {GOAL_NOOP}x)")
     print_phases(result["phases"])
+    print_phases(result["noop_phases"], "no-op re-provision")
 
 
 if __name__ == "__main__":
