@@ -121,10 +121,11 @@ def _open_dir(shown: str, name: str, dir_fd: int, before):
     return fd, st
 
 
-def open_trusted_dir(path: str):
+def open_trusted_dir(path: str, group_write_gids=()):
     """Open a root-owned directory that no other user may write to (except a sticky one such as /tmp).
 
-    The path itself may go through root-owned links (macOS's /tmp -> private/tmp).
+    The path itself may go through root-owned links (macOS's /tmp -> private/tmp). Group write is allowed when the
+    directory's group is one of ``group_write_gids`` (groups no claw user is a member of, such as admin).
 
     Raises:
         PathRefused: missing, not a directory, not root's, or writable by others without the sticky bit.
@@ -134,11 +135,30 @@ def open_trusted_dir(path: str):
     except OSError as exc:
         raise PathRefused(f"cannot open {path}: {exc.strerror}") from None
     st = os.fstat(fd)
-    if st.st_uid != 0 or (st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX):
+    writable = st.st_mode & (0o002 if st.st_gid in group_write_gids else 0o022)
+    if st.st_uid != 0 or (writable and not st.st_mode & stat.S_ISVTX):
         os.close(fd)
         raise PathRefused(f"{path} must be a root-owned directory that other users cannot write to "
-                          f"(owner uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):04o})")
+                          f"(owner uid {st.st_uid}, group {st.st_gid}, mode {stat.S_IMODE(st.st_mode):04o})")
     return fd
+
+
+def _mkdir_at(shown: str, name: str, dir_fd: int, mode: int):
+    """Make the directory ``name`` in ``dir_fd`` with ``mkdir`` (never follows a link); a name someone else made
+    meanwhile is left to the caller's checks. Returns ``(lstat of what is there, whether this call made it)``.
+
+    Raises:
+        PathRefused: the name vanished right after (a running process removes it).
+    """
+    try:
+        os.mkdir(name, mode, dir_fd=dir_fd)
+        made = True
+    except FileExistsError:
+        made = False
+    st = _lstat(name, dir_fd)
+    if st is None:
+        raise PathRefused(f"{shown} vanished while being created (a running process removes it); run again")
+    return st, made
 
 
 def _needs(st, uid: int, gid: int, mode: int) -> list:
@@ -191,14 +211,9 @@ def _walk(home: str, uid: int, gid: int, directories, mode: int, apply: bool, ac
                 if not apply:
                     actions.append(f"create {shown} ({uid}:{gid} {mode:04o})")
                     continue
-                try:
-                    os.mkdir(name, mode, dir_fd=dfd)
+                st, made = _mkdir_at(shown, name, dfd, mode)
+                if made:
                     actions.append(f"create {shown} ({uid}:{gid} {mode:04o})")
-                except FileExistsError:
-                    pass
-                st = _lstat(name, dfd)
-                if st is None:
-                    raise PathRefused(f"{shown} vanished while being created (a running process removes it); run again")
             if not stat.S_ISDIR(st.st_mode):
                 _refuse_not_dir(shown, name, dfd, st)
             if st.st_uid not in (uid, 0):
@@ -617,16 +632,7 @@ def ensure_root_dir(path: str, mode: int = 0o755, check_mode: bool = False) -> d
     depth = len(names) - 1
     while depth > 0 and not os.path.lexists("/" + "/".join(names[:depth])):
         depth -= 1
-    shown = "/" + "/".join(names[:depth])
-    try:
-        fd = os.open(shown, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        raise PathRefused(f"cannot open {shown}: {exc.strerror}") from None
-    st = os.fstat(fd)
-    if st.st_uid != 0 or st.st_mode & 0o002 or (st.st_mode & 0o020 and st.st_gid not in TRUSTED_WRITE_GIDS):
-        os.close(fd)
-        raise PathRefused(f"{shown} must be a root-owned directory that other users cannot write to "
-                          f"(owner uid {st.st_uid}, group {st.st_gid}, mode {stat.S_IMODE(st.st_mode):04o})")
+    fd = open_trusted_dir("/" + "/".join(names[:depth]), TRUSTED_WRITE_GIDS)
     actions = []
     try:
         for i in range(depth, len(names)):
@@ -637,14 +643,9 @@ def ensure_root_dir(path: str, mode: int = 0o755, check_mode: bool = False) -> d
                 if check_mode:
                     actions.extend(f"create /{'/'.join(names[:j + 1])} (0:0 {mode:04o})" for j in range(i, len(names)))
                     break
-                actions.append(f"create {shown} (0:0 {mode:04o})")
-                try:
-                    os.mkdir(name, 0o700, dir_fd=fd)  # root's alone until its owner and mode are set below
-                except FileExistsError:
-                    pass
-                st = _lstat(name, fd)
-                if st is None:
-                    raise PathRefused(f"{shown} vanished while being created; run again")
+                st, made = _mkdir_at(shown, name, fd, 0o700)  # root's alone until its owner and mode are set below
+                if made:
+                    actions.append(f"create {shown} (0:0 {mode:04o})")
             if not stat.S_ISDIR(st.st_mode):
                 _refuse_not_dir(shown, name, fd, st)
             if st.st_uid != 0:
