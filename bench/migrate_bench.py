@@ -92,6 +92,7 @@ def main() -> None:
     print(f"\n{'method':<10} {'downtime s':>11} {'total s':>9}  bytes moved")
     for row in (precopy, archive):
         print(f"{row['method']:<10} {row['downtime_s']:>11.2f} {row['total_s']:>9.2f}  {row['bytes']}")
+    print("pre-copy downtime per move (s): " + ", ".join(f"{row['downtime_s']:.2f}" for row in result["precopy"]))
     print(f"bare gateway restart (baseline): {restart:.2f} s")
     print(f"\nratios: pre-copy downtime / bare restart {precopy['downtime_s'] / restart:.2f}x (goal <= {GOAL_RESTART_RATIO}x, "
           f"and <= {GOAL_DOWNTIME_S:.0f} s); archive / pre-copy: downtime {archive['downtime_s'] / max(precopy['downtime_s'], 0.01):.2f}x, "
