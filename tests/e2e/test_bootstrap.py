@@ -77,8 +77,9 @@ def claw_version(mini, claw_id: str) -> str | None:
     return status.split("version: ", 1)[1].split()[0] if "health: ok" in status and "version: " in status else None
 
 
-# A runtime upgrade changes the job's runtime paths (program, PATH), nothing else.
-UPGRADE_CHANGES = ("launchd.program", "launchd.environment.PATH")
+# A runtime upgrade changes the job's runtime paths (program, PATH, the compile cache's directory per runtime version),
+# nothing else.
+UPGRADE_CHANGES = ("launchd.program", "launchd.environment.PATH", "launchd.environment.NODE_COMPILE_CACHE")
 
 
 def test_openclaw_upgrade_moves_every_claw_one_at_a_time(mini, tmp_path):
@@ -96,6 +97,7 @@ def test_openclaw_upgrade_moves_every_claw_one_at_a_time(mini, tmp_path):
         after = ClawInvariants.capture(mini, Claw(claw_id))
         ClawInvariants.assert_same(before[claw_id], after, allowed=UPGRADE_CHANGES, operation="the runtime upgrade")
         assert after["launchd"]["program"][0].startswith("/opt/openclaw/2026.9.6/")
+        assert after["launchd"]["environment"]["NODE_COMPILE_CACHE"].endswith("/.openclaw/cache/node-compile-cache/2026.9.6")
 
 
 def test_a_bad_version_stops_at_the_first_claw(mini):
