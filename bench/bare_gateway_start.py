@@ -55,8 +55,7 @@ def main():
     env = {"HOME": state, "USER": user, "LOGNAME": user, "PATH": os.path.dirname(node) + ":/usr/bin:/bin",
            "TMPDIR": os.path.join(state, "tmp"), "XDG_CACHE_HOME": os.path.join(state, "cache"),
            "OPENCLAW_STATE_DIR": state, "OPENCLAW_SUPERVISOR_MODE": "external", "OPENCLAW_DISABLE_BONJOUR": "1",
-           "OPENCLAW_NO_AUTO_UPDATE": "1", claw.TOKEN_VAR: token, "LANG": "en_US.UTF-8",
-           "NODE_COMPILE_CACHE": os.path.join(state, "cache", "node-compile-cache", "bare")}  # as the claw's job
+           "OPENCLAW_NO_AUTO_UPDATE": "1", claw.TOKEN_VAR: token, "LANG": "en_US.UTF-8"}  # as the claw's job
 
     def drop():
         os.setsid()

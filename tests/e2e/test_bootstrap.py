@@ -56,6 +56,13 @@ def test_bootstrapped_mini_is_hardened_and_idempotent(mini):
     assert " sleep                0" in pmset and " autorestart          1" in pmset
     assert mini.sh("systemsetup -getrestartpowerfailure").stdout.strip() == "Restart After Power Failure: On"
     assert mini.sh("stat -c '%a %U' /var/db/mirascope/ports").stdout.strip() == "700 root"
+    # The runtime's compile cache seed (one warm-up start at its install): root's, read-only, regular files only.
+    seed = "/opt/openclaw/2026.9.6/compile-cache"
+    assert mini.sh(f"stat -c '%a %U' {seed}").stdout.strip() == "755 root"
+    assert int(mini.sh(f"find {seed} -type f | wc -l").stdout) > 1000
+    assert mini.sh(f"find {seed} ! -user root -o -perm /022 -o ! -type f ! -type d").stdout == ""
+    assert [n for n in mini.sh("ls -A /opt/openclaw /opt/openclaw/2026.9.6").stdout.split() if n.startswith(".c")] == [
+        ".clawfarm-runtime.json"]  # no warm-up or staging directory left
 
 
 def test_a_broken_sshd_setting_is_never_installed(mini):
@@ -77,9 +84,8 @@ def claw_version(mini, claw_id: str) -> str | None:
     return status.split("version: ", 1)[1].split()[0] if "health: ok" in status and "version: " in status else None
 
 
-# A runtime upgrade changes the job's runtime paths (program, PATH, the compile cache's directory per runtime version),
-# nothing else.
-UPGRADE_CHANGES = ("launchd.program", "launchd.environment.PATH", "launchd.environment.NODE_COMPILE_CACHE")
+# A runtime upgrade changes the job's runtime paths (program, PATH), nothing else.
+UPGRADE_CHANGES = ("launchd.program", "launchd.environment.PATH")
 
 
 def test_openclaw_upgrade_moves_every_claw_one_at_a_time(mini, tmp_path):
@@ -97,7 +103,11 @@ def test_openclaw_upgrade_moves_every_claw_one_at_a_time(mini, tmp_path):
         after = ClawInvariants.capture(mini, Claw(claw_id))
         ClawInvariants.assert_same(before[claw_id], after, allowed=UPGRADE_CHANGES, operation="the runtime upgrade")
         assert after["launchd"]["program"][0].startswith("/opt/openclaw/2026.9.6/")
-        assert after["launchd"]["environment"]["NODE_COMPILE_CACHE"].endswith("/.openclaw/cache/node-compile-cache/2026.9.6")
+        # The start gate removed the old runtime's compile cache and seeded the new one's (docs/gateway-start-gate.md).
+        cache = f"{Claw(claw_id).home}/.openclaw/tmp/node-compile-cache/openclaw"
+        assert mini.sh(f"ls {cache}").stdout.split() == ["2026.9.6"]
+        assert "seeded the compile cache from the runtime's" in mini.sh(
+            f"cat /Library/Logs/mirascope/claws/{Claw(claw_id).user}/launchd.err.log").stdout
 
 
 def test_a_bad_version_stops_at_the_first_claw(mini):

