@@ -74,6 +74,14 @@ options:
     description: Token to use only when O(gateway_token) is not given and the file holds none yet
       (the claw role generates it on the control node). RV(fallback_token_used) says whether it was used.
     type: str
+  fallback_token_file:
+    description:
+      - A file on the control node where O(fallback_token) is saved (0600; its directory made 0700 when missing)
+        whenever it becomes the claw's token. Handled by the module's action plugin on the control node, never sent
+        to the Mini - the token is written to a pending file beside it before the Mini is touched, which is renamed
+        into place when RV(fallback_token_used), removed otherwise, so a token in force is never only on the Mini.
+      - Has no effect in check mode or without O(fallback_token).
+    type: path
   keep_from:
     description:
       - Another dotenv file of the same claw whose token and variables are the ones to keep (instead of O(path)'s),
@@ -90,6 +98,15 @@ EXAMPLES = r"""
     env_set:
       PRIMARY_MODEL_ID: claude-sonnet-4
     env_unset: [ANTHROPIC_BASE_URL]
+  no_log: true
+  become: true
+
+- name: Give a new claw a token, saved on the control node before it reaches the Mini
+  mirascope.clawfarm.claw_env:
+    path: /Users/claw-1a2b3c4d/.openclaw/.env
+    owner: claw-1a2b3c4d
+    fallback_token: "{{ lookup('ansible.builtin.password', '/dev/null', length=48, chars=['ascii_letters', 'digits']) }}"
+    fallback_token_file: "{{ playbook_dir }}/../secrets/1a2b3c4d-0000-4000-8000-000000000000.token"
   no_log: true
   become: true
 
@@ -123,6 +140,10 @@ dropped:
   returned: always
   type: list
   elements: str
+fallback_token_saved:
+  description: Whether O(fallback_token) was saved to O(fallback_token_file) on the control node in this run.
+  returned: when O(fallback_token_file) and O(fallback_token) are given, not in check mode
+  type: bool
 replaced_untrusted:
   description: Whether the current file was not trusted (a link, another owner, several links) and is replaced unread.
   returned: always
@@ -189,6 +210,7 @@ def main():
             gateway_token=dict(type="str", no_log=True),
             fallback_token=dict(type="str", no_log=True),
             keep_from=dict(type="path"),
+            fallback_token_file=dict(type="path"),  # the action plugin's, on the control node: never reaches here
         ),
         supports_check_mode=True,
     )

@@ -7,11 +7,20 @@ made through the official SDK against the local Cloudflare API stand-in.
 from __future__ import annotations
 
 import json
+import stat
+from pathlib import Path
 
 from conftest import CLAWS_DOMAIN, recap
 
 CLAW_ID = "5e1f0c2a-9b7d-4c3e-8f21-0a6b4c8d2e10"
 HOSTNAME = f"claw-{CLAW_ID}.{CLAWS_DOMAIN}"
+# Where provision.yml saves a new claw's token on the control node (claw_token_file's default).
+TOKEN_FILE = Path(__file__).resolve().parents[2] / "secrets" / f"{CLAW_ID}.token"
+
+
+def token_on_mini(mini) -> str:
+    env = mini.sh(f"cat /Users/claw-{CLAW_ID[:8]}/.openclaw/.env").stdout
+    return next(line.split("=", 1)[1] for line in env.splitlines() if line.startswith("CLAW_GATEWAY_TOKEN="))
 
 
 def connector(mini) -> dict:
@@ -49,6 +58,11 @@ def test_provision_adds_exactly_one_rule_and_restarts_the_connector(mini, farm):
     assert [r.get("hostname") for r in loaded["ingress"]] == [r.get("hostname") for r in rules]
     [record] = cname(farm)
     assert record["content"] == f"{farm['tunnel_id']}.cfargotunnel.com" and record["proxied"] is True
+    # No gateway_token given: a new one, saved on the control node (0600) before it reached the Mini (the claw_env
+    # action writes it to a pending file first and renames it once the Mini took it); nothing pending is left.
+    assert f"token saved to {TOKEN_FILE}" in " ".join(result.stdout.split())
+    assert stat.S_IMODE(TOKEN_FILE.stat().st_mode) == 0o600 and TOKEN_FILE.read_text() == token_on_mini(mini) + "\n"
+    assert not list(TOKEN_FILE.parent.glob(f"{TOKEN_FILE.name}.pending-*"))
 
 
 def test_reprovision_changes_nothing_and_keeps_the_connector_running(mini, farm):
@@ -57,6 +71,9 @@ def test_reprovision_changes_nothing_and_keeps_the_connector_running(mini, farm)
     assert recap(result.stdout)[mini.name]["changed"] == 0, result.stdout[-4000:]
     assert connector(mini)["pid"] == before["pid"]
     assert len([r for r in config_rules(mini) if r.get("hostname") == HOSTNAME]) == 1
+    # The claw keeps its token: the saved one is left as it is, and no pending file stays behind.
+    assert TOKEN_FILE.read_text() == token_on_mini(mini) + "\n"
+    assert not list(TOKEN_FILE.parent.glob(f"{TOKEN_FILE.name}.pending-*"))
     assert len(cname(farm)) == 1
 
 
