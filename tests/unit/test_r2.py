@@ -150,6 +150,7 @@ def test_multipart_etag():
     ("Library/Chrome/Default/Code Cache/js/1", True), ("Default/Service Worker/CacheStorage/abc", True),
     ("run/gateway.sock", True), (".openclaw/workspace/notes.md", False), ("cache-notes.txt", False),
     ("Service Worker/Database", False),
+    (".openclaw/tmp/node-compile-cache/openclaw/2026.9.6/1-2/v24.19.0-arm64-cf738c9d-601/4cf2f03e", True),
 ])
 def test_excludes(path, expected):
     """The farm's list (the claw role's claw_backup_excludes, its one copy) leaves out what it should."""
