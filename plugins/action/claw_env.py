@@ -50,7 +50,6 @@ class ActionModule(ActionBase):
     """Runs the claw_env module; with fallback_token_file, saves the fallback token on the control node first."""
 
     TRANSFERS_FILES = False
-    _requires_connection = True
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)

@@ -310,6 +310,17 @@ def openclaw_cache(gate, version="2026.9.6"):
     return versions, versions / version / f"{st.st_mtime_ns // 1_000_000}-{st.st_size}", own.rsplit("-", 1)[0], own
 
 
+def start_once(gate, node, env) -> str:
+    """Run the stand-in behind the gate once (until it ran, then stopped); asserts a clean exit, returns its stderr."""
+    for name in ("ran", "stop"):
+        (gate.dir / name).unlink(missing_ok=True)
+    proc = gate.start(node=node, extra_env=env)
+    wait(lambda: (gate.dir / "ran").exists())
+    _, err = gate.stop(proc)
+    assert proc.returncode == 0, err
+    return err
+
+
 def test_a_compile_cache_the_home_brought_from_another_uid_is_adopted_and_other_versions_removed(gate):
     """Node.js names its cache directory after the uid; a migrated or restored home brings the one of the claw's uid on
     the other Mini. The start adopts it (when its own is still empty) and removes other runtime versions' and
@@ -327,10 +338,7 @@ def test_a_compile_cache_the_home_brought_from_another_uid_is_adopted_and_other_
     (install / f"{tag}-{os.geteuid()}").mkdir()  # its own, empty (a first start here)
     env = {"TMPDIR": str(gate.dir / "state" / "tmp")}
 
-    proc = gate.start(node=node, extra_env=env)
-    wait(lambda: (gate.dir / "ran").exists())
-    _, err = gate.stop(proc)
-    assert proc.returncode == 0, err
+    err = start_once(gate, node, env)
     assert f"adopted the compile cache the claw's home brought ({tag}-4242 -> {own})" in err
     assert (install / own / "entry").read_text() == "compiled on the other Mini"
     assert not brought.exists()
@@ -341,11 +349,7 @@ def test_a_compile_cache_the_home_brought_from_another_uid_is_adopted_and_other_
     later = install / f"{tag}-4444"
     later.mkdir()
     (later / "entry").write_text("stale")
-    for name in ("ran", "stop"):
-        (gate.dir / name).unlink()
-    proc = gate.start(node=node, extra_env=env)
-    wait(lambda: (gate.dir / "ran").exists())
-    _, err = gate.stop(proc)
+    err = start_once(gate, node, env)
     assert "adopted" not in err and later.is_dir()
     assert (install / own / "entry").read_text() == "compiled on the other Mini"
 
@@ -363,10 +367,7 @@ def test_a_link_in_the_compile_cache_is_never_followed(gate, tmp_path_factory):
     (versions / "2026.9.5").symlink_to(outside)
     (install / f"{tag}-4242").symlink_to(outside)
     env = {"TMPDIR": str(gate.dir / "state" / "tmp")}
-    proc = gate.start(node=node, extra_env=env)
-    wait(lambda: (gate.dir / "ran").exists())
-    _, err = gate.stop(proc)
-    assert proc.returncode == 0, err
+    err = start_once(gate, node, env)
     assert "adopted" not in err
     assert (outside / "keep").read_text() == "not the claw's" and sorted(p.name for p in outside.iterdir()) == ["keep"]
     assert not (versions / "2026.9.5").exists() and (install / f"{tag}-4242").is_symlink()
@@ -394,10 +395,7 @@ def test_a_first_start_is_seeded_from_the_runtimes_compile_cache(gate):
     (seed / "link").symlink_to(gate.dir / "state" / "openclaw.json")
     env = {"TMPDIR": str(gate.dir / "state" / "tmp")}
 
-    proc = gate.start(node=node, extra_env=env)
-    wait(lambda: (gate.dir / "ran").exists())
-    _, err = gate.stop(proc)
-    assert proc.returncode == 0, err
+    err = start_once(gate, node, env)
     assert f"seeded the compile cache from the runtime's (1 entries of {tag}-65534)" in err
     assert (install / own / "entry").read_text() == "compiled by the warm-up"
     assert not (install / own / "sub").exists() and not (install / own / "link").exists()
@@ -405,9 +403,5 @@ def test_a_first_start_is_seeded_from_the_runtimes_compile_cache(gate):
     # The claw's own cache in use: the seed is not copied again.
     (seed / "entry").write_text("a newer warm-up")
     (install / own / "more").write_text("compiled by this claw")
-    for name in ("ran", "stop"):
-        (gate.dir / name).unlink()
-    proc = gate.start(node=node, extra_env=env)
-    wait(lambda: (gate.dir / "ran").exists())
-    _, err = gate.stop(proc)
+    err = start_once(gate, node, env)
     assert "seeded" not in err and (install / own / "entry").read_text() == "compiled by the warm-up"
