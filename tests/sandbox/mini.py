@@ -150,22 +150,50 @@ def find_mini_python() -> str:
 
 
 # Bump when the copy's contents change (a copy with another marker is made again).
-PYTHON_COPY_VERSION = "\ncopy 2: ssl held to TLS 1.2"
+PYTHON_COPY_VERSION = "\ncopy 3: ssl held to TLS 1.2 when it is imported"
 LIBRESSL_LIKE_SSL = '''"""Sandbox only (tests/sandbox/README.md "Python on the Mini"): a Mac's /usr/bin/python3 links LibreSSL 2.8.3,
-which has no TLS 1.3. This copy links OpenSSL 3: every SSLContext is held to TLS 1.2, as on a Mac."""
-import ssl as _ssl
+which has no TLS 1.3. This copy links OpenSSL 3: every SSLContext is held to TLS 1.2, as on a Mac.
 
-_ssl.HAS_TLSv1_3 = False
-_new = _ssl.SSLContext.__new__
-
-
-def _libressl_2_8(cls, *args, **kwargs):
-    context = _new(cls, *args, **kwargs)
-    context.maximum_version = _ssl.TLSVersion.TLSv1_2
-    return context
+The hold is put on ssl when something imports it, not at start-up: importing ssl costs a Python process about 30 ms
+of CPU, and most of the Mini's Python processes (module calls, the macOS command layer) never use it."""
+import sys
+from importlib.machinery import PathFinder
 
 
-_ssl.SSLContext.__new__ = _libressl_2_8
+def _hold_to_tls_1_2(ssl):
+    ssl.HAS_TLSv1_3 = False
+    new = ssl.SSLContext.__new__
+
+    def _libressl_2_8(cls, *args, **kwargs):
+        context = new(cls, *args, **kwargs)
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+        return context
+
+    ssl.SSLContext.__new__ = _libressl_2_8
+
+
+class _SslHold:
+    """A meta path finder that finds ssl as the path finder does and holds it to TLS 1.2 once it is executed."""
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name != "ssl":
+            return None
+        spec = PathFinder.find_spec(name, path, target)
+        if spec is not None and spec.loader is not None:
+            execute = spec.loader.exec_module
+
+            def exec_module(module):
+                execute(module)
+                _hold_to_tls_1_2(module)
+            spec.loader.exec_module = exec_module
+        return spec
+
+
+if "ssl" in sys.modules:
+    _hold_to_tls_1_2(sys.modules["ssl"])
+else:
+    sys.meta_path.insert(0, _SslHold)
 '''
 
 
