@@ -57,7 +57,7 @@ def measure(rounds: int, workdir: Path) -> dict:
     """Run the rounds; returns ``{"bare": [s], "provision": [s], "noop": [s], "phases": {phase: median s}}``."""
     runs = {"bare": [], "provision": [], "noop": []}
     phase_runs, noop_phase_runs = [], []
-    timer_env = {"ANSIBLE_CALLBACK_PLUGINS": str(REPO / "bench/callback_plugins"), "ANSIBLE_CALLBACKS_ENABLED": "task_timer"}
+    timer_env = {"ANSIBLE_CALLBACK_PLUGINS": str(REPO / "bench/callback_plugins"), "ANSIBLE_CALLBACKS_ENABLED": "mirascope.clawfarm.gc_freeze,task_timer"}
     with sandbox_farm((MINI,), workdir) as farm:
         # A claw whose user runs the bare starts (a port outside the Mini's port plan, unused).
         first = str(uuid.uuid4())
