@@ -25,6 +25,16 @@ CF_ACCOUNT_ID = "0123456789abcdef0123456789abcdef"
 CF_TOKEN = "cf-standin-token-0f4c2e9b7a1d"
 
 
+def sandbox_mini():
+    """tests/sandbox/mini.py loaded as a module (its Mini Python search, ``find_mini_python``, and the copy's
+    ``sitecustomize`` text, ``LIBRESSL_LIKE_SSL``)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("sandbox_mini", REPO / "tests/sandbox/mini.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def xdist_scope(nodeid: str) -> str:
     """The pytest-xdist work unit of a test (scripts/test.sh runs two workers; tests/conftest.py's scheduler).
 

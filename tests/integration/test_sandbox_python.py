@@ -2,14 +2,13 @@
 LibreSSL-linked Python is, and does so only when ssl is imported (a process that never uses ssl does not pay for it)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 from pathlib import Path
 
 import pytest
+from clawfarm_testlib import sandbox_mini
 
-REPO = Path(__file__).resolve().parents[2]
 CHECK = """
 import json, sys
 before = "ssl" in sys.modules
@@ -20,15 +19,8 @@ print(json.dumps({"ssl_at_start": before, "has_tls_1_3": ssl.HAS_TLSv1_3,
 """
 
 
-@pytest.fixture(scope="module")
-def mini():
-    spec = importlib.util.spec_from_file_location("sandbox_mini", REPO / "tests/sandbox/mini.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_ssl_is_held_to_tls_1_2_when_imported_and_not_imported_at_start(mini, tmp_path):
+def test_ssl_is_held_to_tls_1_2_when_imported_and_not_imported_at_start(tmp_path):
+    mini = sandbox_mini()
     try:
         python = Path(mini.find_mini_python()) / "bin" / "python3.9"
     except SystemExit as missing:

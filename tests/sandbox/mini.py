@@ -155,7 +155,7 @@ LIBRESSL_LIKE_SSL = '''"""Sandbox only (tests/sandbox/README.md "Python on the M
 which has no TLS 1.3. This copy links OpenSSL 3: every SSLContext is held to TLS 1.2, as on a Mac.
 
 The hold is put on ssl when something imports it, not at start-up: importing ssl costs a Python process about 30 ms
-of CPU, and most of the Mini's Python processes (module calls, the macOS command layer) never use it."""
+of CPU, and most of the Mini's Python processes (Ansible's module calls) never use it."""
 import sys
 from importlib.machinery import PathFinder
 

@@ -13,14 +13,15 @@ from ansible_collections.mirascope.clawfarm.plugins.callback import gc_freeze
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_a_play_start_freezes_the_objects_alive_then():
+def test_a_play_start_freezes_the_objects_alive_then_and_not_those_made_after():
     gc.unfreeze()
-    alive = [object() for _ in range(10)]
     try:
+        alive = [[n] for n in range(1000)]
         gc_freeze.CallbackModule().v2_playbook_on_play_start(play=None)
-        assert gc.get_freeze_count() >= len(alive)
-        made_after = [[n] for n in range(10)]
-        assert all(gc.is_tracked(item) for item in made_after)
+        frozen = gc.get_freeze_count()
+        assert frozen >= len(alive)
+        made_after = [[n] for n in range(1000)]
+        assert len(made_after) == 1000 and gc.get_freeze_count() == frozen
     finally:
         gc.unfreeze()
 

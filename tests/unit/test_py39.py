@@ -9,7 +9,6 @@ PyYAML, zstandard). The e2e suite runs the same code on sandbox Minis under 3.9;
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
 import os
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import ansible
 import pytest
+from clawfarm_testlib import sandbox_mini
 
 REPO = Path(__file__).resolve().parents[2]
 MINI_SIDE = sorted((REPO / "plugins/module_utils").glob("*.py")) + sorted((REPO / "plugins/modules").glob("*.py"))
@@ -46,11 +46,8 @@ print(json.dumps({"version": list(sys.version_info[:3]), "failures": failures}))
 
 def python39() -> str:
     """The sandbox Minis' CPython 3.9 (same search as tests/sandbox/mini.py), or skip with the fix."""
-    spec = importlib.util.spec_from_file_location("sandbox_mini", REPO / "tests/sandbox/mini.py")
-    mini = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mini)
     try:
-        return os.path.join(mini.find_mini_python(), "bin", "python3.9")
+        return os.path.join(sandbox_mini().find_mini_python(), "bin", "python3.9")
     except SystemExit as exc:
         pytest.skip(f"no CPython 3.9 to check Mini-side code with: {exc}")
 
