@@ -7,7 +7,6 @@ other fall back to the R2 archive path.
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 import yaml
@@ -129,14 +128,10 @@ def test_target_that_fails_health_leaves_the_claw_on_the_source(fleet, inventory
     finally:
         fleet.sh(target, f"pkill -f 'bind\\(\\(.127.0.0.1.,{port}\\)\\)'", check=False)
     out = " ".join(failed.stdout.split())
-    # The 20 s health wait given for the target also bounds the rollback's wait on the source, whose gateway starts
-    # cold: on a loaded machine it may still be starting when the rollback reports, and must be healthy soon after.
-    assert failed.returncode != 0 and re.search(rf"{target} was cleaned up; the claw runs on {source} again \(health: (ok|starting)\)", out), out[-4000:]
-    assert holder(fleet) == [source]
-    deadline = time.monotonic() + 120
-    while not healthy(fleet, inventory, source):
-        assert time.monotonic() < deadline, f"the claw is not healthy on {source} 120 s after the rollback"
-        time.sleep(5)
+    # The 20 s health wait bounds the target only; the rollback waits for the source's cold start on its own bound
+    # (claw_migrate_rollback_timeout), so the failure reports the claw healthy on the source.
+    assert failed.returncode != 0 and re.search(rf"{target} was cleaned up; the claw runs on {source} again \(health: ok\)", out), out[-4000:]
+    assert holder(fleet) == [source] and healthy(fleet, inventory, source)
     ClawInvariants.assert_same(before, capture(fleet, farm, source), operation="a failed migration")
     assert fleet.sh(target, f"dscl . -read /Users/{USER}", check=False).returncode != 0
     assert fleet.sh(target, f"test -e /Library/LaunchDaemons/{LABEL}.plist || test -e {HOME}", check=False).returncode != 0

@@ -21,7 +21,8 @@ def test_a_play_start_freezes_the_objects_alive_then_and_not_those_made_after():
         frozen = gc.get_freeze_count()
         assert frozen >= len(alive)
         made_after = [[n] for n in range(1000)]
-        assert len(made_after) == 1000 and gc.get_freeze_count() == frozen
+        # Frozen objects freed since (by other threads of the test process) leave the count; none made after join it.
+        assert len(made_after) == 1000 and gc.get_freeze_count() <= frozen
     finally:
         gc.unfreeze()
 
