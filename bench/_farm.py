@@ -100,8 +100,9 @@ def sandbox_farm(names, workdir: Path):
         print(f"==> booting sandbox Minis {', '.join(names)}", flush=True)
         subprocess.run([*MINI_PY, "down", *names, "--purge"], check=True)
         import yaml
-        hosts = yaml.safe_load(subprocess.run([*MINI_PY, "up", *names], check=True, capture_output=True,
-                                              text=True).stdout)["minis"]["hosts"]
+        # Without the sandbox's module code cache (tests/sandbox/README.md "Python on the Mini"): a Mac has none.
+        hosts = yaml.safe_load(subprocess.run([*MINI_PY, "up", *names], check=True, capture_output=True, text=True,
+                                              env=dict(os.environ, CLAWFARM_SANDBOX_CODE_CACHE="0")).stdout)["minis"]["hosts"]
         s3 = S3StandIn(hosts[names[0]]["ansible_host"].rsplit(".", 1)[0] + ".1", workdir)
         s3.start()
         base = e2e.farm_vars(cf, "", zone_id, s3)

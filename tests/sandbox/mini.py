@@ -150,7 +150,7 @@ def find_mini_python() -> str:
 
 
 # Bump when the copy's contents change (a copy with another marker is made again).
-PYTHON_COPY_VERSION = "\ncopy 3: ssl held to TLS 1.2 when it is imported"
+PYTHON_COPY_VERSION = "\ncopy 4: ssl held to TLS 1.2 when it is imported; root's zip imports compiled once"
 LIBRESSL_LIKE_SSL = '''"""Sandbox only (tests/sandbox/README.md "Python on the Mini"): a Mac's /usr/bin/python3 links LibreSSL 2.8.3,
 which has no TLS 1.3. This copy links OpenSSL 3: every SSLContext is held to TLS 1.2, as on a Mac.
 
@@ -196,6 +196,61 @@ else:
     sys.meta_path.insert(0, _SslHold)
 '''
 
+# Holds "1" on a Mini booted with the module code cache (mini.py up; CLAWFARM_SANDBOX_CODE_CACHE=0 boots one without).
+CODE_CACHE_MARKER = "/etc/sandbox/module-code-cache"
+ZIPIMPORT_CODE_CACHE = '''
+# Sandbox only (tests/sandbox/README.md "Python on the Mini"): Ansible runs each module from a zip in a new temporary
+# directory (AnsiballZ), and Python compiles every module_utils file imported from a zip again (zipimport writes no
+# .pyc): about 0.2 s of CPU per module call, half of it, and a third of the Mini-side CPU of the e2e suite. On a Mini
+# booted with the marker below, root's zip imports keep each compiled file in a root-only directory, keyed by the
+# source's hash, and reuse it with the file name of the import at hand (tracebacks read the same). Nothing else
+# changes: what runs is what the source compiles to. Off on Minis the benchmarks boot (bench/), which stand for a Mac.
+import os as _os
+
+
+def _cache_zip_compiles(cache="/var/cache/sandbox-zipimport", marker=%r):
+    import zipimport
+    try:
+        with open(marker) as handle:
+            if _os.geteuid() != 0 or handle.read(1) != "1":
+                return
+    except OSError:
+        return
+    compile_source = zipimport._compile_source
+
+    def refile(code, filename):
+        consts = tuple(refile(c, filename) if isinstance(c, type(code)) else c for c in code.co_consts)
+        return code.replace(co_filename=filename, co_consts=consts)
+
+    def cached_compile_source(pathname, source):
+        import hashlib
+        import marshal
+        key = _os.path.join(cache, hashlib.sha256(source).hexdigest())
+        try:
+            fd = _os.open(key, _os.O_RDONLY | _os.O_NOFOLLOW)
+            with _os.fdopen(fd, "rb") as handle:
+                info = _os.fstat(handle.fileno())
+                if info.st_uid == 0 and not info.st_mode & 0o022:
+                    return refile(marshal.loads(handle.read()), pathname)
+        except (OSError, ValueError, EOFError, TypeError):
+            pass
+        code = compile_source(pathname, source)
+        try:
+            _os.makedirs(cache, mode=0o700, exist_ok=True)
+            tmp = "%%s.%%d" %% (key, _os.getpid())
+            with open(_os.open(tmp, _os.O_WRONLY | _os.O_CREAT | _os.O_EXCL | _os.O_NOFOLLOW, 0o600), "wb") as handle:
+                handle.write(marshal.dumps(code))
+            _os.rename(tmp, key)
+        except OSError:
+            pass
+        return code
+
+    zipimport._compile_source = cached_compile_source
+
+
+_cache_zip_compiles()
+''' % CODE_CACHE_MARKER
+
 
 def mini_python() -> str:
     """The shared read-only copy of the Mini's CPython 3.9 (run/python3.9), made on first use; returns its path."""
@@ -228,7 +283,7 @@ def mini_python() -> str:
         # ssl module is held to TLS 1.2 as on a Mac (the farm venv, made from it, too); what must speak TLS 1.3 (the
         # gateway probe) uses pyOpenSSL, as on a Mac.
         with open(os.path.join(tmp, "lib", "python" + MINI_PYTHON, "sitecustomize.py"), "w") as handle:
-            handle.write(LIBRESSL_LIKE_SSL)
+            handle.write(LIBRESSL_LIKE_SSL + ZIPIMPORT_CODE_CACHE)
         sh("chmod", "-R", "a+rX,go-w", tmp)
         check = sh(os.path.join(tmp, "bin", "python" + MINI_PYTHON), "-c", "import sys; print(sys.prefix)", check=False)
         if check.returncode != 0 or os.path.realpath(check.stdout.strip()) != os.path.realpath(tmp):
@@ -341,6 +396,9 @@ def up(name: str, image: str | None = None) -> None:
     os.makedirs(os.path.join(p["upper"], "etc", "sandbox"), exist_ok=True)
     with open(p["key"] + ".pub") as src, open(os.path.join(p["upper"], "etc", "sandbox", "admin_ed25519.pub"), "w") as dst:
         dst.write(src.read())
+    # "1" or "0" (a file in the upper layer hides the image's): the module code cache of the Mini's Python.
+    with open(os.path.join(p["upper"], CODE_CACHE_MARKER.lstrip("/")), "w") as marker:
+        marker.write("0" if os.environ.get("CLAWFARM_SANDBOX_CODE_CACHE", "1") == "0" else "1")
     python = mini_python()
     network_up(name)
     console = open(p["console"], "a")
