@@ -5,7 +5,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
-trap 'echo "==> total: $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s"' EXIT
+# The machine's CPU time over the run (all cores, from /proc/stat): a run as long as another with less CPU used was
+# waiting, not computing; steal is time the hypervisor gave to others.
+read -r _ user0 nice0 system0 idle0 iowait0 irq0 softirq0 steal0 _ </proc/stat
+cpu_report() {
+  local tick user nice system idle iowait irq softirq steal
+  tick=$(getconf CLK_TCK)
+  read -r _ user nice system idle iowait irq softirq steal _ </proc/stat
+  echo "==> CPU over the run ($(nproc) cores, seconds): user $(( (user + nice - user0 - nice0) / tick ))," \
+    "system $(( (system + irq + softirq - system0 - irq0 - softirq0) / tick )), idle $(( (idle + iowait - idle0 - iowait0) / tick )), steal $(( (steal - steal0) / tick ))"
+}
+trap '{ cpu_report || true; }; echo "==> total: $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s"' EXIT
 bash scripts/setup.sh
 source .venv/bin/activate
 # The OpenClaw runtime bundles the sandbox Minis install (both versions the upgrade test needs) build in the
