@@ -27,7 +27,7 @@ CF_TOKEN = "cf-standin-token-0f4c2e9b7a1d"
 
 def sandbox_mini():
     """tests/sandbox/mini.py loaded as a module (its Mini Python search, ``find_mini_python``, and the copy's
-    ``sitecustomize`` text, ``LIBRESSL_LIKE_SSL``)."""
+    ``sitecustomize`` text, ``MINI_SITECUSTOMIZE``, and its parts)."""
     import importlib.util
     spec = importlib.util.spec_from_file_location("sandbox_mini", REPO / "tests/sandbox/mini.py")
     module = importlib.util.module_from_spec(spec)

@@ -4,7 +4,9 @@ on a Mini booted with the module code cache, root's zip imports are compiled onc
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -20,21 +22,31 @@ print(json.dumps({"ssl_at_start": before, "has_tls_1_3": ssl.HAS_TLSv1_3,
 """
 
 
-def test_ssl_is_held_to_tls_1_2_when_imported_and_not_imported_at_start(tmp_path):
+def _mini_python():
+    """(tests/sandbox/mini.py as a module, the Mini's Python 3.9 binary), or a skip without a 3.9 here."""
     mini = sandbox_mini()
     try:
-        python = Path(mini.find_mini_python()) / "bin" / "python3.9"
+        return mini, Path(mini.find_mini_python()) / "bin" / "python3.9"
     except SystemExit as missing:
         pytest.skip(str(missing))
+
+
+def _run(python, site, script, *args):
+    """The JSON line ``script`` prints, run by ``python`` with the sitecustomize.py in ``site``."""
+    done = subprocess.run([str(python), "-c", script, *map(str, args)], capture_output=True, text=True, check=True,
+                          env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"})
+    return json.loads(done.stdout)
+
+
+def test_ssl_is_held_to_tls_1_2_when_imported_and_not_imported_at_start(tmp_path):
+    mini, python = _mini_python()
     (tmp_path / "sitecustomize.py").write_text(mini.LIBRESSL_LIKE_SSL)
-    done = subprocess.run([str(python), "-c", CHECK], capture_output=True, text=True, check=True,
-                          env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
-    assert json.loads(done.stdout) == {"ssl_at_start": False, "has_tls_1_3": False, "default_max": "TLSv1_2",
+    assert _run(python, tmp_path, CHECK) == {"ssl_at_start": False, "has_tls_1_3": False, "default_max": "TLSv1_2",
                                        "client_max": "TLSv1_2"}
 
 
 ZIP_IMPORT = """
-import json, sys, traceback, zipfile
+import json, sys, traceback
 sys.path.insert(0, sys.argv[1])
 import sitecustomize
 sitecustomize._cache_zip_compiles(cache=sys.argv[2], marker=sys.argv[3])
@@ -49,28 +61,20 @@ print(json.dumps({"answer": payload.ANSWER, "traceback_file": where}))
 
 def _zip_import(python, site, work, name, marker_text, answer=1):
     """Import ``payload`` (ANSWER = answer) from a new zip as the Mini's Python with the code cache at work/cache."""
-    import zipfile
     archive = work / f"{name}.zip"
     with zipfile.ZipFile(archive, "w") as bundle:
         bundle.writestr("payload.py", f"ANSWER = {answer}\n\ndef fail():\n    raise RuntimeError('here')\n")
     (work / "marker").write_text(marker_text)
-    done = subprocess.run([str(python), "-c", ZIP_IMPORT, str(archive), str(work / "cache"), str(work / "marker")],
-                          capture_output=True, text=True, check=True, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"})
-    return json.loads(done.stdout), archive
+    return _run(python, site, ZIP_IMPORT, archive, work / "cache", work / "marker"), archive
 
 
 def test_roots_zip_imports_are_compiled_once_and_run_under_their_own_file_name(tmp_path):
-    import os
-    mini = sandbox_mini()
-    try:
-        python = Path(mini.find_mini_python()) / "bin" / "python3.9"
-    except SystemExit as missing:
-        pytest.skip(str(missing))
+    mini, python = _mini_python()
     if os.geteuid() != 0:
         pytest.skip("the cache is root's")
     site = tmp_path / "site"
     site.mkdir()
-    (site / "sitecustomize.py").write_text(mini.LIBRESSL_LIKE_SSL + mini.ZIPIMPORT_CODE_CACHE)
+    (site / "sitecustomize.py").write_text(mini.MINI_SITECUSTOMIZE)
     # Off ("0", the benchmarks' Minis): nothing is kept.
     off, _ = _zip_import(python, site, tmp_path, "off", "0")
     assert off["answer"] == 1 and not (tmp_path / "cache").exists()

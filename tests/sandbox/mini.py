@@ -250,6 +250,8 @@ def _cache_zip_compiles(cache="/var/cache/sandbox-zipimport", marker=%r):
 
 _cache_zip_compiles()
 ''' % CODE_CACHE_MARKER
+# The copy's sitecustomize.py.
+MINI_SITECUSTOMIZE = LIBRESSL_LIKE_SSL + ZIPIMPORT_CODE_CACHE
 
 
 def mini_python() -> str:
@@ -283,7 +285,7 @@ def mini_python() -> str:
         # ssl module is held to TLS 1.2 as on a Mac (the farm venv, made from it, too); what must speak TLS 1.3 (the
         # gateway probe) uses pyOpenSSL, as on a Mac.
         with open(os.path.join(tmp, "lib", "python" + MINI_PYTHON, "sitecustomize.py"), "w") as handle:
-            handle.write(LIBRESSL_LIKE_SSL + ZIPIMPORT_CODE_CACHE)
+            handle.write(MINI_SITECUSTOMIZE)
         sh("chmod", "-R", "a+rX,go-w", tmp)
         check = sh(os.path.join(tmp, "bin", "python" + MINI_PYTHON), "-c", "import sys; print(sys.prefix)", check=False)
         if check.returncode != 0 or os.path.realpath(check.stdout.strip()) != os.path.realpath(tmp):
