@@ -4,9 +4,12 @@ The helpers themselves live in tests/clawfarm_testlib.py (importable from any te
 """
 from __future__ import annotations
 
+import configparser
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -39,6 +42,38 @@ if LoadScopeScheduling is not None:
     def pytest_xdist_make_scheduler(config, log):
         """Under ``-n``, always the scheduling above (a module split between workers would boot its Minis twice)."""
         return E2EModuleScheduling(config, log)
+
+
+ANSIBALLZ_CACHE_VAR = "CLAWFARM_TEST_ANSIBALLZ_CACHE"
+ANSIBALLZ_CACHE_KEY = pytest.StashKey[str]()
+
+
+def pytest_configure(config):
+    """Every ``ansible-playbook`` this run starts (helpers, the API's jobs, ansible-runner) shares one payload cache.
+
+    tests/callback_plugins/ansiballz_run_cache.py: ansible-core would otherwise build each module's payload again in
+    every playbook. The directory is made once per run, by the xdist controller (or a plain run), before the workers
+    start, so they inherit it through the environment; the callbacks the collection's ansible.cfg enables stay on.
+    """
+    if os.environ.get(ANSIBALLZ_CACHE_VAR):
+        return  # an xdist worker: its controller made the directory
+    directory = tempfile.mkdtemp(prefix="clawfarm-ansiballz-")
+    config.stash[ANSIBALLZ_CACHE_KEY] = directory
+    settings = configparser.ConfigParser(interpolation=None)
+    settings.read(REPO / "ansible.cfg")
+    enabled = [name.strip() for name in settings.get("defaults", "callbacks_enabled", fallback="").split(",") if name.strip()]
+    os.environ.update({
+        ANSIBALLZ_CACHE_VAR: directory,
+        "ANSIBLE_CALLBACK_PLUGINS": str(REPO / "tests" / "callback_plugins"),
+        "ANSIBLE_CALLBACKS_ENABLED": ",".join([*enabled, "ansiballz_run_cache"]),
+    })
+
+
+def pytest_unconfigure(config):
+    """Remove the run's payload cache (only in the process that made it)."""
+    directory = config.stash.get(ANSIBALLZ_CACHE_KEY, None)
+    if directory:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
