@@ -35,15 +35,21 @@ def sandbox_mini():
     return module
 
 
+# Modules outside tests/e2e whose tests share something of the test machine itself and so must not run at the same time
+# on both workers: test_migrate_push's tests each create and delete the same host account (clawpush-it).
+WHOLE_MODULES = frozenset({"tests/integration/test_migrate_push.py"})
+
+
 def xdist_scope(nodeid: str) -> str:
     """The pytest-xdist work unit of a test (scripts/test.sh runs two workers; tests/conftest.py's scheduler).
 
     An e2e module runs whole on one worker: its module-scoped fixtures boot Minis and provision claws the module's
     tests share. Every other test is a unit of its own (they fill the gaps). Modules that use the ``fleet`` may run
-    on either worker: each worker boots its own fleet (tests/e2e/conftest.py's ``sandbox_name``).
+    on either worker: each worker boots its own fleet (tests/e2e/conftest.py's ``sandbox_name``). A module of
+    ``WHOLE_MODULES`` runs whole on one worker too.
     """
     path = nodeid.split("::", 1)[0]
-    return path if path.startswith("tests/e2e/") else nodeid
+    return path if path.startswith("tests/e2e/") or path in WHOLE_MODULES else nodeid
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -4,7 +4,7 @@ ansible-core builds a module's payload (the module and every module_utils file i
 per ``ansible-playbook`` process, in a cache under that process's own local temp dir
 (``module_common._find_module_utils``: ``<DEFAULT_LOCAL_TMP>/ansiballz_cache/<module fqn>-<compression>-<extension
 key>``), and the suite starts several hundred playbooks that build the same few dozen payloads again each time: about
-a third of the control node's CPU of a no-op provision (py-spy, tests/README.md). Within one pytest run the sources
+about 40% of the control node's CPU of a no-op provision (measured with py-spy; README, the suite). Within one pytest run the sources
 do not change, which is the same assumption Ansible makes within one playbook run, so this plugin points that lookup at
 ``$CLAWFARM_TEST_ANSIBALLZ_CACHE`` (a directory tests/conftest.py makes for the run and removes after it) and leaves
 the rest to Ansible: the same file names, its own lock per entry (``_locking.named_mutex``) and its atomic writes, so
