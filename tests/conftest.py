@@ -53,19 +53,23 @@ def pytest_configure(config):
 
     tests/callback_plugins/ansiballz_run_cache.py: ansible-core would otherwise build each module's payload again in
     every playbook. The directory is made once per run, by the xdist controller (or a plain run), before the workers
-    start, so they inherit it through the environment; the callbacks the collection's ansible.cfg enables stay on.
+    start, so they inherit it through the environment; the callbacks the collection's ansible.cfg enables (or the
+    ones ``ANSIBLE_CALLBACKS_ENABLED`` names, with ``ANSIBLE_CALLBACK_PLUGINS``) stay on.
     """
     if os.environ.get(ANSIBALLZ_CACHE_VAR):
         return  # an xdist worker: its controller made the directory
     directory = tempfile.mkdtemp(prefix="clawfarm-ansiballz-")
     config.stash[ANSIBALLZ_CACHE_KEY] = directory
-    settings = configparser.ConfigParser(interpolation=None)
-    settings.read(REPO / "ansible.cfg")
-    enabled = [name.strip() for name in settings.get("defaults", "callbacks_enabled", fallback="").split(",") if name.strip()]
+    enabled = os.environ.get("ANSIBLE_CALLBACKS_ENABLED")  # the operator's own list (docs/maintaining.md's profiling)
+    if enabled is None:
+        settings = configparser.ConfigParser(interpolation=None)
+        settings.read(REPO / "ansible.cfg")
+        enabled = settings.get("defaults", "callbacks_enabled", fallback="")
+    plugins = os.environ.get("ANSIBLE_CALLBACK_PLUGINS", "")
     os.environ.update({
         ANSIBALLZ_CACHE_VAR: directory,
-        "ANSIBLE_CALLBACK_PLUGINS": str(REPO / "tests" / "callback_plugins"),
-        "ANSIBLE_CALLBACKS_ENABLED": ",".join([*enabled, "ansiballz_run_cache"]),
+        "ANSIBLE_CALLBACK_PLUGINS": ":".join(filter(None, (plugins, str(REPO / "tests" / "callback_plugins")))),
+        "ANSIBLE_CALLBACKS_ENABLED": ",".join([*filter(None, (n.strip() for n in enabled.split(","))), "ansiballz_run_cache"]),
     })
 
 
