@@ -15,7 +15,9 @@ description:
   - The resulting rule list is validated with the rules cloudflared applies (C(cloudflared tunnel ingress validate),
     see C(ingress/ingress.go)); a configuration cloudflared would reject is refused and nothing is written.
   - O(mode=local) edits a locally managed tunnel's C(config.yml) on the host running the module. The file is
-    written atomically (temporary file and rename) with its owner and mode kept. cloudflared does B(not) reload
+    written atomically (temporary file and rename) with its owner and mode kept. Runs on one host take turns (an
+    exclusive lock on C(.config.yml.lock) beside the file), so concurrent changes of different rules all land (twelve
+    provisions on one Mini at once). cloudflared does B(not) reload
     C(config.yml) by itself (not on change, not on SIGHUP), so the module returns RV(restart_needed) and the
     caller restarts the connector (for example M(mirascope.clawfarm.launchd_service) O(state=restarted), a graceful
     C(launchctl kill SIGTERM), through a handler). Reading a YAML file needs PyYAML in the module's Python; a file in JSON form (valid YAML) does not.
@@ -187,6 +189,7 @@ dns:
       proxied: true
 """
 
+import contextlib
 import os
 import re
 import tempfile
@@ -195,6 +198,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ..module_utils import _cloudflare as cf
 from ..module_utils import _ingress as ingress
+from ..module_utils._command import exclusive_lock
 
 try:
     import yaml
@@ -239,18 +243,24 @@ def run_local(module: AnsibleModule, p: dict, transform) -> dict:
     path = p["config_path"]
     if not os.path.isfile(path):
         raise ingress.IngressError(f"{path} does not exist; the Mini's cloudflared connector is not set up (run bootstrap.yml --tags cloudflared)")
-    with open(path, encoding="utf-8") as handle:
-        doc = ingress.parse_config_text(handle.read(), yaml)
-    before = list(doc.get("ingress") or [])
-    after = transform(before)
-    ingress.validate_ingress(after)
-    changed = not ingress.rules_equal(before, after)
-    if changed and not module.check_mode:
-        doc["ingress"] = after
-        fd, tmp = tempfile.mkstemp(prefix=".config.", dir=os.path.dirname(path) or ".")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(ingress.dump_config_text(doc, yaml))
-        module.atomic_move(tmp, path)  # keeps the file's owner and mode
+    directory, name = os.path.split(path)
+    # Several runs on one Mini (twelve provisions at once) each read the file, change their rule and rename their
+    # copy into place: without the lock the last rename drops the others' rules. Check mode writes nothing, locks nothing.
+    lock = contextlib.nullcontext() if module.check_mode else exclusive_lock(
+        os.path.join(directory or ".", "." + name + ".lock"), what=f"this change to {path}")
+    with lock:
+        with open(path, encoding="utf-8") as handle:
+            doc = ingress.parse_config_text(handle.read(), yaml)
+        before = list(doc.get("ingress") or [])
+        after = transform(before)
+        ingress.validate_ingress(after)
+        changed = not ingress.rules_equal(before, after)
+        if changed and not module.check_mode:
+            doc["ingress"] = after
+            fd, tmp = tempfile.mkstemp(prefix=".config.", dir=directory or ".")
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(ingress.dump_config_text(doc, yaml))
+            module.atomic_move(tmp, path)  # keeps the file's owner and mode
     return {"changed": changed, "rules_before": before, "rules_after": after, "restart_needed": changed}
 
 

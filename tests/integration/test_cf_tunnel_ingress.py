@@ -69,6 +69,21 @@ def test_local_add_update_remove(config_file, run_module):
     assert not run_module("cf_tunnel_ingress", local(config_file, state="absent"))["changed"]
 
 
+def test_local_concurrent_writers_all_land(config_file, run_module):
+    """Twelve provisions on one Mini each add their claw's rule to the same config.yml at once (the full-Mini e2e
+    lost two of them: each run read the file, added its rule and renamed its copy over the others' writes)."""
+    for batch in range(3):  # three rounds of twelve: a lost update shows up in one of them without the lock
+        numbers = range(100 * batch + 1, 100 * batch + 13)
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            results = list(pool.map(lambda n: run_module("cf_tunnel_ingress", local(config_file, hostname=host(n))), numbers))
+        assert all(r["changed"] and not r.get("failed") for r in results), [r.get("msg") for r in results]
+        rules = yaml.safe_load(config_file.read_text())["ingress"]
+        assert {host(n) for n in numbers} <= {r.get("hostname") for r in rules}, f"round {batch}: a rule was lost"
+    assert rules[-1] == {"service": "http_status:404"} and len(rules) == 2 + 36 + 1
+    assert stat.S_IMODE(config_file.stat().st_mode) == 0o640
+    assert sorted(p.name for p in config_file.parent.iterdir()) == [".config.yml.lock", "config.yml"]
+
+
 def test_local_check_mode_changes_nothing(config_file, run_module):
     result = run_module("cf_tunnel_ingress", local(config_file), check=True, diff=True)
     assert result["changed"] and host(1) in result["diff"]["after"]
