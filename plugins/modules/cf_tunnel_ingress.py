@@ -243,11 +243,11 @@ def run_local(module: AnsibleModule, p: dict, transform) -> dict:
     path = p["config_path"]
     if not os.path.isfile(path):
         raise ingress.IngressError(f"{path} does not exist; the Mini's cloudflared connector is not set up (run bootstrap.yml --tags cloudflared)")
-    directory, name = os.path.split(path)
+    directory = os.path.dirname(path) or "."
     # Several runs on one Mini (twelve provisions at once) each read the file, change their rule and rename their
     # copy into place: without the lock the last rename drops the others' rules. Check mode writes nothing, locks nothing.
     lock = contextlib.nullcontext() if module.check_mode else exclusive_lock(
-        os.path.join(directory or ".", "." + name + ".lock"), what=f"this change to {path}")
+        os.path.join(directory, "." + os.path.basename(path) + ".lock"), what=f"this change to {path}")
     with lock:
         with open(path, encoding="utf-8") as handle:
             doc = ingress.parse_config_text(handle.read(), yaml)
@@ -257,7 +257,7 @@ def run_local(module: AnsibleModule, p: dict, transform) -> dict:
         changed = not ingress.rules_equal(before, after)
         if changed and not module.check_mode:
             doc["ingress"] = after
-            fd, tmp = tempfile.mkstemp(prefix=".config.", dir=directory or ".")
+            fd, tmp = tempfile.mkstemp(prefix=".config.", dir=directory)
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(ingress.dump_config_text(doc, yaml))
             module.atomic_move(tmp, path)  # keeps the file's owner and mode

@@ -4,16 +4,16 @@ ansible-core builds a module's payload (the module and every module_utils file i
 per ``ansible-playbook`` process, in a cache under that process's own local temp dir
 (``module_common._find_module_utils``: ``<DEFAULT_LOCAL_TMP>/ansiballz_cache/<module fqn>-<compression>-<extension
 key>``), and the suite starts several hundred playbooks that build the same few dozen payloads again each time: about
-about 40% of the control node's CPU of a no-op provision (measured with py-spy; README, the suite). Within one pytest run the sources
-do not change, which is the same assumption Ansible makes within one playbook run, so this plugin points that lookup at
-``$CLAWFARM_TEST_ANSIBALLZ_CACHE`` (a directory tests/conftest.py makes for the run and removes after it) and leaves
-the rest to Ansible: the same file names, its own lock per entry (``_locking.named_mutex``) and its atomic writes, so
-the two pytest-xdist workers share it too. The payload is the one Ansible would have built (what runs on the Mini is
-unchanged); a task's arguments are never in it (they are added per task, after the lookup).
+40% of the control node's CPU of a no-op provision (py-spy; docs/maintaining.md). Within one pytest run the sources
+do not change, which is the same assumption Ansible makes within one playbook run, so this plugin points that lookup
+at ``$CLAWFARM_TEST_ANSIBALLZ_CACHE`` (a directory tests/conftest.py makes for the run and removes after it) and
+leaves the rest to Ansible: the same file names, its own lock per entry (``_locking.named_mutex``) and its atomic
+writes, so the two pytest-xdist workers share it too. The payload is the one Ansible would have built (what runs on
+the Mini is unchanged); a task's arguments are never in it (they are added per task, after the lookup).
 
-Loaded by the test helpers only (tests/e2e/conftest.py ``playbook_env``), never by the collection's ``ansible.cfg``:
-a cache that outlives a run would need a key over every source it was built from. Without the variable it does
-nothing.
+Enabled for the test run only (tests/conftest.py ``pytest_configure`` sets ``ANSIBLE_CALLBACKS_ENABLED`` and
+``ANSIBLE_CALLBACK_PLUGINS``), never by the collection's ``ansible.cfg``: a cache that outlives a run would need a
+key over every source it was built from. Without the variable it does nothing.
 """
 from __future__ import annotations
 
